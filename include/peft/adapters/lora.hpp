@@ -1,0 +1,150 @@
+#pragma once
+// LoRA as Hugging Face PEFT 0.21 does it:
+//   Y = X·W0ᵀ + b + s·D(X)·Aᵀ·Bᵀ,   ΔW = s·B·A,   s = α/r (rsLoRA: α/√r)
+// lora_A: r x d_in, lora_B: d_out x r, D = dropout on the adapter path only.
+// Init (PEFT's init_lora_weights): A ~ kaiming_uniform(a=√5) = U(±1/√d_in),
+// B = 0, so the layer starts as the frozen one; Gaussian: A ~ N(0, 1/r²);
+// None: PyTorch's nn.Linear default for both (B ~ U(±1/√r)), non-zero ΔW.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include <peft/core/dropout.hpp>
+#include <peft/core/error.hpp>
+#include <peft/core/init.hpp>
+#include <peft/core/parameters.hpp>
+#include <peft/core/random.hpp>
+#include <peft/core/types.hpp>
+
+namespace peft {
+
+enum class LoRAInit {
+  KaimingUniform,  ///< PEFT's init_lora_weights=True
+  Gaussian,        ///< init_lora_weights="gaussian"
+  None,            ///< init_lora_weights=False: nn.Linear defaults, ΔW != 0
+};
+
+struct LoRAConfig {
+  Index r = 8;             ///< rank, in [1, min(d_in, d_out)]
+  double alpha = 8.0;      ///< lora_alpha, > 0
+  bool rslora = false;     ///< scale by α/√r instead of α/r
+  double dropout = 0.0;    ///< lora_dropout, in [0, 1)
+  LoRAInit init = LoRAInit::KaimingUniform;
+  std::uint64_t seed = 0;  ///< seeds the init and the dropout masks
+};
+
+template <class T>
+class LoRA {
+ public:
+  using Scalar = T;
+
+  LoRA(Index d_in, Index d_out, const LoRAConfig& config = {})
+      : d_in_(d_in), d_out_(d_out), config_(config), dropout_(validated(d_in, d_out, config).dropout, config.seed + 1) {
+    scaling_ = static_cast<T>(config.rslora ? config.alpha / std::sqrt(static_cast<double>(config.r))
+                                            : config.alpha / static_cast<double>(config.r));
+    params_.add("lora_A", {config.r, d_in});
+    params_.add("lora_B", {d_out, config.r});
+    Rng rng(config.seed);
+    switch (config.init) {
+      case LoRAInit::KaimingUniform:
+        init::kaiming_uniform(A(), d_in, std::sqrt(5.0), rng);
+        break;
+      case LoRAInit::Gaussian:
+        init::normal(A(), 1.0 / static_cast<double>(config.r), rng);
+        break;
+      case LoRAInit::None:
+        init::kaiming_uniform(A(), d_in, std::sqrt(5.0), rng);
+        init::kaiming_uniform(B(), config.r, std::sqrt(5.0), rng);
+        break;
+    }
+  }
+
+  Index in_features() const { return d_in_; }
+  Index out_features() const { return d_out_; }
+  Index rank() const { return config_.r; }
+  T scaling() const { return scaling_; }
+  const LoRAConfig& config() const { return config_; }
+
+  MatrixMap<T> A() { return params_.value(kA); }
+  MatrixMap<T> B() { return params_.value(kB); }
+  ConstMatrixMap<T> A() const { return params_.value(kA); }
+  ConstMatrixMap<T> B() const { return params_.value(kB); }
+
+  std::vector<Parameter<T>> parameters() { return params_.views(); }
+  ParameterBlock<T>& parameter_block() { return params_; }
+  void zero_grad() { params_.zero_grad(); }
+  Index num_params() const { return params_.num_params(); }
+
+  /// Matrix-product flops of forward + backward for N rows: two thin GEMMs
+  /// forward (X·Aᵀ, H·Bᵀ), four backward (dB, dH, dA, dX).
+  double flops(Index N) const {
+    return 6.0 * static_cast<double>(N) * static_cast<double>(config_.r) * static_cast<double>(d_in_ + d_out_);
+  }
+
+  void set_training(bool training) { training_ = training; }
+  bool training() const { return training_; }
+
+  /// ΔW = s·B·A (d_out x d_in).
+  Matrix<T> delta_weight() const { return (scaling_ * B()) * A(); }
+
+  /// Y += s·D(X)·Aᵀ·Bᵀ; keeps D(X) and H = D(X)·Aᵀ for backward.
+  void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    PEFT_REQUIRE(X.cols() == d_in_ && Y.rows() == X.rows() && Y.cols() == d_out_,
+                 "LoRA::forward_delta: expected X with d_in = ", d_in_, " columns and Y of N x d_out = ",
+                 detail::shape_str(X.rows(), d_out_), ", got X ", detail::shape_str(X.rows(), X.cols()), ", Y ",
+                 detail::shape_str(Y.rows(), Y.cols()));
+    dropped_ = training_ && dropout_.active();
+    if (dropped_) {
+      dropout_.forward(X, x_);
+    } else {
+      x_ = X;
+    }
+    h_.noalias() = x_ * A().transpose();
+    Y.noalias() += (scaling_ * h_) * B().transpose();
+  }
+
+  /// dB += s·dYᵀ·H, dA += (s·dY·B)ᵀ·D(X), dX += mask ⊙ (s·dY·B·A).
+  void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
+    PEFT_REQUIRE(h_.rows() == dY.rows() && dY.cols() == d_out_, "LoRA::backward_delta: dY must be ",
+                 detail::shape_str(h_.rows(), d_out_), " (N x d_out of the last forward), got ",
+                 detail::shape_str(dY.rows(), dY.cols()));
+    PEFT_ASSERT(dX.rows() == dY.rows() && dX.cols() == d_in_);
+    params_.grad(kB).noalias() += (scaling_ * dY.transpose()) * h_;
+    dh_.noalias() = (scaling_ * dY) * B();
+    params_.grad(kA).noalias() += dh_.transpose() * x_;
+    if (dropped_) {
+      dx_.noalias() = dh_ * A();
+      dropout_.backward(dx_);
+      dX += dx_;
+    } else {
+      dX.noalias() += dh_ * A();
+    }
+  }
+
+ private:
+  static constexpr Index kA = 0, kB = 1;
+
+  static const LoRAConfig& validated(Index d_in, Index d_out, const LoRAConfig& c) {
+    PEFT_REQUIRE(d_in > 0 && d_out > 0, "LoRA: d_in and d_out must be positive, got d_in = ", d_in,
+                 ", d_out = ", d_out);
+    PEFT_REQUIRE(c.r >= 1 && c.r <= std::min(d_in, d_out), "LoRA: rank must be in [1, min(d_in, d_out)] = [1, ",
+                 std::min(d_in, d_out), "], got ", c.r);
+    PEFT_REQUIRE(c.alpha > 0.0 && std::isfinite(c.alpha), "LoRA: alpha must be a finite value > 0, got ", c.alpha);
+    PEFT_REQUIRE(c.dropout >= 0.0 && c.dropout < 1.0, "LoRA: dropout must be in [0, 1), got ", c.dropout);
+    return c;
+  }
+
+  Index d_in_, d_out_;
+  LoRAConfig config_;
+  T scaling_{};
+  ParameterBlock<T> params_;
+  Dropout<T> dropout_;
+  bool training_ = true;
+  bool dropped_ = false;  // whether the last forward applied dropout
+  // Forward cache and backward scratch, reused across calls.
+  Matrix<T> x_, h_, dh_, dx_;
+};
+
+}  // namespace peft

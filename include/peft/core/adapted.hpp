@@ -1,0 +1,155 @@
+#pragma once
+// Adapted<A>: a frozen Linear plus one adapter, with forward, hand-written
+// backward, and merge/unmerge for adapters that can fold into the weights.
+
+#include <utility>
+#include <vector>
+
+#include <peft/core/adapter.hpp>
+#include <peft/core/error.hpp>
+#include <peft/core/linear.hpp>
+
+namespace peft {
+
+template <Adapter A>
+class Adapted {
+ public:
+  using Scalar = typename A::Scalar;
+  using T = Scalar;
+
+  Adapted(Linear<T> base, A adapter) : base_(std::move(base)), adapter_(std::move(adapter)) {
+    PEFT_REQUIRE(adapter_.in_features() == base_.in_features() && adapter_.out_features() == base_.out_features(),
+                 "Adapted: adapter is ", detail::shape_str(adapter_.out_features(), adapter_.in_features()),
+                 " (d_out x d_in) but the base layer is ",
+                 detail::shape_str(base_.out_features(), base_.in_features()));
+  }
+
+  /// Y = output_edit(base(input_edit(X)) + Δ(input_edit(X))), or the merged
+  /// base alone once merged.
+  void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    PEFT_REQUIRE(X.cols() == base_.in_features(), "Adapted::forward: X must have in_features = ",
+                 base_.in_features(), " columns, got ", detail::shape_str(X.rows(), X.cols()));
+    rows_ = -1;  // invalid until this forward completes
+    if (merged_) {
+      base_.forward(X, Y);
+      return;
+    }
+    if constexpr (EditsInput<A>) {
+      x_edited_ = X;
+      adapter_.forward_input(x_edited_);
+      run_base_and_delta(x_edited_, Y);
+    } else {
+      run_base_and_delta(X, Y);
+    }
+    if constexpr (EditsOutput<A>) adapter_.forward_output(Y);
+    rows_ = X.rows();
+  }
+  Matrix<T> forward(const ConstMatrixRef<T>& X) {
+    Matrix<T> Y;
+    forward(X, Y);
+    return Y;
+  }
+
+  /// dX for the upstream gradient dY of the last forward; adds into the
+  /// adapter's parameter gradients. May be called again on the same forward.
+  void backward(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
+    PEFT_REQUIRE(!merged_, "Adapted::backward: the adapter is merged into the base; call unmerge() before training");
+    PEFT_REQUIRE(rows_ >= 0, "Adapted::backward: called before forward");
+    PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == base_.out_features(),
+                 "Adapted::backward: dY must be N x out_features = ", detail::shape_str(rows_, base_.out_features()),
+                 " like the last forward's output, got ", detail::shape_str(dY.rows(), dY.cols()));
+    if constexpr (EditsOutput<A>) {
+      dH_ = dY;
+      adapter_.backward_output(dH_);
+      base_and_delta_backward(dH_, dX);
+    } else {
+      base_and_delta_backward(dY, dX);
+    }
+    if constexpr (EditsInput<A>) adapter_.backward_input(dX);
+  }
+  Matrix<T> backward(const ConstMatrixRef<T>& dY) {
+    Matrix<T> dX;
+    backward(dY, dX);
+    return dX;
+  }
+
+  /// Folds the adapter into the base weights: afterwards forward costs what
+  /// the frozen layer costs. Only at eval time: dropout is not part of ΔW.
+  void merge()
+    requires Mergeable<A>
+  {
+    PEFT_REQUIRE(!merged_, "Adapted::merge: already merged; call unmerge() first");
+    if constexpr (MergesItself<A>) {
+      adapter_.merge_into(base_);
+    } else {
+      base_.weight() += adapter_.delta_weight();
+    }
+    merged_values_ = snapshot();
+    merged_ = true;
+    rows_ = -1;
+  }
+
+  /// Restores the base weights. The adapter's parameters must not have changed
+  /// since merge(), or the subtraction would not restore the original weights.
+  void unmerge()
+    requires Mergeable<A>
+  {
+    PEFT_REQUIRE(merged_, "Adapted::unmerge: not merged");
+    PEFT_REQUIRE(snapshot() == merged_values_,
+                 "Adapted::unmerge: the adapter's parameters changed while merged; unmerging would not restore the "
+                 "base weights");
+    if constexpr (MergesItself<A>) {
+      adapter_.unmerge_from(base_);
+    } else {
+      base_.weight() -= adapter_.delta_weight();
+    }
+    merged_ = false;
+    merged_values_.clear();
+    rows_ = -1;
+  }
+
+  bool merged() const { return merged_; }
+
+  /// Training mode (the default) applies the adapter's dropout; eval does not.
+  void set_training(bool training) {
+    if constexpr (HasTrainingMode<A>) adapter_.set_training(training);
+  }
+
+  Linear<T>& base() { return base_; }
+  const Linear<T>& base() const { return base_; }
+  A& adapter() { return adapter_; }
+  const A& adapter() const { return adapter_; }
+
+  Index in_features() const { return base_.in_features(); }
+  Index out_features() const { return base_.out_features(); }
+
+  /// Flops of forward + backward of the whole adapted layer for N rows.
+  double flops(Index N) const { return base_.flops(N) + adapter_.flops(N); }
+
+ private:
+  void run_base_and_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    base_.forward(X, Y);
+    if constexpr (AddsDelta<A>) adapter_.forward_delta(X, Y);
+  }
+
+  void base_and_delta_backward(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
+    base_.backward(dY, dX);
+    if constexpr (AddsDelta<A>) adapter_.backward_delta(dY, dX);
+  }
+
+  std::vector<T> snapshot() {
+    std::vector<T> values;
+    for (const auto& p : adapter_.parameters()) values.insert(values.end(), p.value.data(), p.value.data() + p.value.size());
+    return values;
+  }
+
+  Linear<T> base_;
+  A adapter_;
+  bool merged_ = false;
+  Index rows_ = -1;  // rows of the last completed forward, -1 if backward is not allowed
+  Matrix<T> x_edited_;
+  Matrix<T> dH_;
+  std::vector<T> merged_values_;
+};
+
+}  // namespace peft

@@ -1,0 +1,73 @@
+#pragma once
+// The Adapter concept: what Adapted<A> needs from an adapter.
+//
+// An adapter changes a frozen Linear at up to three points, each a pair of
+// member functions (forward, then backward in reverse order):
+//   input edit   X -> X'        forward_input(Matrix& X)              in place
+//                               backward_input(Matrix& dX)            dX' -> dX in place
+//   additive     Y += Δ(X)      forward_delta(X, Matrix& Y)           adds Δ(X) into Y
+//                               backward_delta(dY, Matrix& dX)        adds its dX term into dX
+//   output edit  H -> H'        forward_output(Matrix& H)             in place
+//                               backward_output(Matrix& dH)           dH' -> dH in place
+// Backward functions add into the adapter's parameter gradients (+=). An
+// adapter caches what its own backward needs during forward.
+//
+// Merging: an adapter with delta_weight() merges as W += ΔW; any other
+// mergeable adapter provides merge_into(Linear&) / unmerge_from(Linear&).
+
+#include <concepts>
+
+#include <peft/core/linear.hpp>
+#include <peft/core/types.hpp>
+
+namespace peft {
+
+template <class A>
+concept EditsInput = requires(A& a, Matrix<typename A::Scalar>& m) {
+  a.forward_input(m);
+  a.backward_input(m);
+};
+
+template <class A>
+concept AddsDelta = requires(A& a, const ConstMatrixRef<typename A::Scalar>& x, Matrix<typename A::Scalar>& m) {
+  a.forward_delta(x, m);
+  a.backward_delta(x, m);
+};
+
+template <class A>
+concept EditsOutput = requires(A& a, Matrix<typename A::Scalar>& m) {
+  a.forward_output(m);
+  a.backward_output(m);
+};
+
+template <class A>
+concept Adapter = requires(A& a, const A& ca, Index n) {
+  typename A::Scalar;
+  { ca.in_features() } -> std::convertible_to<Index>;
+  { ca.out_features() } -> std::convertible_to<Index>;
+  { a.parameters() };
+  { a.zero_grad() };
+  { ca.num_params() } -> std::convertible_to<Index>;
+  { ca.flops(n) } -> std::convertible_to<double>;
+} && (EditsInput<A> || AddsDelta<A> || EditsOutput<A>);
+
+/// Linear in X with a dense equivalent: Δ(X) = X·ΔWᵀ.
+template <class A>
+concept HasDeltaWeight = requires(const A& a) {
+  { a.delta_weight() } -> std::convertible_to<Matrix<typename A::Scalar>>;
+};
+
+template <class A>
+concept MergesItself = requires(A& a, Linear<typename A::Scalar>& base) {
+  a.merge_into(base);
+  a.unmerge_from(base);
+};
+
+template <class A>
+concept Mergeable = Adapter<A> && (HasDeltaWeight<A> || MergesItself<A>);
+
+/// Adapters with a train/eval distinction (dropout) expose set_training().
+template <class A>
+concept HasTrainingMode = requires(A& a) { a.set_training(true); };
+
+}  // namespace peft

@@ -1,0 +1,16 @@
+#pragma once
+// peft-cpp umbrella header: the core API, every adapter and the io layer.
+
+#include <peft/core/adapted.hpp>
+#include <peft/core/adapter.hpp>
+#include <peft/core/dropout.hpp>
+#include <peft/core/error.hpp>
+#include <peft/core/init.hpp>
+#include <peft/core/linear.hpp>
+#include <peft/core/parameters.hpp>
+#include <peft/core/random.hpp>
+#include <peft/core/types.hpp>
+
+#include <peft/adapters/lora.hpp>
+
+#include <peft/io/safetensors.hpp>
