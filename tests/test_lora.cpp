@@ -4,6 +4,8 @@
 #include <peft/core/adapted.hpp>
 #include <peft/testing/gradcheck.hpp>
 
+#include <sstream>
+
 #include "test_util.hpp"
 
 namespace peft::test {
@@ -63,7 +65,9 @@ TEST(LoRA, GradientsMatchFiniteDifferences) {
     ASSERT_EQ(errors.size(), 3u);  // X, lora_A, lora_B
     for (const auto& e : errors) {
       EXPECT_LT(e.error, 1e-6) << e.name;
-      RecordProperty("gradcheck_" + e.name + (rslora ? "_rslora" : ""), std::to_string(e.error));
+      std::ostringstream error;
+      error << std::scientific << e.error;
+      RecordProperty("gradcheck_" + e.name + (rslora ? "_rslora" : ""), error.str());
     }
   }
 }

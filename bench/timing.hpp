@@ -1,0 +1,58 @@
+#pragma once
+// Timing helpers shared by the benchmarks. The machines are shared and noisy,
+// so cases are timed interleaved (round-robin) and summarised by medians, and
+// overheads are ratios of medians taken in the same run.
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+namespace peft::bench {
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+inline double seconds_of(const std::function<void()>& run) {
+  const auto start = std::chrono::steady_clock::now();
+  run();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// Runs every case once per round for `rounds` rounds after `warmup` untimed
+/// rounds; returns each case's median time in seconds.
+inline std::vector<double> interleaved_medians(const std::vector<std::function<void()>>& cases, int rounds,
+                                               int warmup = 1) {
+  std::vector<std::vector<double>> samples(cases.size());
+  for (int round = -warmup; round < rounds; ++round)
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      const double t = seconds_of(cases[c]);
+      if (round >= 0) samples[c].push_back(t);
+    }
+  std::vector<double> medians;
+  for (auto& s : samples) medians.push_back(median(std::move(s)));
+  return medians;
+}
+
+/// "AMD EPYC ... (avx512)" style description of where the numbers come from.
+inline std::string machine_description() {
+  std::string model = "unknown CPU";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);)
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  return model + "; Eigen SIMD: " + Eigen::SimdInstructionSetsInUse() + "; Eigen threads: " +
+         std::to_string(Eigen::nbThreads());
+}
+
+}  // namespace peft::bench

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds and runs the whole test suite from a fresh clone:
+#   bash scripts/test.sh              tests, examples and benchmarks built, tests run
+#   bash scripts/test.sh --sanitize   the same tests under AddressSanitizer + UBSan
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+build=build/test
+options=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPEFT_BUILD_TESTS=ON -DPEFT_BUILD_EXAMPLES=ON -DPEFT_BUILD_BENCHMARKS=ON)
+if [[ "${1:-}" == "--sanitize" ]]; then
+  build=build/sanitize
+  # Benchmarks and examples are not instrumented; tests are what the sanitizers check.
+  options=(-DCMAKE_BUILD_TYPE=Debug -DPEFT_SANITIZE=ON -DPEFT_BUILD_TESTS=ON -DPEFT_BUILD_EXAMPLES=OFF
+           -DPEFT_BUILD_BENCHMARKS=OFF -DCMAKE_CXX_FLAGS_DEBUG="-g -O1")
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+
+cmake -S . -B "$build" "${options[@]}"
+cmake --build "$build" -j "$(nproc)"
+ctest --test-dir "$build" --output-on-failure -j "$(nproc)"
