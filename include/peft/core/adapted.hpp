@@ -34,14 +34,11 @@ class Adapted {
       base_.forward(X, Y);
       return;
     }
-    if constexpr (EditsInput<A>) {
-      x_edited_ = X;
-      adapter_.forward_input(x_edited_);
-      run_base_and_delta(x_edited_, Y);
-    } else {
-      run_base_and_delta(X, Y);
-    }
-    if constexpr (EditsOutput<A>) adapter_.forward_output(Y);
+    const ConstMatrixRef<T> input = edit_input(X);
+    base_.forward(input, Y);
+    if constexpr (AddsDelta<A>) adapter_.forward_delta(input, Y);
+    if constexpr (EditsOutput<A>)
+      if (output_edit_active(adapter_)) adapter_.forward_output(Y);
     rows_ = X.rows();
   }
   Matrix<T> forward(const ConstMatrixRef<T>& X) {
@@ -58,14 +55,11 @@ class Adapted {
     PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == base_.out_features(),
                  "Adapted::backward: dY must be N x out_features = ", detail::shape_str(rows_, base_.out_features()),
                  " like the last forward's output, got ", detail::shape_str(dY.rows(), dY.cols()));
-    if constexpr (EditsOutput<A>) {
-      dH_ = dY;
-      adapter_.backward_output(dH_);
-      base_and_delta_backward(dH_, dX);
-    } else {
-      base_and_delta_backward(dY, dX);
-    }
-    if constexpr (EditsInput<A>) adapter_.backward_input(dX);
+    const ConstMatrixRef<T> dH = output_edit_backward(dY);
+    base_.backward(dH, dX);
+    if constexpr (AddsDelta<A>) adapter_.backward_delta(dH, dX);
+    if constexpr (EditsInput<A>)
+      if (input_edit_active(adapter_)) adapter_.backward_input(dX);
   }
   Matrix<T> backward(const ConstMatrixRef<T>& dY) {
     Matrix<T> dX;
@@ -127,14 +121,29 @@ class Adapted {
   double flops(Index N) const { return base_.flops(N) + adapter_.flops(N); }
 
  private:
-  void run_base_and_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
-    base_.forward(X, Y);
-    if constexpr (AddsDelta<A>) adapter_.forward_delta(X, Y);
+  /// The input the base sees: X, or a copy edited by the adapter.
+  ConstMatrixRef<T> edit_input(const ConstMatrixRef<T>& X) {
+    if constexpr (EditsInput<A>) {
+      if (input_edit_active(adapter_)) {
+        x_edited_ = X;
+        adapter_.forward_input(x_edited_);
+        return x_edited_;
+      }
+    }
+    return X;
   }
 
-  void base_and_delta_backward(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
-    base_.backward(dY, dX);
-    if constexpr (AddsDelta<A>) adapter_.backward_delta(dY, dX);
+  /// The gradient at the base's output: dY, or dY routed back through the
+  /// adapter's output edit.
+  ConstMatrixRef<T> output_edit_backward(const ConstMatrixRef<T>& dY) {
+    if constexpr (EditsOutput<A>) {
+      if (output_edit_active(adapter_)) {
+        dH_ = dY;
+        adapter_.backward_output(dH_);
+        return dH_;
+      }
+    }
+    return dY;
   }
 
   std::vector<T> snapshot() {

@@ -66,6 +66,20 @@ concept MergesItself = requires(A& a, Linear<typename A::Scalar>& base) {
 template <class A>
 concept Mergeable = Adapter<A> && (HasDeltaWeight<A> || MergesItself<A>);
 
+/// An adapter whose configuration picks the point (IA3: input scaling on
+/// feed-forward layers, output scaling otherwise) implements both edits and
+/// says per instance which one is live; the other is skipped.
+template <class A>
+bool input_edit_active(const A& a) {
+  if constexpr (requires { { a.edits_input() } -> std::convertible_to<bool>; }) return a.edits_input();
+  else return EditsInput<A>;
+}
+template <class A>
+bool output_edit_active(const A& a) {
+  if constexpr (requires { { a.edits_output() } -> std::convertible_to<bool>; }) return a.edits_output();
+  else return EditsOutput<A>;
+}
+
 /// Adapters with a train/eval distinction (dropout) expose set_training().
 template <class A>
 concept HasTrainingMode = requires(A& a) { a.set_training(true); };
