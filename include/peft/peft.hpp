@@ -11,6 +11,11 @@
 #include <peft/core/random.hpp>
 #include <peft/core/types.hpp>
 
+#include <peft/adapters/ia3.hpp>
+#include <peft/adapters/lokr.hpp>
 #include <peft/adapters/lora.hpp>
+#include <peft/adapters/lorta.hpp>
+#include <peft/adapters/melora.hpp>
+#include <peft/adapters/red.hpp>
 
 #include <peft/io/safetensors.hpp>

@@ -1,0 +1,248 @@
+#pragma once
+// LoKr as Hugging Face PEFT 0.21 does it for Linear layers:
+//   ΔW = s·(W1 ⊗ W2),  s = α/r,  W1: out_l x in_m,  W2: out_k x in_n,
+// with (in_m, in_n) = factorization(d_in, f) and (out_l, out_k) =
+// factorization(d_out, f) (PEFT's/LyCORIS's rule, below). W1 is lokr_w1, or
+// lokr_w1_a·lokr_w1_b (rank r) when decompose_both and r < max(out_l, in_m)/2;
+// W2 is lokr_w2, or lokr_w2_a·lokr_w2_b when r < max(out_k, in_n)/2.
+// Training never forms the Kronecker product: with a row x reshaped row-major
+// to X_m (in_m x in_n), the output row reshaped to out_l x out_k is
+// s·W1·X_m·W2ᵀ. rank_dropout drops rows of ΔW (output features), module_dropout
+// skips the adapter for a whole forward, both in training mode only.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include <peft/core/error.hpp>
+#include <peft/core/init.hpp>
+#include <peft/core/parameters.hpp>
+#include <peft/core/random.hpp>
+#include <peft/core/types.hpp>
+
+namespace peft {
+
+/// PEFT's factorization(dimension, factor): (m, n) with m·n = dimension and
+/// m ≤ n. With factor > 0 dividing dimension it is (factor, dimension/factor);
+/// otherwise m grows through the divisors while m + n shrinks and m ≤ factor
+/// (factor = −1: no bound), which lands near the square root.
+inline std::pair<Index, Index> lokr_factorization(Index dimension, Index factor = -1) {
+  if (factor > 0 && dimension % factor == 0) return {factor, dimension / factor};
+  if (factor == -1) factor = dimension;
+  Index m = 1, n = dimension;
+  while (m < n) {
+    Index next = m + 1;
+    while (dimension % next != 0) ++next;
+    const Index next_n = dimension / next;
+    if (next + next_n > m + n || next > factor) break;
+    m = next;
+    n = next_n;
+  }
+  if (m > n) std::swap(m, n);
+  return {m, n};
+}
+
+enum class LoKrInit {
+  Default,  ///< PEFT's init_weights=True: W1 (or W1_a) zero, the rest kaiming-uniform: ΔW = 0
+  Random,   ///< init_weights=False: everything kaiming-uniform
+  Lycoris,  ///< init_weights="lycoris": W2 (or W2_b) zero, the rest kaiming-uniform
+};
+
+struct LoKrConfig {
+  Index r = 8;
+  double alpha = 8.0;
+  bool decompose_both = false;
+  Index decompose_factor = -1;
+  double rank_dropout = 0.0;
+  bool rank_dropout_scale = false;
+  double module_dropout = 0.0;
+  LoKrInit init = LoKrInit::Default;
+  std::uint64_t seed = 0;
+};
+
+template <class T>
+class LoKr {
+ public:
+  using Scalar = T;
+
+  LoKr(Index d_in, Index d_out, const LoKrConfig& config = {}) : d_in_(d_in), d_out_(d_out), config_(config), rng_(config.seed + 1) {
+    PEFT_REQUIRE(d_in > 0 && d_out > 0, "LoKr: d_in and d_out must be positive, got d_in = ", d_in, ", d_out = ", d_out);
+    PEFT_REQUIRE(config.r >= 1, "LoKr: r must be >= 1, got ", config.r);
+    PEFT_REQUIRE(config.alpha > 0.0 && std::isfinite(config.alpha), "LoKr: alpha must be a finite value > 0, got ",
+                 config.alpha);
+    PEFT_REQUIRE(config.decompose_factor == -1 || config.decompose_factor > 0,
+                 "LoKr: decompose_factor must be -1 or positive, got ", config.decompose_factor);
+    PEFT_REQUIRE(config.rank_dropout >= 0.0 && config.rank_dropout < 1.0, "LoKr: rank_dropout must be in [0, 1), got ",
+                 config.rank_dropout);
+    PEFT_REQUIRE(config.module_dropout >= 0.0 && config.module_dropout < 1.0,
+                 "LoKr: module_dropout must be in [0, 1), got ", config.module_dropout);
+    std::tie(in_m_, in_n_) = lokr_factorization(d_in, config.decompose_factor);
+    std::tie(out_l_, out_k_) = lokr_factorization(d_out, config.decompose_factor);
+    const double r = static_cast<double>(config.r);
+    w1_full_ = !(config.decompose_both && r < static_cast<double>(std::max(out_l_, in_m_)) / 2.0);
+    w2_full_ = !(r < static_cast<double>(std::max(out_k_, in_n_)) / 2.0);
+    scaling_ = static_cast<T>(config.alpha / r);
+
+    if (w1_full_) w1_ = params_.add("lokr_w1", {out_l_, in_m_});
+    else {
+      w1_ = params_.add("lokr_w1_a", {out_l_, config.r});
+      w1b_ = params_.add("lokr_w1_b", {config.r, in_m_});
+    }
+    if (w2_full_) w2_ = params_.add("lokr_w2", {out_k_, in_n_});
+    else {
+      w2_ = params_.add("lokr_w2_a", {out_k_, config.r});
+      w2b_ = params_.add("lokr_w2_b", {config.r, in_n_});
+    }
+    initialise(config.init, config.seed);
+  }
+
+  Index in_features() const { return d_in_; }
+  Index out_features() const { return d_out_; }
+  T scaling() const { return scaling_; }
+  const LoKrConfig& config() const { return config_; }
+  /// Kronecker factor shapes: W1 is out_l x in_m, W2 is out_k x in_n.
+  std::pair<Index, Index> w1_shape() const { return {out_l_, in_m_}; }
+  std::pair<Index, Index> w2_shape() const { return {out_k_, in_n_}; }
+
+  /// The Kronecker factors (products of the low-rank pair where decomposed).
+  Matrix<T> w1() const { return w1_full_ ? Matrix<T>(params_.value(w1_)) : Matrix<T>(params_.value(w1_) * params_.value(w1b_)); }
+  Matrix<T> w2() const { return w2_full_ ? Matrix<T>(params_.value(w2_)) : Matrix<T>(params_.value(w2_) * params_.value(w2b_)); }
+
+  std::vector<Parameter<T>> parameters() { return params_.views(); }
+  ParameterBlock<T>& parameter_block() { return params_; }
+  void zero_grad() { params_.zero_grad(); }
+  Index num_params() const { return params_.num_params(); }
+
+  void set_training(bool training) { training_ = training; }
+
+  /// Matrix-product flops of forward + backward for N rows, never forming ΔW:
+  /// U = X_m·W2ᵀ and W1·U forward; dX (two products), dW2 and dW1 backward.
+  double flops(Index N) const {
+    const double n = static_cast<double>(N);
+    const double w2_side = 2.0 * n * static_cast<double>(in_m_ * in_n_ * out_k_);   // X_m·W2ᵀ, P·W2, Pᵀ·X_m
+    const double w1_side = 2.0 * n * static_cast<double>(out_l_ * in_m_ * out_k_);  // W1·U, W1ᵀ·G_m, G_m·Uᵀ
+    return 3.0 * w2_side + 3.0 * w1_side;
+  }
+
+  /// ΔW = s·(W1 ⊗ W2), d_out x d_in (the oracle and the merge; never used in training).
+  Matrix<T> delta_weight() const {
+    const Matrix<T> a = w1(), b = w2();
+    Matrix<T> dW(d_out_, d_in_);
+    for (Index i = 0; i < out_l_; ++i)
+      for (Index j = 0; j < in_m_; ++j) dW.block(i * out_k_, j * in_n_, out_k_, in_n_) = (scaling_ * a(i, j)) * b;
+    return dW;
+  }
+
+  /// Y += s·rows of W1·X_m·W2ᵀ, one Kronecker product per row of X.
+  void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    PEFT_REQUIRE(X.cols() == d_in_ && Y.rows() == X.rows() && Y.cols() == d_out_,
+                 "LoKr::forward_delta: expected X with d_in = ", d_in_, " columns and Y of N x d_out = ",
+                 detail::shape_str(X.rows(), d_out_), ", got X ", detail::shape_str(X.rows(), X.cols()), ", Y ",
+                 detail::shape_str(Y.rows(), Y.cols()));
+    const Index N = X.rows();
+    rows_ = N;
+    skipped_ = training_ && config_.module_dropout > 0.0 && !(rng_.uniform() > config_.module_dropout);
+    if (skipped_) return;
+    w1v_ = w1();
+    w2v_ = w2();
+    x_ = X;
+    // All rows at once: X as (N·in_m) x in_n, U = X·W2ᵀ is (N·in_m) x out_k.
+    const ConstMatrixMap<T> x_stack(x_.data(), N * in_m_, in_n_);
+    u_.resize(N * in_m_, out_k_);
+    u_.noalias() = x_stack * w2v_.transpose();
+    draw_rank_mask();
+    out_.resize(out_l_, out_k_);
+    for (Index n = 0; n < N; ++n) {
+      out_.noalias() = (scaling_ * w1v_) * u_.middleRows(n * in_m_, in_m_);
+      MatrixMap<T> y_row(Y.row(n).data(), out_l_, out_k_);
+      if (masked_) y_row.array() += out_.array() * mask_.array();
+      else y_row += out_;
+    }
+  }
+
+  /// With G_m the row of dY reshaped out_l x out_k (masked by rank dropout),
+  /// P = W1ᵀ·G_m: dX_m += s·P·W2, dW2 += s·Σ Pᵀ·X_m, dW1 += s·Σ G_m·Uᵀ;
+  /// decomposed factors take the chain rule through their product.
+  void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
+    PEFT_REQUIRE(rows_ == dY.rows() && dY.cols() == d_out_, "LoKr::backward_delta: dY must be ",
+                 detail::shape_str(rows_, d_out_), " (N x d_out of the last forward), got ",
+                 detail::shape_str(dY.rows(), dY.cols()));
+    if (skipped_) return;
+    const Index N = dY.rows();
+    p_.resize(N * in_m_, out_k_);
+    gw1_.setZero(out_l_, in_m_);
+    g_.resize(out_l_, out_k_);
+    for (Index n = 0; n < N; ++n) {
+      const ConstMatrixMap<T> g_row(dY.row(n).data(), out_l_, out_k_);
+      if (masked_) g_.array() = g_row.array() * mask_.array();
+      else g_ = g_row;
+      p_.middleRows(n * in_m_, in_m_).noalias() = (scaling_ * w1v_.transpose()) * g_;
+      gw1_.noalias() += g_ * u_.middleRows(n * in_m_, in_m_).transpose();
+    }
+    gw1_ *= scaling_;
+    const ConstMatrixMap<T> x_stack(x_.data(), N * in_m_, in_n_);
+    gw2_.noalias() = p_.transpose() * x_stack;
+    MatrixMap<T> dx_stack(dX.data(), N * in_m_, in_n_);
+    dx_stack.noalias() += p_ * w2v_;
+    accumulate_factor_grad(w1_full_, w1_, w1b_, gw1_);
+    accumulate_factor_grad(w2_full_, w2_, w2b_, gw2_);
+  }
+
+ private:
+  void initialise(LoKrInit how, std::uint64_t seed) {
+    Rng rng(seed);
+    const double a = std::sqrt(5.0);
+    auto kaiming = [&](Index i) { init::kaiming_uniform(params_.value(i), params_.value(i).cols(), a, rng); };
+    // W1 side
+    if (how == LoKrInit::Default) {
+      if (!w1_full_) kaiming(w1b_);  // w1_a (or w1) stays zero
+    } else {
+      kaiming(w1_);
+      if (!w1_full_) kaiming(w1b_);
+    }
+    // W2 side
+    if (how == LoKrInit::Lycoris) {
+      if (!w2_full_) kaiming(w2_);  // w2_b (or w2) stays zero
+    } else {
+      kaiming(w2_);
+      if (!w2_full_) kaiming(w2b_);
+    }
+  }
+
+  /// dW of a factor into its parameter(s): W = W_a·W_b gives dW_a = dW·W_bᵀ, dW_b = W_aᵀ·dW.
+  void accumulate_factor_grad(bool full, Index a, Index b, const Matrix<T>& dW) {
+    if (full) {
+      params_.grad(a) += dW;
+    } else {
+      params_.grad(a).noalias() += dW * params_.value(b).transpose();
+      params_.grad(b).noalias() += params_.value(a).transpose() * dW;
+    }
+  }
+
+  /// Rank dropout keeps each output feature (row of ΔW) with probability 1 − p,
+  /// optionally rescaled by the mean kept fraction, as PEFT does.
+  void draw_rank_mask() {
+    masked_ = training_ && config_.rank_dropout > 0.0;
+    if (!masked_) return;
+    mask_.resize(out_l_, out_k_);
+    for (Index i = 0; i < mask_.size(); ++i) mask_.data()[i] = rng_.uniform() > config_.rank_dropout ? T(1) : T(0);
+    if (config_.rank_dropout_scale && mask_.sum() > T(0)) mask_ /= mask_.mean();
+  }
+
+  Index d_in_, d_out_;
+  LoKrConfig config_;
+  Rng rng_;  // dropout draws
+  Index in_m_ = 1, in_n_ = 1, out_l_ = 1, out_k_ = 1;
+  bool w1_full_ = true, w2_full_ = true;
+  Index w1_ = -1, w1b_ = -1, w2_ = -1, w2b_ = -1;
+  T scaling_{};
+  ParameterBlock<T> params_;
+  bool training_ = true, skipped_ = false, masked_ = false;
+  Index rows_ = -1;
+  // Forward cache and backward scratch, reused across calls.
+  Matrix<T> w1v_, w2v_, x_, u_, out_, mask_, p_, g_, gw1_, gw2_;
+};
+
+}  // namespace peft
