@@ -4,6 +4,7 @@
 //
 //   peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--double] [--json]
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -95,12 +96,24 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
 
   std::vector<Case> cases;
   cases.push_back({"frozen base", 0, base.flops(o.rows), runner(std::make_shared<peft::Linear<T>>(base), X, dY)});
-  for (const Index r : {8, 64}) {
-    auto layer = std::make_shared<peft::Adapted<peft::LoRA<T>>>(
-        base, peft::LoRA<T>(d, d, {.r = r, .alpha = 2.0 * r, .init = peft::LoRAInit::None}));
-    cases.push_back({"LoRA r=" + std::to_string(r), layer->adapter().num_params(), layer->flops(o.rows),
-                     runner(layer, X, dY)});
-  }
+  auto add = [&](std::string name, auto adapter) {
+    using A = decltype(adapter);
+    auto layer = std::make_shared<peft::Adapted<A>>(base, std::move(adapter));
+    cases.push_back({std::move(name), layer->adapter().num_params(), layer->flops(o.rows), runner(layer, X, dY)});
+  };
+  for (const Index r : {8, 64})
+    add("LoRA r=" + std::to_string(r), peft::LoRA<T>(d, d, {.r = r, .alpha = 2.0 * r, .init = peft::LoRAInit::None}));
+  add("MELoRA r=8 n=2", peft::MELoRA<T>(d, d, {.r = 8, .n = 2, .init = peft::LoRAInit::None}));
+  add("LoKr r=8", peft::LoKr<T>(d, d, {.r = 8, .init = peft::LoKrInit::Random}));
+  // One factor set for a 12-layer model (q, k, v, o; 64-wide heads): its
+  // parameters are the whole model's, shared by 48 layers.
+  add("LoRTA r=8 (shared by 48 layers)",
+      peft::LoRTA<T>(std::make_shared<peft::LoRTAFactors<T>>(
+                         peft::LoRTAConfig{.r = 8, .d = d, .heads = std::max<Index>(1, d / 64), .layers = 12}),
+                     0, 0));
+  add("RED", peft::RED<T>(d, d));
+  add("IA3", peft::IA3<T>(d, d));
+  add("IA3 feed-forward", peft::IA3<T>(d, d, {.feedforward = true}));
 
   std::vector<std::function<void()>> runs;
   for (const auto& c : cases) runs.push_back(c.forward_backward);
