@@ -25,7 +25,9 @@ struct IA3Config {
 };
 
 template <class T>
-class IA3 {
+class IA3 : public OwnsParameters<T> {
+  using OwnsParameters<T>::params_;
+
  public:
   using Scalar = T;
 
@@ -49,11 +51,6 @@ class IA3 {
   /// ia3_l as PEFT shapes it: d_out x 1, or 1 x d_in for feed-forward modules.
   MatrixMap<T> l() { return params_.value(0); }
   ConstMatrixMap<T> l() const { return params_.value(0); }
-
-  std::vector<Parameter<T>> parameters() { return params_.views(); }
-  ParameterBlock<T>& parameter_block() { return params_; }
-  void zero_grad() { params_.zero_grad(); }
-  Index num_params() const { return params_.num_params(); }
 
   /// Elementwise flops for N rows: one scaling forward, a product-reduction
   /// and a scaling backward.
@@ -111,7 +108,6 @@ class IA3 {
 
   Index d_in_, d_out_;
   IA3Config config_;
-  ParameterBlock<T> params_;
   Matrix<T> saved_;  // the input (feed-forward) or output (otherwise) before scaling
 };
 

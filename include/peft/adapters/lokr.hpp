@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include <peft/core/adapter.hpp>
 #include <peft/core/error.hpp>
 #include <peft/core/init.hpp>
 #include <peft/core/parameters.hpp>
@@ -63,7 +64,9 @@ struct LoKrConfig {
 };
 
 template <class T>
-class LoKr {
+class LoKr : public OwnsParameters<T> {
+  using OwnsParameters<T>::params_;
+
  public:
   using Scalar = T;
 
@@ -110,11 +113,6 @@ class LoKr {
   Matrix<T> w1() const { return w1_full_ ? Matrix<T>(params_.value(w1_)) : Matrix<T>(params_.value(w1_) * params_.value(w1b_)); }
   Matrix<T> w2() const { return w2_full_ ? Matrix<T>(params_.value(w2_)) : Matrix<T>(params_.value(w2_) * params_.value(w2b_)); }
 
-  std::vector<Parameter<T>> parameters() { return params_.views(); }
-  ParameterBlock<T>& parameter_block() { return params_; }
-  void zero_grad() { params_.zero_grad(); }
-  Index num_params() const { return params_.num_params(); }
-
   void set_training(bool training) { training_ = training; }
 
   /// Matrix-product flops of forward + backward for N rows, never forming ΔW:
@@ -137,10 +135,7 @@ class LoKr {
 
   /// Y += s·rows of W1·X_m·W2ᵀ, one Kronecker product per row of X.
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
-    PEFT_REQUIRE(X.cols() == d_in_ && Y.rows() == X.rows() && Y.cols() == d_out_,
-                 "LoKr::forward_delta: expected X with d_in = ", d_in_, " columns and Y of N x d_out = ",
-                 detail::shape_str(X.rows(), d_out_), ", got X ", detail::shape_str(X.rows(), X.cols()), ", Y ",
-                 detail::shape_str(Y.rows(), Y.cols()));
+    detail::check_delta_shapes<T>("LoKr::forward_delta", X, Y, d_in_, d_out_);
     const Index N = X.rows();
     rows_ = N;
     skipped_ = training_ && config_.module_dropout > 0.0 && !(rng_.uniform() > config_.module_dropout);
@@ -238,7 +233,6 @@ class LoKr {
   bool w1_full_ = true, w2_full_ = true;
   Index w1_ = -1, w1b_ = -1, w2_ = -1, w2b_ = -1;
   T scaling_{};
-  ParameterBlock<T> params_;
   bool training_ = true, skipped_ = false, masked_ = false;
   Index rows_ = -1;
   // Forward cache and backward scratch, reused across calls.

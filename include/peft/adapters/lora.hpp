@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <peft/core/dropout.hpp>
+#include <peft/core/adapter.hpp>
 #include <peft/core/error.hpp>
 #include <peft/core/init.hpp>
 #include <peft/core/parameters.hpp>
@@ -36,7 +37,9 @@ struct LoRAConfig {
 };
 
 template <class T>
-class LoRA {
+class LoRA : public OwnsParameters<T> {
+  using OwnsParameters<T>::params_;
+
  public:
   using Scalar = T;
 
@@ -72,11 +75,6 @@ class LoRA {
   ConstMatrixMap<T> A() const { return params_.value(kA); }
   ConstMatrixMap<T> B() const { return params_.value(kB); }
 
-  std::vector<Parameter<T>> parameters() { return params_.views(); }
-  ParameterBlock<T>& parameter_block() { return params_; }
-  void zero_grad() { params_.zero_grad(); }
-  Index num_params() const { return params_.num_params(); }
-
   /// Matrix-product flops of forward + backward for N rows: two thin GEMMs
   /// forward (X·Aᵀ, H·Bᵀ), four backward (dB, dH, dA, dX).
   double flops(Index N) const {
@@ -91,10 +89,7 @@ class LoRA {
 
   /// Y += s·D(X)·Aᵀ·Bᵀ; keeps D(X) and H = D(X)·Aᵀ for backward.
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
-    PEFT_REQUIRE(X.cols() == d_in_ && Y.rows() == X.rows() && Y.cols() == d_out_,
-                 "LoRA::forward_delta: expected X with d_in = ", d_in_, " columns and Y of N x d_out = ",
-                 detail::shape_str(X.rows(), d_out_), ", got X ", detail::shape_str(X.rows(), X.cols()), ", Y ",
-                 detail::shape_str(Y.rows(), Y.cols()));
+    detail::check_delta_shapes<T>("LoRA::forward_delta", X, Y, d_in_, d_out_);
     dropped_ = training_ && dropout_.active();
     if (dropped_) {
       dropout_.forward(X, x_);
@@ -139,7 +134,6 @@ class LoRA {
   Index d_in_, d_out_;
   LoRAConfig config_;
   T scaling_{};
-  ParameterBlock<T> params_;
   Dropout<T> dropout_;
   bool training_ = true;
   bool dropped_ = false;  // whether the last forward applied dropout

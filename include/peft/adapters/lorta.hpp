@@ -41,7 +41,9 @@ struct LoRTAConfig {
 /// The CP factors shared by every LoRTA adapter of a model: one parameter
 /// block, stepped once per optimisation step however many layers use it.
 template <class T>
-class LoRTAFactors {
+class LoRTAFactors : public OwnsParameters<T> {
+  using OwnsParameters<T>::params_;
+
  public:
   using Scalar = T;
   static constexpr Index kA = 0, kB = 1, kCh = 2, kCl = 3, kCm = 4;
@@ -83,15 +85,11 @@ class LoRTAFactors {
     return c;
   }
 
-  std::vector<Parameter<T>> parameters() { return params_.views(); }
-  ParameterBlock<T>& parameter_block() { return params_; }
-  void zero_grad() { params_.zero_grad(); }
-  /// r·(d + d_h + H + L + M) for the whole model.
-  Index num_params() const { return params_.num_params(); }
+  // parameters(), parameter_block(), zero_grad() and num_params() (which is
+  // r·(d + d_h + H + L + M) for the whole model) come from OwnsParameters.
 
  private:
   LoRTAConfig config_;
-  ParameterBlock<T> params_;
 };
 
 /// One adapted d x d Linear (layer l, matrix type m) drawing on shared factors.

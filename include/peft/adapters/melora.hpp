@@ -14,6 +14,7 @@
 
 #include <peft/adapters/lora.hpp>
 #include <peft/core/dropout.hpp>
+#include <peft/core/adapter.hpp>
 #include <peft/core/error.hpp>
 #include <peft/core/init.hpp>
 #include <peft/core/parameters.hpp>
@@ -32,7 +33,9 @@ struct MELoRAConfig {
 };
 
 template <class T>
-class MELoRA {
+class MELoRA : public OwnsParameters<T> {
+  using OwnsParameters<T>::params_;
+
  public:
   using Scalar = T;
 
@@ -63,11 +66,6 @@ class MELoRA {
   ConstMatrixMap<T> A(Index i) const { return params_.value(2 * i); }
   ConstMatrixMap<T> B(Index i) const { return params_.value(2 * i + 1); }
 
-  std::vector<Parameter<T>> parameters() { return params_.views(); }
-  ParameterBlock<T>& parameter_block() { return params_; }
-  void zero_grad() { params_.zero_grad(); }
-  Index num_params() const { return params_.num_params(); }
-
   /// Same matrix-product flops as one LoRA of rank r.
   double flops(Index N) const {
     return 6.0 * static_cast<double>(N) * static_cast<double>(config_.r) * static_cast<double>(d_in_ + d_out_);
@@ -84,10 +82,7 @@ class MELoRA {
 
   /// Y_i += s·D(X)_i·A_iᵀ·B_iᵀ for every block i.
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
-    PEFT_REQUIRE(X.cols() == d_in_ && Y.rows() == X.rows() && Y.cols() == d_out_,
-                 "MELoRA::forward_delta: expected X with d_in = ", d_in_, " columns and Y of N x d_out = ",
-                 detail::shape_str(X.rows(), d_out_), ", got X ", detail::shape_str(X.rows(), X.cols()), ", Y ",
-                 detail::shape_str(Y.rows(), Y.cols()));
+    detail::check_delta_shapes<T>("MELoRA::forward_delta", X, Y, d_in_, d_out_);
     dropped_ = training_ && dropout_.active();
     if (dropped_) dropout_.forward(X, x_);
     else x_ = X;
@@ -139,7 +134,6 @@ class MELoRA {
   MELoRAConfig config_;
   Index bin_ = 0, bout_ = 0;  // block widths d_in/n, d_out/n
   T scaling_{};
-  ParameterBlock<T> params_;
   Dropout<T> dropout_;
   bool training_ = true;
   bool dropped_ = false;

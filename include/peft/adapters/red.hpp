@@ -22,7 +22,9 @@ struct REDConfig {
 };
 
 template <class T>
-class RED {
+class RED : public OwnsParameters<T> {
+  using OwnsParameters<T>::params_;
+
  public:
   using Scalar = T;
 
@@ -39,11 +41,6 @@ class RED {
   Index in_features() const { return d_in_; }
   Index out_features() const { return d_out_; }
   const REDConfig& config() const { return config_; }
-
-  std::vector<Parameter<T>> parameters() { return params_.views(); }
-  ParameterBlock<T>& parameter_block() { return params_; }
-  void zero_grad() { params_.zero_grad(); }
-  Index num_params() const { return params_.num_params(); }
 
   /// Elementwise flops for N rows: scale and shift forward, two reductions and
   /// a scale backward.
@@ -107,7 +104,6 @@ class RED {
  private:
   Index d_in_, d_out_;
   REDConfig config_;
-  ParameterBlock<T> params_;
   Index scale_ = -1, bias_ = -1;
   bool created_bias_ = false;
   Matrix<T> h_;

@@ -17,6 +17,8 @@
 
 #include <concepts>
 
+#include <peft/core/error.hpp>
+
 #include <peft/core/linear.hpp>
 #include <peft/core/types.hpp>
 
@@ -84,4 +86,15 @@ bool output_edit_active(const A& a) {
 template <class A>
 concept HasTrainingMode = requires(A& a) { a.set_training(true); };
 
+namespace detail {
+
+/// The shape check every additive adapter's forward_delta starts with.
+template <class T>
+void check_delta_shapes(const char* who, const ConstMatrixRef<T>& X, const Matrix<T>& Y, Index d_in, Index d_out) {
+  PEFT_REQUIRE(X.cols() == d_in && Y.rows() == X.rows() && Y.cols() == d_out, who, ": expected X with d_in = ", d_in,
+               " columns and Y of N x d_out = ", shape_str(X.rows(), d_out), ", got X ", shape_str(X.rows(), X.cols()),
+               ", Y ", shape_str(Y.rows(), Y.cols()));
+}
+
+}  // namespace detail
 }  // namespace peft

@@ -115,4 +115,20 @@ class ParameterBlock {
   Vector<T> grads_;
 };
 
+/// Base of an adapter that owns its parameters: the named views, the block
+/// itself (for trainers that step or all-reduce it as one vector), zero_grad
+/// and the count.
+template <class T>
+class OwnsParameters {
+ public:
+  std::vector<Parameter<T>> parameters() { return params_.views(); }
+  ParameterBlock<T>& parameter_block() { return params_; }
+  const ParameterBlock<T>& parameter_block() const { return params_; }
+  void zero_grad() { params_.zero_grad(); }
+  Index num_params() const { return params_.num_params(); }
+
+ protected:
+  ParameterBlock<T> params_;
+};
+
 }  // namespace peft
