@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev
   libgtest-dev
   libbenchmark-dev
+  libfftw3-dev  # only for the opt-in FFTW backend and its comparison benchmarks
 )
 # Extra packages for optional parts, asked for by name: e.g. `setup.sh clang`.
 packages+=("$@")

@@ -1,0 +1,195 @@
+#pragma once
+// peft-cpp's own real FFT, the default backend: rows are processed in panels
+// of L (the lane count), each panel gathered into lane-interleaved buffers so
+// that every butterfly transforms L rows with one vector operation, then
+// scattered back. A ragged last panel uses only its first lanes and never
+// reads or writes past the last row.
+//
+// Even n = 2m: one complex FFT of length m on z_j = x_{2j} + i·x_{2j+1}, then
+//   E_k = (Z_k + conj Z_{m−k})/2,  O_k = −i(Z_k − conj Z_{m−k})/2,
+//   X_k = E_k + W^k·O_k,  W = e^{−2πi/n},  k = 0..m  (indices of Z mod m).
+// The inverse runs the same steps backwards:
+//   Z_k = (X_k + conj X_{m−k}) + i·W^{−k}(X_k − conj X_{m−k}),  z = IFFT_m(Z),
+//   x_{2j} = Re z_j, x_{2j+1} = Im z_j.
+// Odd n: a complex FFT of length n on (x_j, 0); the inverse completes the
+// Hermitian spectrum and keeps the real part.
+// Plans own their twiddles and scratch: no allocation per call. A plan is not
+// safe to use from two threads at once; give each thread its own.
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <numbers>
+#include <vector>
+
+#include <peft/core/error.hpp>
+#include <peft/core/types.hpp>
+#include <peft/fft/complex_plan.hpp>
+#include <peft/fft/lanes.hpp>
+
+namespace peft::fft {
+
+template <class T>
+class VectorizedFFT {
+ public:
+  using Scalar = T;
+  using Complex = std::complex<T>;
+  static constexpr const char* name = "peft";
+
+  explicit VectorizedFFT(Index n) : n_(n) {
+    PEFT_REQUIRE(n >= 1, "VectorizedFFT: length must be >= 1, got ", n);
+    even_ = n % 2 == 0;
+    const Index m = even_ ? n / 2 : n;
+    plan_ = detail::ComplexPlan<T>(m);
+    z_.resize(static_cast<std::size_t>(m + 1));
+    scratch_.resize(static_cast<std::size_t>(std::max<Index>(plan_.scratch_size(), 1)));
+    if (even_) {
+      using Wide = std::conditional_t<std::is_same_v<T, float>, double, long double>;
+      twiddle_.resize(static_cast<std::size_t>(m + 1));
+      for (Index k = 0; k <= m; ++k) {
+        const Wide angle = -2 * std::numbers::pi_v<Wide> * static_cast<Wide>(k) / static_cast<Wide>(n);
+        twiddle_[static_cast<std::size_t>(k)] = Complex(static_cast<T>(std::cos(angle)), static_cast<T>(std::sin(angle)));
+      }
+    }
+  }
+
+  Index size() const { return n_; }
+  Index bins() const { return n_ / 2 + 1; }
+
+  /// out[r][k] = Σ_j in[r][j]·e^{−2πi jk/n} for k < bins(), r < rows (unscaled).
+  void forward(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
+    for (Index r0 = 0; r0 < rows; r0 += L) {
+      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+      if (even_) forward_even_panel(in + r0 * in_stride, in_stride, out + r0 * out_stride, out_stride, lanes);
+      else forward_odd_panel(in + r0 * in_stride, in_stride, out + r0 * out_stride, out_stride, lanes);
+    }
+  }
+
+  /// out[r][j] = scale·Σ_k X_k·e^{+2πi jk/n} over the Hermitian spectrum whose
+  /// first bins() entries are in[r] (imaginary parts of DC and, for even n,
+  /// Nyquist are ignored). scale = 1/n gives the true inverse.
+  void inverse(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale) {
+    for (Index r0 = 0; r0 < rows; r0 += L) {
+      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+      if (even_) inverse_even_panel(in + r0 * in_stride, in_stride, out + r0 * out_stride, out_stride, lanes, scale);
+      else inverse_odd_panel(in + r0 * in_stride, in_stride, out + r0 * out_stride, out_stride, lanes, scale);
+    }
+  }
+
+ private:
+  using C = detail::LaneComplex<T>;
+  using V = typename detail::Lanes<T>::type;
+  static constexpr int L = detail::Lanes<T>::count;
+
+  /// Zeroes the unused lanes of a ragged panel so they stay finite.
+  void clear_lanes(Index count) {
+    for (Index j = 0; j < count; ++j) z_[static_cast<std::size_t>(j)].re = z_[static_cast<std::size_t>(j)].im = V{};
+  }
+
+  void forward_even_panel(const T* in, Index in_stride, Complex* out, Index out_stride, int lanes) {
+    const Index m = n_ / 2;
+    C* z = z_.data();
+    if (lanes < L) clear_lanes(m);
+    for (int l = 0; l < lanes; ++l) {
+      const T* row = in + l * in_stride;
+      for (Index j = 0; j < m; ++j) {
+        z[j].re[l] = row[2 * j];
+        z[j].im[l] = row[2 * j + 1];
+      }
+    }
+    plan_.template transform<false>(z, scratch_.data());
+    for (Index k = 0; k <= m; ++k) {
+      const C& a = z[k % m];
+      const C& b = z[(m - k) % m];
+      // E = (a + conj b)/2, O = −i(a − conj b)/2, X = E + W^k·O
+      const V er = (a.re + b.re) * T(0.5), ei = (a.im - b.im) * T(0.5);
+      const V orr = (a.im + b.im) * T(0.5), oi = (b.re - a.re) * T(0.5);
+      const Complex w = twiddle_[static_cast<std::size_t>(k)];
+      const V xr = er + orr * w.real() - oi * w.imag();
+      const V xi = ei + orr * w.imag() + oi * w.real();
+      for (int l = 0; l < lanes; ++l) out[l * out_stride + k] = Complex(xr[l], xi[l]);
+    }
+  }
+
+  void inverse_even_panel(const Complex* in, Index in_stride, T* out, Index out_stride, int lanes, T scale) {
+    const Index m = n_ / 2;
+    C* z = z_.data();  // holds X_0..X_m, then Z_0..Z_{m−1} in place
+    if (lanes < L) clear_lanes(m + 1);
+    for (int l = 0; l < lanes; ++l) {
+      const Complex* row = in + l * in_stride;
+      for (Index k = 0; k <= m; ++k) {
+        z[k].re[l] = row[k].real();
+        z[k].im[l] = row[k].imag();
+      }
+    }
+    z[0].im = V{};
+    z[m].im = V{};
+    // Pairs (k, m − k) are read together and both overwritten.
+    for (Index k = 0; k <= m / 2; ++k) {
+      const Index k2 = m - k;
+      const C a = z[k], b = z[k2];
+      pre_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
+      if (k2 != k && k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
+    }
+    plan_.template transform<true>(z, scratch_.data());
+    for (int l = 0; l < lanes; ++l) {
+      T* row = out + l * out_stride;
+      for (Index j = 0; j < m; ++j) {
+        row[2 * j] = scale * z[j].re[l];
+        row[2 * j + 1] = scale * z[j].im[l];
+      }
+    }
+  }
+
+  /// Z = (a + conj b) + i·conj(w)·(a − conj b), with a = X_k, b = X_{m−k}, w = W^k.
+  static void pre_twiddle(const C& a, const C& b, const Complex& w, C& z) {
+    const V sr = a.re + b.re, si = a.im - b.im;
+    const V dr = a.re - b.re, di = a.im + b.im;
+    // conj(w)·d
+    const V tr = dr * w.real() + di * w.imag();
+    const V ti = di * w.real() - dr * w.imag();
+    z.re = sr - ti;  // + i·(tr + i·ti) = −ti + i·tr
+    z.im = si + tr;
+  }
+
+  void forward_odd_panel(const T* in, Index in_stride, Complex* out, Index out_stride, int lanes) {
+    C* z = z_.data();
+    if (lanes < L) clear_lanes(n_);
+    for (Index j = 0; j < n_; ++j) z[j].im = V{};
+    for (int l = 0; l < lanes; ++l) {
+      const T* row = in + l * in_stride;
+      for (Index j = 0; j < n_; ++j) z[j].re[l] = row[j];
+    }
+    plan_.template transform<false>(z, scratch_.data());
+    for (int l = 0; l < lanes; ++l)
+      for (Index k = 0; k < bins(); ++k) out[l * out_stride + k] = Complex(z[k].re[l], z[k].im[l]);
+  }
+
+  void inverse_odd_panel(const Complex* in, Index in_stride, T* out, Index out_stride, int lanes, T scale) {
+    C* z = z_.data();
+    if (lanes < L) clear_lanes(n_);
+    for (int l = 0; l < lanes; ++l) {
+      const Complex* row = in + l * in_stride;
+      for (Index k = 0; k < bins(); ++k) {
+        z[k].re[l] = row[k].real();
+        z[k].im[l] = row[k].imag();
+      }
+    }
+    z[0].im = V{};
+    for (Index k = 1; k < bins(); ++k) {
+      z[n_ - k].re = z[k].re;
+      z[n_ - k].im = -z[k].im;
+    }
+    plan_.template transform<true>(z, scratch_.data());
+    for (int l = 0; l < lanes; ++l)
+      for (Index j = 0; j < n_; ++j) out[l * out_stride + j] = scale * z[j].re[l];
+  }
+
+  Index n_;
+  bool even_ = true;
+  detail::ComplexPlan<T> plan_;
+  std::vector<C> z_, scratch_;
+  std::vector<Complex> twiddle_;  // W^k, k = 0..m (even n)
+};
+
+}  // namespace peft::fft
