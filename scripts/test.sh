@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 build=build/test
-options=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPEFT_BUILD_TESTS=ON -DPEFT_BUILD_EXAMPLES=ON -DPEFT_BUILD_BENCHMARKS=ON)
+options=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPEFT_BUILD_TESTS=ON -DPEFT_BUILD_EXAMPLES=ON -DPEFT_BUILD_BENCHMARKS=ON -DPEFT_WITH_FFTW=ON)
 if [[ "${1:-}" == "--sanitize" ]]; then
   build=build/sanitize
   # Benchmarks and examples are not instrumented; tests are what the sanitizers check.
   options=(-DCMAKE_BUILD_TYPE=Debug -DPEFT_SANITIZE=ON -DPEFT_BUILD_TESTS=ON -DPEFT_BUILD_EXAMPLES=OFF
-           -DPEFT_BUILD_BENCHMARKS=OFF -DCMAKE_CXX_FLAGS_DEBUG="-g -O1")
+           -DPEFT_BUILD_BENCHMARKS=OFF -DPEFT_WITH_FFTW=ON -DCMAKE_CXX_FLAGS_DEBUG="-g -O1")
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 

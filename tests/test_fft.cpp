@@ -1,0 +1,173 @@
+// Real FFT plans: every backend, float and double, the same test bodies.
+// Oracle: a naive O(n²) DFT in long double.
+#include <peft/fft/fft.hpp>
+
+#include <cmath>
+#include <map>
+#include <numbers>
+
+#include "test_util.hpp"
+
+namespace peft::test {
+namespace {
+
+using LD = long double;
+using Spectrum = std::vector<std::complex<LD>>;
+
+constexpr Index kMaxRows = 257;
+
+/// Inputs shared by all backends: float-representable values, so float and
+/// double plans see the same signal.
+const Matrix<double>& signal(Index n) {
+  static std::map<Index, Matrix<double>> cache;
+  auto [it, fresh] = cache.try_emplace(n);
+  if (fresh) it->second = random_matrix<float>(kMaxRows, n, static_cast<std::uint64_t>(n)).cast<double>();
+  return it->second;
+}
+
+/// Rows checked against the naive DFT: all for small n, otherwise the ones at
+/// panel boundaries (lane counts 4, 8, 16) and the ragged end.
+std::vector<Index> checked_rows(Index n, Index rows) {
+  std::vector<Index> out;
+  for (Index r = 0; r < rows; ++r)
+    if (n <= 64 || r < 2 || r == rows - 1 || r % 16 == 15 || r % 16 == 0) out.push_back(r);
+  return out;
+}
+
+/// Naive half spectrum of row r of signal(n), cached.
+const Spectrum& reference(Index n, Index r) {
+  static std::map<std::pair<Index, Index>, Spectrum> cache;
+  auto [it, fresh] = cache.try_emplace({n, r});
+  if (fresh) {
+    std::vector<std::complex<LD>> roots(static_cast<std::size_t>(n));
+    for (Index k = 0; k < n; ++k)
+      roots[static_cast<std::size_t>(k)] = std::polar(LD(1), -2 * std::numbers::pi_v<LD> * static_cast<LD>(k) / static_cast<LD>(n));
+    const auto& x = signal(n);
+    for (Index k = 0; k <= n / 2; ++k) {
+      std::complex<LD> sum = 0;
+      for (Index j = 0; j < n; ++j) sum += static_cast<LD>(x(r, j)) * roots[static_cast<std::size_t>((j * k) % n)];
+      it->second.push_back(sum);
+    }
+  }
+  return it->second;
+}
+
+/// Plans for the tests; FFTW plans with FFTW_ESTIMATE so that planning
+/// hundreds of shapes stays fast (FFTW_MEASURE is for long-running users).
+template <class Plan>
+Plan make_plan(Index n) {
+#ifdef PEFT_WITH_FFTW
+  if constexpr (std::is_same_v<Plan, fft::FFTWPlan<typename Plan::Scalar>>) return Plan(n, FFTW_ESTIMATE);
+#endif
+  return Plan(n);
+}
+
+template <class Plan>
+class FFTTest : public ::testing::Test {
+ protected:
+  using T = typename Plan::Scalar;
+  static double tol() { return std::is_same_v<T, float> ? 1e-5 : 1e-12; }
+  static std::vector<Index> lengths() {
+    std::vector<Index> n(64);
+    for (Index i = 0; i < 64; ++i) n[static_cast<std::size_t>(i)] = i + 1;
+    for (const Index big : {96, 768, 1000, 1021, 4096}) n.push_back(big);
+    return n;
+  }
+};
+
+using Backends = ::testing::Types<fft::VectorizedFFT<float>, fft::VectorizedFFT<double>, fft::KissFFT<float>,
+                                  fft::KissFFT<double>
+#ifdef PEFT_WITH_FFTW
+                                  , fft::FFTWPlan<float>, fft::FFTWPlan<double>
+#endif
+                                  >;
+TYPED_TEST_SUITE(FFTTest, Backends);
+
+TYPED_TEST(FFTTest, ForwardMatchesNaiveDftAndRoundTrips) {
+  using T = typename TestFixture::T;
+  for (const Index n : TestFixture::lengths()) {
+    auto plan = make_plan<TypeParam>(n);
+    ASSERT_EQ(plan.bins(), n / 2 + 1);
+    for (const Index rows : {1, 3, 16, 17, 257}) {
+      const Matrix<T> X = signal(n).topRows(rows).template cast<T>();
+      fft::ComplexMatrix<T> S;
+      fft::forward(plan, X, S);
+      double err = 0, scale = 0;
+      for (const Index r : checked_rows(n, rows)) {
+        const Spectrum& ref = reference(n, r);
+        for (Index k = 0; k < plan.bins(); ++k) {
+          const auto want = ref[static_cast<std::size_t>(k)];
+          const std::complex<LD> got(S(r, k).real(), S(r, k).imag());
+          err = std::max(err, static_cast<double>(std::abs(got - want)));
+          scale = std::max(scale, static_cast<double>(std::abs(want)));
+        }
+      }
+      EXPECT_LE(err / scale, TestFixture::tol()) << "n = " << n << ", rows = " << rows;
+      Matrix<T> back;
+      fft::inverse(plan, S, back, T(1) / static_cast<T>(n));
+      EXPECT_LE(max_rel_diff(back, X), TestFixture::tol()) << "round trip, n = " << n << ", rows = " << rows;
+    }
+  }
+}
+
+TYPED_TEST(FFTTest, LinearityAndParseval) {
+  using T = typename TestFixture::T;
+  for (const Index n : {7, 16, 30, 1021, 768}) {
+    auto plan = make_plan<TypeParam>(n);
+    const Matrix<T> x = random_matrix<T>(17, n, 1), y = random_matrix<T>(17, n, 2);
+    const T a = T(0.75), b = T(-1.5);
+    fft::ComplexMatrix<T> X, Y, Z;
+    fft::forward(plan, x, X);
+    fft::forward(plan, y, Y);
+    fft::forward(plan, Matrix<T>(a * x + b * y), Z);
+    const fft::ComplexMatrix<T> combined = a * X + b * Y;
+    EXPECT_LE((Z - combined).cwiseAbs().maxCoeff() / combined.cwiseAbs().maxCoeff(), 10 * TestFixture::tol()) << n;
+    for (Index r = 0; r < x.rows(); ++r) {
+      // Σ|x|² = (1/n)·Σ_k |X_k|² over the full spectrum: interior bins count twice.
+      double energy = 0;
+      for (Index k = 0; k < plan.bins(); ++k) {
+        const bool paired = k != 0 && !(n % 2 == 0 && k == n / 2);
+        energy += (paired ? 2.0 : 1.0) * std::norm(std::complex<double>(X(r, k)));
+      }
+      const double direct = x.row(r).template cast<double>().squaredNorm();
+      EXPECT_NEAR(energy / static_cast<double>(n), direct, 10 * TestFixture::tol() * direct) << n;
+    }
+  }
+}
+
+TYPED_TEST(FFTTest, StridedRowsAndRepeatedCalls) {
+  using T = typename TestFixture::T;
+  const Index n = 96, rows = 19;
+  auto plan = make_plan<TypeParam>(n);
+  // Rows taken from a wider matrix (stride > n) give the same spectra.
+  const Matrix<T> wide = random_matrix<T>(rows, n + 5, 3);
+  const Matrix<T> tight = wide.leftCols(n);
+  fft::ComplexMatrix<T> a, b;
+  fft::forward(plan, wide.leftCols(n), a);
+  fft::forward(plan, tight, b);
+  const double scale = b.cwiseAbs().maxCoeff();
+  EXPECT_LE((a - b).cwiseAbs().maxCoeff() / scale, TestFixture::tol());
+  fft::forward(plan, tight, a);  // a plan is reusable
+  EXPECT_LE((a - b).cwiseAbs().maxCoeff() / scale, TestFixture::tol());
+  fft::ComplexMatrix<T> wide_out(rows, plan.bins() + 3);
+  plan.forward(tight.data(), n, wide_out.data(), wide_out.cols(), rows);
+  EXPECT_LE((wide_out.leftCols(plan.bins()) - b).cwiseAbs().maxCoeff() / scale, TestFixture::tol());
+  Matrix<T> out_wide = Matrix<T>::Zero(rows, n + 2);  // inverse into strided rows
+  plan.inverse(b.data(), b.cols(), out_wide.data(), out_wide.cols(), rows, T(1) / static_cast<T>(n));
+  EXPECT_LE(max_rel_diff(out_wide.leftCols(n).eval(), tight), TestFixture::tol());
+  EXPECT_EQ(out_wide.rightCols(2).cwiseAbs().maxCoeff(), T(0));  // nothing written past each row
+}
+
+TEST(FFT, RejectsBadInput) {
+  EXPECT_PEFT_ERROR(fft::VectorizedFFT<float>(0), "VectorizedFFT: length must be >= 1, got 0");
+  EXPECT_PEFT_ERROR(fft::KissFFT<double>(-3), "KissFFT: length must be >= 1, got -3");
+  fft::RealFFT<double> plan(8);
+  fft::ComplexMatrix<double> S;
+  EXPECT_PEFT_ERROR(fft::forward(plan, Matrix<double>::Zero(2, 9), S), "fft::forward: rows must have the plan's length 8, got 2 x 9");
+  Matrix<double> X;
+  EXPECT_PEFT_ERROR(fft::inverse(plan, fft::ComplexMatrix<double>::Zero(2, 4), X, 1.0),
+                    "fft::inverse: spectra must have n/2 + 1 = 5 bins, got 2 x 4");
+}
+
+}  // namespace
+}  // namespace peft::test
