@@ -8,6 +8,8 @@
 // Lane vectors only ever travel by reference: passing them by value would
 // change the calling convention between targets (GCC's -Wpsabi).
 
+#include <utility>
+
 namespace peft::fft::detail {
 
 #if defined(__AVX__) || defined(__AVX512F__)
@@ -28,5 +30,30 @@ struct LaneComplex {
   using V = typename Lanes<T>::type;
   V re, im;
 };
+
+/// One level of an in-register transpose: rows a (bit H clear) and b = the
+/// row H further swap the blocks where row and column differ in bit H:
+///   a'[c] = bit_H(c) ? b[c − H] : a[c],   b'[c] = bit_H(c) ? b[c] : a[c + H].
+template <class V, int L, int H, int... I>
+inline void swap_blocks(V& a, V& b, std::integer_sequence<int, I...>) {
+  const V na = __builtin_shufflevector(a, b, ((I & H) ? (I - H + L) : I)...);
+  const V nb = __builtin_shufflevector(a, b, ((I & H) ? (I + L) : (I + H))...);
+  a = na;
+  b = nb;
+}
+
+template <class V, int L, int H>
+inline void transpose_levels(V* v) {
+  for (int i = 0; i < L; ++i)
+    if ((i & H) == 0) swap_blocks<V, L, H>(v[i], v[i + H], std::make_integer_sequence<int, L>{});
+  if constexpr (H > 1) transpose_levels<V, L, H / 2>(v);
+}
+
+/// Transposes L lane vectors in place (v[i][c] ↔ v[c][i]): log2(L) levels of
+/// block swaps, L shuffles each, instead of L² scalar moves.
+template <class T>
+inline void transpose(typename Lanes<T>::type* v) {
+  transpose_levels<typename Lanes<T>::type, Lanes<T>::count, Lanes<T>::count / 2>(v);
+}
 
 }  // namespace peft::fft::detail

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <cstring>
 #include <numbers>
 #include <vector>
 
@@ -81,47 +82,109 @@ class VectorizedFFT {
   using V = typename detail::Lanes<T>::type;
   static constexpr int L = detail::Lanes<T>::count;
 
+  // Moving data between rows and lanes is a transpose. The odd-length paths
+  // run it in blocks of kBlock elements so the lane buffer's block stays in
+  // L1 while every row of the panel passes through it.
+  static constexpr Index kBlock = 64;
+
+  // The lane buffer seen as scalars: element j's real lanes start at re(j),
+  // its imaginary lanes at im(j). Scalar access for the transposes avoids
+  // read-modify-write of whole vectors (GCC lets a vector alias its elements).
+  T* flat() { return reinterpret_cast<T*>(z_.data()); }
+  static Index re(Index j) { return 2 * j * L; }
+  static Index im(Index j) { return (2 * j + 1) * L; }
+
   /// Zeroes the unused lanes of a ragged panel so they stay finite.
   void clear_lanes(Index count) {
     for (Index j = 0; j < count; ++j) z_[static_cast<std::size_t>(j)].re = z_[static_cast<std::size_t>(j)].im = V{};
+  }
+
+  /// z[j] ← (row[2j], row[2j+1]) per lane for j < count: rows of
+  /// interleaved pairs (real input seen as pairs, or complex rows) into lanes.
+  /// Full blocks of L/2 elements load L values from each row and transpose
+  /// them in registers; the tail moves scalars.
+  void rows_to_lanes(const T* in, Index in_stride, int lanes, Index count) {
+    C* z = z_.data();
+    constexpr Index half = L / 2;
+    const Index full = count - count % half;
+    V block[L];
+    for (Index j0 = 0; j0 < full; j0 += half) {
+      for (int l = 0; l < L; ++l) {
+        if (l < lanes) std::memcpy(&block[l], in + l * in_stride + 2 * j0, sizeof(V));
+        else block[l] = V{};
+      }
+      detail::transpose<T>(block);
+      for (Index c = 0; c < half; ++c) {
+        z[j0 + c].re = block[2 * c];
+        z[j0 + c].im = block[2 * c + 1];
+      }
+    }
+    T* zf = flat();
+    for (int l = 0; l < lanes; ++l)
+      for (Index j = full; j < count; ++j) {
+        zf[re(j) + l] = in[l * in_stride + 2 * j];
+        zf[im(j) + l] = in[l * in_stride + 2 * j + 1];
+      }
+  }
+
+  /// The reverse of rows_to_lanes, times scale: row[2j], row[2j+1] ← scale·z[j].
+  void lanes_to_rows(T* out, Index out_stride, int lanes, Index count, T scale) {
+    const C* z = z_.data();
+    constexpr Index half = L / 2;
+    const Index full = count - count % half;
+    V block[L];
+    for (Index j0 = 0; j0 < full; j0 += half) {
+      for (Index c = 0; c < half; ++c) {
+        block[2 * c] = z[j0 + c].re * scale;
+        block[2 * c + 1] = z[j0 + c].im * scale;
+      }
+      detail::transpose<T>(block);
+      for (int l = 0; l < lanes; ++l) std::memcpy(out + l * out_stride + 2 * j0, &block[l], sizeof(V));
+    }
+    const T* zf = flat();
+    for (int l = 0; l < lanes; ++l)
+      for (Index j = full; j < count; ++j) {
+        out[l * out_stride + 2 * j] = scale * zf[re(j) + l];
+        out[l * out_stride + 2 * j + 1] = scale * zf[im(j) + l];
+      }
+  }
+
+  void gather_complex(const Complex* in, Index in_stride, int lanes, Index count) {
+    rows_to_lanes(reinterpret_cast<const T*>(in), 2 * in_stride, lanes, count);
+  }
+  void scatter_complex(Complex* out, Index out_stride, int lanes, Index count) {
+    lanes_to_rows(reinterpret_cast<T*>(out), 2 * out_stride, lanes, count, T(1));
   }
 
   void forward_even_panel(const T* in, Index in_stride, Complex* out, Index out_stride, int lanes) {
     const Index m = n_ / 2;
     C* z = z_.data();
     if (lanes < L) clear_lanes(m);
-    for (int l = 0; l < lanes; ++l) {
-      const T* row = in + l * in_stride;
-      for (Index j = 0; j < m; ++j) {
-        z[j].re[l] = row[2 * j];
-        z[j].im[l] = row[2 * j + 1];
-      }
-    }
+    rows_to_lanes(in, in_stride, lanes, m);
     plan_.template transform<false>(z, scratch_.data());
-    for (Index k = 0; k <= m; ++k) {
-      const C& a = z[k % m];
-      const C& b = z[(m - k) % m];
-      // E = (a + conj b)/2, O = −i(a − conj b)/2, X = E + W^k·O
-      const V er = (a.re + b.re) * T(0.5), ei = (a.im - b.im) * T(0.5);
-      const V orr = (a.im + b.im) * T(0.5), oi = (b.re - a.re) * T(0.5);
-      const Complex w = twiddle_[static_cast<std::size_t>(k)];
-      const V xr = er + orr * w.real() - oi * w.imag();
-      const V xi = ei + orr * w.imag() + oi * w.real();
-      for (int l = 0; l < lanes; ++l) out[l * out_stride + k] = Complex(xr[l], xi[l]);
+    // X_k and X_{m−k} both come from Z_k and Z_{m−k}: compute the pair in place.
+    for (Index k = 0; k <= m / 2; ++k) {
+      const Index k2 = m - k;
+      const C a = z[k], b = z[k2 % m];
+      post_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
+      if (k2 != k) post_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
     }
+    scatter_complex(out, out_stride, lanes, m + 1);
+  }
+
+  /// X = E + w·O with E = (a + conj b)/2, O = −i(a − conj b)/2, a = Z_k, b = Z_{m−k}, w = W^k.
+  static void post_twiddle(const C& a, const C& b, const Complex& w, C& x) {
+    const V er = (a.re + b.re) * T(0.5), ei = (a.im - b.im) * T(0.5);
+    const V orr = (a.im + b.im) * T(0.5), oi = (b.re - a.re) * T(0.5);
+    x.re = er + orr * w.real() - oi * w.imag();
+    x.im = ei + orr * w.imag() + oi * w.real();
   }
 
   void inverse_even_panel(const Complex* in, Index in_stride, T* out, Index out_stride, int lanes, T scale) {
     const Index m = n_ / 2;
     C* z = z_.data();  // holds X_0..X_m, then Z_0..Z_{m−1} in place
     if (lanes < L) clear_lanes(m + 1);
-    for (int l = 0; l < lanes; ++l) {
-      const Complex* row = in + l * in_stride;
-      for (Index k = 0; k <= m; ++k) {
-        z[k].re[l] = row[k].real();
-        z[k].im[l] = row[k].imag();
-      }
-    }
+    gather_complex(in, in_stride, lanes, m + 1);
     z[0].im = V{};
     z[m].im = V{};
     // Pairs (k, m − k) are read together and both overwritten.
@@ -132,13 +195,7 @@ class VectorizedFFT {
       if (k2 != k && k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
     }
     plan_.template transform<true>(z, scratch_.data());
-    for (int l = 0; l < lanes; ++l) {
-      T* row = out + l * out_stride;
-      for (Index j = 0; j < m; ++j) {
-        row[2 * j] = scale * z[j].re[l];
-        row[2 * j + 1] = scale * z[j].im[l];
-      }
-    }
+    lanes_to_rows(out, out_stride, lanes, m, scale);
   }
 
   /// Z = (a + conj b) + i·conj(w)·(a − conj b), with a = X_k, b = X_{m−k}, w = W^k.
@@ -155,34 +212,36 @@ class VectorizedFFT {
   void forward_odd_panel(const T* in, Index in_stride, Complex* out, Index out_stride, int lanes) {
     C* z = z_.data();
     if (lanes < L) clear_lanes(n_);
-    for (Index j = 0; j < n_; ++j) z[j].im = V{};
-    for (int l = 0; l < lanes; ++l) {
-      const T* row = in + l * in_stride;
-      for (Index j = 0; j < n_; ++j) z[j].re[l] = row[j];
+    for (Index j0 = 0; j0 < n_; j0 += kBlock) {
+      const Index j1 = std::min(n_, j0 + kBlock);
+      for (Index j = j0; j < j1; ++j) z[j].im = V{};
+      for (int l = 0; l < lanes; ++l) {
+        const T* row = in + l * in_stride;
+        for (Index j = j0; j < j1; ++j) flat()[re(j) + l] = row[j];
+      }
     }
     plan_.template transform<false>(z, scratch_.data());
-    for (int l = 0; l < lanes; ++l)
-      for (Index k = 0; k < bins(); ++k) out[l * out_stride + k] = Complex(z[k].re[l], z[k].im[l]);
+    scatter_complex(out, out_stride, lanes, bins());
   }
 
   void inverse_odd_panel(const Complex* in, Index in_stride, T* out, Index out_stride, int lanes, T scale) {
     C* z = z_.data();
     if (lanes < L) clear_lanes(n_);
-    for (int l = 0; l < lanes; ++l) {
-      const Complex* row = in + l * in_stride;
-      for (Index k = 0; k < bins(); ++k) {
-        z[k].re[l] = row[k].real();
-        z[k].im[l] = row[k].imag();
-      }
-    }
+    gather_complex(in, in_stride, lanes, bins());
     z[0].im = V{};
     for (Index k = 1; k < bins(); ++k) {
       z[n_ - k].re = z[k].re;
       z[n_ - k].im = -z[k].im;
     }
     plan_.template transform<true>(z, scratch_.data());
-    for (int l = 0; l < lanes; ++l)
-      for (Index j = 0; j < n_; ++j) out[l * out_stride + j] = scale * z[j].re[l];
+    const T* zf = flat();
+    for (Index j0 = 0; j0 < n_; j0 += kBlock) {
+      const Index j1 = std::min(n_, j0 + kBlock);
+      for (int l = 0; l < lanes; ++l) {
+        T* row = out + l * out_stride;
+        for (Index j = j0; j < j1; ++j) row[j] = scale * zf[re(j) + l];
+      }
+    }
   }
 
   Index n_;
