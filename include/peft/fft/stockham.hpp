@@ -1,5 +1,5 @@
 #pragma once
-// Complex FFT of length m on lane vectors: mixed radix 4, 2, 3, 5 in
+// Complex FFT of length m on lane vectors: mixed radix 8, 4, 2, 3, 5 in
 // Stockham's autosort form (each stage reads one buffer and writes the other
 // in natural order, so no bit reversal), for m whose only prime factors are
 // 2, 3 and 5. Forward: X_k = Σ_j x_j·e^{−2πi jk/m}; inverse flips the sign;
@@ -22,10 +22,12 @@
 
 namespace peft::fft::detail {
 
-/// Radices (4 first, then 2, 3, 5) whose product is m, or empty if m has
-/// another prime factor.
+/// Radices (8 first, then 4, 2, 3, 5) whose product is m, or empty if m has
+/// another prime factor. Large radices mean fewer passes over the panel,
+/// which is what bounds the speed once the panel no longer fits in L1.
 inline std::vector<int> stockham_radices(Index m) {
   std::vector<int> radices;
+  while (m % 8 == 0) radices.push_back(8), m /= 8;
   while (m % 4 == 0) radices.push_back(4), m /= 4;
   for (const int p : {2, 3, 5})
     while (m % p == 0) radices.push_back(p), m /= p;
@@ -72,6 +74,7 @@ class Stockham {
       const Index q = n / p;
       const std::complex<T>* w = twiddles_[stage].data();
       switch (p) {
+        case 8: stage_pass<8, Inverse>(src, dst, q, s, w); break;
         case 4: stage_pass<4, Inverse>(src, dst, q, s, w); break;
         case 2: stage_pass<2, Inverse>(src, dst, q, s, w); break;
         case 3: stage_pass<3, Inverse>(src, dst, q, s, w); break;
@@ -184,6 +187,34 @@ class Stockham {
     a[3].im = m2i - u2i;
   }
 
+  template <bool Inverse>
+  static void dft8(C* a) {
+    // Two size-4 DFTs on the even and odd inputs E, O, then
+    // b_k = E_k + ω8^k·O_k, b_{k+4} = E_k − ω8^k·O_k with ω8 = e^{∓iπ/4}.
+    C e[4] = {a[0], a[2], a[4], a[6]};
+    C o[4] = {a[1], a[3], a[5], a[7]};
+    dft4<Inverse>(e);
+    dft4<Inverse>(o);
+    const T h = static_cast<T>(0.707106781186547524400844362104849039L);  // √2/2
+    V r, i;
+    // ω8·o1 = h·(o1 − i·o1) (forward); ω8²·o2 = −i·o2; ω8³·o3 = h·(−o3 − i·o3)
+    times_minus_i<Inverse>(o[1].re, o[1].im, r, i);
+    o[1].re = (o[1].re + r) * h;
+    o[1].im = (o[1].im + i) * h;
+    times_minus_i<Inverse>(o[2].re, o[2].im, r, i);
+    o[2].re = r;
+    o[2].im = i;
+    times_minus_i<Inverse>(o[3].re, o[3].im, r, i);
+    o[3].re = (r - o[3].re) * h;
+    o[3].im = (i - o[3].im) * h;
+    for (int k = 0; k < 4; ++k) {
+      a[k].re = e[k].re + o[k].re;
+      a[k].im = e[k].im + o[k].im;
+      a[k + 4].re = e[k].re - o[k].re;
+      a[k + 4].im = e[k].im - o[k].im;
+    }
+  }
+
   template <int P, bool Inverse>
   static void stage_pass(const C* src, C* dst, Index q, Index s, const std::complex<T>* w) {
     C a[P];
@@ -194,6 +225,7 @@ class Stockham {
         if constexpr (P == 2) dft2<Inverse>(a);
         else if constexpr (P == 3) dft3<Inverse>(a);
         else if constexpr (P == 4) dft4<Inverse>(a);
+        else if constexpr (P == 8) dft8<Inverse>(a);
         else dft5<Inverse>(a);
         dst[t + s * P * j] = a[0];
         if (j == 0) {
