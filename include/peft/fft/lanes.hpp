@@ -12,7 +12,9 @@
 
 namespace peft::fft::detail {
 
-#if defined(__AVX__) || defined(__AVX512F__)
+#if defined(PEFT_FFT_LANE_BYTES)
+inline constexpr int kLaneBytes = PEFT_FFT_LANE_BYTES;  // for experiments: 16, 32, 64 or 128
+#elif defined(__AVX__) || defined(__AVX512F__)
 inline constexpr int kLaneBytes = 64;
 #else
 inline constexpr int kLaneBytes = 32;

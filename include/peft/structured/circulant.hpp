@@ -1,0 +1,83 @@
+#pragma once
+// Circulant products through real FFTs, O(n log n) per row instead of O(n²).
+//   Circ(c)[i][j] = c[(i − j) mod n]        (first column c)
+//   forward   y = Circ(c)·x       ŷ = ĉ ⊙ x̂
+//   input     dx = Circ(c)ᵀ·g      dx̂ = conj(ĉ) ⊙ ĝ
+//   kernel    dc = Σ_rows x ⋆ g    dc = irfft(Σ_rows conj(x̂) ⊙ ĝ)  (summed in
+//             the frequency domain, one inverse FFT)
+// Rows of X are the vectors (PyTorch layout). x̂ is kept from forward for dc.
+
+#include <peft/core/error.hpp>
+#include <peft/core/types.hpp>
+#include <peft/fft/fft.hpp>
+
+namespace peft::structured {
+
+/// The dense n x n matrix Circ(c), the oracle for tests.
+template <class T>
+Matrix<T> circulant_dense(const Eigen::Ref<const Vector<T>>& c) {
+  const Index n = c.size();
+  Matrix<T> M(n, n);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < n; ++j) M(i, j) = c[((i - j) % n + n) % n];
+  return M;
+}
+
+template <class T, class Plan = fft::RealFFT<T>>
+class Circulant {
+ public:
+  explicit Circulant(Index n) : n_(checked_size(n)), plan_(n) {
+    c_hat_.resize(bins());
+    row_.resize(n);
+  }
+
+  Index size() const { return n_; }
+
+  /// Sets c (n entries) and computes its spectrum once.
+  void set_kernel(const T* c) {
+    plan_.forward(c, n_, c_hat_.data(), bins(), 1);
+  }
+
+  /// Y = rows Circ(c)·x of X (N x n).
+  void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    PEFT_REQUIRE(X.cols() == n_, "Circulant::forward: X must have n = ", n_, " columns, got ",
+                 ::peft::detail::shape_str(X.rows(), X.cols()));
+    fft::forward(plan_, X, x_hat_);
+    work_ = x_hat_.array().rowwise() * c_hat_.array();
+    fft::inverse(plan_, work_, Y, T(1) / static_cast<T>(n_));
+  }
+
+  /// dX = rows Circ(c)ᵀ·g of G; dc (n entries) += Σ_rows x ⋆ g, with x from
+  /// the last forward.
+  void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dc) {
+    PEFT_REQUIRE(G.cols() == n_ && G.rows() == x_hat_.rows(), "Circulant::backward: G must be ",
+                 ::peft::detail::shape_str(x_hat_.rows(), n_), " like the last forward, got ",
+                 ::peft::detail::shape_str(G.rows(), G.cols()));
+    fft::forward(plan_, G, g_hat_);
+    if (dc != nullptr) {
+      sum_hat_ = (x_hat_.conjugate().array() * g_hat_.array()).colwise().sum();
+      plan_.inverse(sum_hat_.data(), bins(), row_.data(), n_, 1, T(1) / static_cast<T>(n_));
+      Eigen::Map<Vector<T>>(dc, n_) += row_.transpose();
+    }
+    work_ = g_hat_.array().rowwise() * c_hat_.conjugate().array();
+    fft::inverse(plan_, work_, dX, T(1) / static_cast<T>(n_));
+  }
+
+  /// The spectrum of X from the last forward (rows x n/2+1).
+  const fft::ComplexMatrix<T>& input_spectrum() const { return x_hat_; }
+
+ private:
+  static Index checked_size(Index n) {
+    PEFT_REQUIRE(n >= 1, "Circulant: size must be >= 1, got ", n);
+    return n;
+  }
+  Index bins() const { return n_ / 2 + 1; }
+
+  Index n_;
+  Plan plan_;
+  Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> c_hat_, sum_hat_;
+  Eigen::Matrix<T, 1, Eigen::Dynamic> row_;
+  fft::ComplexMatrix<T> x_hat_, g_hat_, work_;
+};
+
+}  // namespace peft::structured

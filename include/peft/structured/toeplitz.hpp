@@ -1,0 +1,105 @@
+#pragma once
+// Toeplitz products through a circulant embedding, O((m + n) log(m + n)) per row.
+//   T(t) ∈ R^{m×n},  T[i][j] = t[i − j + n − 1],  t: m + n − 1 entries
+// (t[0] is the top-right corner, t[n − 1] the diagonal, t[m + n − 2] the
+// bottom-left). With L ≥ m + n − 1 (rounded up to an FFT-friendly length) and
+// x zero-padded to L:
+//   forward   y = irfft_L(t̂ ⊙ x̂)[n − 1 : n − 1 + m]
+//   input     dx = irfft_L(conj(t̂) ⊙ û)[0 : n],  u = g placed at n − 1
+//   kernel    dt = irfft_L(Σ_rows conj(x̂) ⊙ û)[0 : m + n − 1]
+// No index wraps around: the embedding makes the circular products linear.
+// Symmetric Toeplitz T(v)[i][j] = v[|i − j|] is the case t = [v_{n−1}..v_1, v_0, v_1..v_{n−1}].
+
+#include <algorithm>
+
+#include <peft/core/error.hpp>
+#include <peft/core/types.hpp>
+#include <peft/fft/fft.hpp>
+#include <peft/fft/stockham.hpp>
+
+namespace peft::structured {
+
+/// The dense m x n matrix T(t), the oracle for tests.
+template <class T>
+Matrix<T> toeplitz_dense(const Eigen::Ref<const Vector<T>>& t, Index m, Index n) {
+  PEFT_REQUIRE(t.size() == m + n - 1, "toeplitz_dense: t must have m + n - 1 = ", m + n - 1, " entries, got ", t.size());
+  Matrix<T> M(m, n);
+  for (Index i = 0; i < m; ++i)
+    for (Index j = 0; j < n; ++j) M(i, j) = t[i - j + n - 1];
+  return M;
+}
+
+/// The smallest length ≥ n whose prime factors are 2, 3 and 5 (fast Stockham lengths).
+inline Index smooth_length(Index n) {
+  for (Index L = std::max<Index>(n, 1);; ++L)
+    if (L == 1 || !fft::detail::stockham_radices(L).empty()) return L;
+}
+
+template <class T, class Plan = fft::RealFFT<T>>
+class Toeplitz {
+ public:
+  /// An m x n Toeplitz operator (m outputs, n inputs).
+  Toeplitz(Index m, Index n) : m_(m), n_(n), L_(checked_length(m, n)), plan_(L_) {
+    t_hat_.resize(bins());
+    pad_.setZero(1, L_);
+    row_.resize(L_);
+  }
+
+  Index rows() const { return m_; }
+  Index cols() const { return n_; }
+  Index num_params() const { return m_ + n_ - 1; }
+
+  /// Sets t (m + n − 1 entries) and computes its spectrum once.
+  void set_kernel(const T* t) {
+    pad_.setZero(1, L_);
+    std::copy(t, t + num_params(), pad_.data());
+    plan_.forward(pad_.data(), L_, t_hat_.data(), bins(), 1);
+  }
+
+  /// Y (N x m) = rows T(t)·x of X (N x n).
+  void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    PEFT_REQUIRE(X.cols() == n_, "Toeplitz::forward: X must have n = ", n_, " columns, got ",
+                 ::peft::detail::shape_str(X.rows(), X.cols()));
+    padded_.setZero(X.rows(), L_);
+    padded_.leftCols(n_) = X;
+    fft::forward(plan_, padded_, x_hat_);
+    work_ = x_hat_.array().rowwise() * t_hat_.array();
+    fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(L_));
+    Y = wide_.middleCols(n_ - 1, m_);
+  }
+
+  /// dX (N x n) = rows T(t)ᵀ·g of G (N x m); dt (m + n − 1 entries) += its
+  /// gradient, with x from the last forward.
+  void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dt) {
+    PEFT_REQUIRE(G.cols() == m_ && G.rows() == x_hat_.rows(), "Toeplitz::backward: G must be ",
+                 ::peft::detail::shape_str(x_hat_.rows(), m_), " like the last forward, got ",
+                 ::peft::detail::shape_str(G.rows(), G.cols()));
+    padded_.setZero(G.rows(), L_);
+    padded_.middleCols(n_ - 1, m_) = G;
+    fft::forward(plan_, padded_, g_hat_);
+    if (dt != nullptr) {
+      sum_hat_ = (x_hat_.conjugate().array() * g_hat_.array()).colwise().sum();
+      plan_.inverse(sum_hat_.data(), bins(), row_.data(), L_, 1, T(1) / static_cast<T>(L_));
+      Eigen::Map<Vector<T>>(dt, num_params()) += row_.head(num_params()).transpose();
+    }
+    work_ = g_hat_.array().rowwise() * t_hat_.conjugate().array();
+    fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(L_));
+    dX = wide_.leftCols(n_);
+  }
+
+ private:
+  static Index checked_length(Index m, Index n) {
+    PEFT_REQUIRE(m >= 1 && n >= 1, "Toeplitz: sizes must be >= 1, got m = ", m, ", n = ", n);
+    return smooth_length(m + n - 1);
+  }
+  Index bins() const { return L_ / 2 + 1; }
+
+  Index m_, n_, L_;
+  Plan plan_;
+  Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> t_hat_, sum_hat_;
+  Eigen::Matrix<T, 1, Eigen::Dynamic> row_;
+  Matrix<T> pad_, padded_, wide_;
+  fft::ComplexMatrix<T> x_hat_, g_hat_, work_;
+};
+
+}  // namespace peft::structured

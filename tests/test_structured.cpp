@@ -1,0 +1,119 @@
+// Structured products (circulant, skew-circulant, Toeplitz) against their
+// dense matrices and finite differences, with every FFT backend.
+#include <peft/structured/circulant.hpp>
+#include <peft/structured/skew_circulant.hpp>
+#include <peft/structured/toeplitz.hpp>
+#include <peft/testing/gradcheck.hpp>
+
+#include "test_util.hpp"
+
+namespace peft::test {
+namespace {
+
+template <class Plan>
+class StructuredTest : public ::testing::Test {
+ protected:
+  using T = typename Plan::Scalar;
+  static double tol() { return std::is_same_v<T, float> ? 1e-4 : 1e-11; }
+};
+
+using Plans = ::testing::Types<fft::VectorizedFFT<double>, fft::VectorizedFFT<float>, fft::KissFFT<double>
+#ifdef PEFT_WITH_FFTW
+                               , fft::FFTWPlan<double>
+#endif
+                               >;
+TYPED_TEST_SUITE(StructuredTest, Plans);
+
+const Index kSizes[] = {1, 2, 3, 7, 8, 64, 768, 1000, 1021};
+
+/// forward equals dense·x and backward's dX equals G·dense, for an operator
+/// `op` with kernel `k` and dense matrix M (rows out x cols in).
+template <class T, class Op>
+void expect_matches_dense(Op& op, const Matrix<T>& M, double tol, std::uint64_t seed) {
+  const Matrix<T> X = random_matrix<T>(5, M.cols(), seed), G = random_matrix<T>(5, M.rows(), seed + 1);
+  Matrix<T> Y, dX;
+  op.forward(X, Y);
+  EXPECT_LT(max_rel_diff(Y, (X.template cast<double>() * M.template cast<double>().transpose()).eval()), tol);
+  op.backward(G, dX, nullptr);
+  EXPECT_LT(max_rel_diff(dX, (G.template cast<double>() * M.template cast<double>()).eval()), tol);
+}
+
+/// Kernel gradient and input gradient against central differences of
+/// L = Σ Y ⊙ G (double only).
+template <class Op>
+void expect_gradients_match(Op& op, Vector<double> kernel, Index in, Index out) {
+  const Matrix<double> G = random_matrix<double>(4, out, 7);
+  Matrix<double> X = random_matrix<double>(4, in, 8);
+  Matrix<double> Y, dX;
+  op.set_kernel(kernel.data());
+  op.forward(X, Y);
+  Vector<double> dk = Vector<double>::Zero(kernel.size());
+  op.backward(G, dX, dk.data());
+  auto loss = [&] {
+    op.set_kernel(kernel.data());
+    Matrix<double> y;
+    op.forward(X, y);
+    return (y.array() * G.array()).sum();
+  };
+  EXPECT_LT(testing::relative_error(dX, testing::numerical_gradient(loss, X)), 1e-8);
+  EXPECT_LT(testing::relative_error(dk, testing::numerical_gradient(loss, kernel)), 1e-8);
+}
+
+TYPED_TEST(StructuredTest, CirculantMatchesDense) {
+  using T = typename TestFixture::T;
+  for (const Index n : kSizes) {
+    const Vector<T> c = random_matrix<T>(n, 1, static_cast<std::uint64_t>(n));
+    structured::Circulant<T, TypeParam> op(n);
+    op.set_kernel(c.data());
+    expect_matches_dense<T>(op, structured::circulant_dense<T>(c), TestFixture::tol(), 3);
+  }
+}
+
+TYPED_TEST(StructuredTest, SkewCirculantMatchesDense) {
+  using T = typename TestFixture::T;
+  for (const Index n : kSizes) {
+    const Vector<T> h = random_matrix<T>(n, 1, static_cast<std::uint64_t>(n));
+    structured::SkewCirculant<T, TypeParam> op(n);
+    op.set_kernel(h.data());
+    expect_matches_dense<T>(op, structured::skew_circulant_dense<T>(h), TestFixture::tol(), 4);
+  }
+}
+
+TYPED_TEST(StructuredTest, ToeplitzMatchesDense) {
+  using T = typename TestFixture::T;
+  for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {64, 40}, {48, 64}, {768, 768}, {1000, 1021}}) {
+    const Vector<T> t = random_matrix<T>(m + n - 1, 1, static_cast<std::uint64_t>(m * n));
+    structured::Toeplitz<T, TypeParam> op(m, n);
+    op.set_kernel(t.data());
+    expect_matches_dense<T>(op, structured::toeplitz_dense<T>(t, m, n), TestFixture::tol(), 5);
+  }
+}
+
+TYPED_TEST(StructuredTest, GradientsMatchFiniteDifferences) {
+  if constexpr (std::is_same_v<typename TestFixture::T, double>) {
+    for (const Index n : {1, 2, 3, 7, 8, 64}) {
+      structured::Circulant<double, TypeParam> circ(n);
+      expect_gradients_match(circ, random_matrix<double>(n, 1, 1), n, n);
+      structured::SkewCirculant<double, TypeParam> skew(n);
+      expect_gradients_match(skew, random_matrix<double>(n, 1, 2), n, n);
+    }
+    for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {16, 10}}) {
+      structured::Toeplitz<double, TypeParam> toep(m, n);
+      expect_gradients_match(toep, random_matrix<double>(m + n - 1, 1, 3), n, m);
+    }
+  }
+}
+
+TEST(Structured, RejectsBadShapes) {
+  structured::Circulant<double> circ(8);
+  Matrix<double> Y, dX;
+  EXPECT_PEFT_ERROR(circ.forward(Matrix<double>::Zero(2, 7), Y), "Circulant::forward: X must have n = 8 columns, got 2 x 7");
+  circ.forward(Matrix<double>::Zero(2, 8), Y);
+  EXPECT_PEFT_ERROR(circ.backward(Matrix<double>::Zero(3, 8), dX, nullptr), "Circulant::backward: G must be 2 x 8");
+  EXPECT_PEFT_ERROR(structured::Toeplitz<double>(0, 3), "Toeplitz: sizes must be >= 1");
+  EXPECT_PEFT_ERROR(structured::SkewCirculant<double>(0), "SkewCirculant: size must be >= 1");
+  EXPECT_PEFT_ERROR(structured::toeplitz_dense<double>(Vector<double>::Zero(3), 2, 3), "t must have m + n - 1 = 4 entries, got 3");
+}
+
+}  // namespace
+}  // namespace peft::test
