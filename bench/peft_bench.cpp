@@ -111,6 +111,10 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
       peft::LoRTA<T>(std::make_shared<peft::LoRTAFactors<T>>(
                          peft::LoRTAConfig{.r = 8, .d = d, .heads = std::max<Index>(1, d / 64), .layers = 12}),
                      0, 0));
+  add("SURM circulant", peft::SURM<T>(d, d, {.structure = peft::Structure::Circulant}));
+  add("SURM symmetric Toeplitz", peft::SURM<T>(d, d, {.structure = peft::Structure::SymToeplitz}));
+  add("SURM Toeplitz", peft::SURM<T>(d, d, {.structure = peft::Structure::Toeplitz}));
+  add("SURM LDR rho=4", peft::SURM<T>(d, d, {.structure = peft::Structure::LDR, .rank = 4}));
   add("RED", peft::RED<T>(d, d));
   add("IA3", peft::IA3<T>(d, d));
   add("IA3 feed-forward", peft::IA3<T>(d, d, {.feedforward = true}));

@@ -17,5 +17,6 @@
 #include <peft/adapters/lorta.hpp>
 #include <peft/adapters/melora.hpp>
 #include <peft/adapters/red.hpp>
+#include <peft/adapters/surm.hpp>
 
 #include <peft/io/safetensors.hpp>

@@ -1,0 +1,251 @@
+#pragma once
+// SURM, structured unrestricted-rank matrices (Sehanobish et al., NeurIPS 2024,
+// arXiv 2406.17740) in place of LoRA's low-rank update:
+//   Y = X·W0ᵀ + b + X·ΔWᵀ,  ΔW = α·P_out·S·P_inᵀ,  n = max(d_in, d_out)
+// where P_in zero-pads the input to n and P_out keeps the first d_out outputs,
+// and S (n x n) is one of
+//   Circulant        Circ(circulant_A ⊙ circulant_B)      A ~ N(0, 1), B = 0
+//   CirculantSingle  Circ(circulant_A)                    A = 0
+//   SymToeplitz      T(toeplitz_b)·T(toeplitz_a), T(v)[i][j] = v[|i − j|]
+//                                                         a ~ N(0, 0.02²), b = 0
+//   LDR              Σ_{i<ρ} Circ(ldr_g[i])·Skew(ldr_h[i]) g = 0, h ~ N(0, 0.02²)
+// and Toeplitz is natively rectangular: ΔW[i][j] = α·toeplitz[i − j + d_in − 1]
+// (d_in + d_out − 1 parameters, zero at start). Every variant starts at ΔW = 0
+// with non-zero gradients. Products run through real FFTs (O(n log n) per
+// row); ΔW is only formed by delta_weight() (merge and tests).
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <peft/core/adapter.hpp>
+#include <peft/core/error.hpp>
+#include <peft/core/init.hpp>
+#include <peft/core/parameters.hpp>
+#include <peft/core/random.hpp>
+#include <peft/core/types.hpp>
+#include <peft/structured/circulant.hpp>
+#include <peft/structured/skew_circulant.hpp>
+#include <peft/structured/toeplitz.hpp>
+
+namespace peft {
+
+enum class Structure { Circulant, CirculantSingle, SymToeplitz, Toeplitz, LDR };
+
+struct SURMConfig {
+  Structure structure = Structure::Circulant;
+  Index rank = 1;       ///< LDR displacement rank ρ
+  double alpha = 1.0;   ///< scaling of ΔW
+  std::uint64_t seed = 0;
+};
+
+template <class T>
+class SURM : public OwnsParameters<T> {
+  using OwnsParameters<T>::params_;
+
+ public:
+  using Scalar = T;
+
+  SURM(Index d_in, Index d_out, const SURMConfig& config = {})
+      : d_in_(d_in), d_out_(d_out), n_(std::max(d_in, d_out)), config_(config), alpha_(static_cast<T>(config.alpha)) {
+    PEFT_REQUIRE(d_in > 0 && d_out > 0, "SURM: d_in and d_out must be positive, got d_in = ", d_in, ", d_out = ", d_out);
+    PEFT_REQUIRE(config.alpha > 0 && std::isfinite(config.alpha), "SURM: alpha must be a finite value > 0, got ",
+                 config.alpha);
+    Rng rng(config.seed);
+    switch (config.structure) {
+      case Structure::Circulant:
+        params_.add("circulant_A", {n_});
+        params_.add("circulant_B", {n_});
+        init::normal(params_.value(0), 1.0, rng);
+        circulants_.emplace_back(std::make_unique<structured::Circulant<T>>(n_));
+        break;
+      case Structure::CirculantSingle:
+        params_.add("circulant_A", {n_});
+        circulants_.emplace_back(std::make_unique<structured::Circulant<T>>(n_));
+        break;
+      case Structure::SymToeplitz:
+        params_.add("toeplitz_a", {n_});
+        params_.add("toeplitz_b", {n_});
+        init::normal(params_.value(0), 0.02, rng);
+        toeplitz_a_ = std::make_unique<structured::Toeplitz<T>>(n_, n_);
+        toeplitz_b_ = std::make_unique<structured::Toeplitz<T>>(n_, n_);
+        break;
+      case Structure::Toeplitz:
+        params_.add("toeplitz", {d_in + d_out - 1});
+        toeplitz_a_ = std::make_unique<structured::Toeplitz<T>>(d_out, d_in);
+        break;
+      case Structure::LDR:
+        PEFT_REQUIRE(config.rank >= 1 && config.rank <= n_, "SURM: LDR displacement rank must be in [1, n] = [1, ", n_,
+                     "], got ", config.rank);
+        params_.add("ldr_g", {config.rank, n_});
+        params_.add("ldr_h", {config.rank, n_});
+        init::normal(params_.value(1), 0.02, rng);
+        for (Index i = 0; i < config.rank; ++i) {
+          circulants_.emplace_back(std::make_unique<structured::Circulant<T>>(n_));
+          skews_.emplace_back(std::make_unique<structured::SkewCirculant<T>>(n_));
+        }
+        break;
+    }
+  }
+
+  Index in_features() const { return d_in_; }
+  Index out_features() const { return d_out_; }
+  const SURMConfig& config() const { return config_; }
+
+  /// Real-FFT flops (≈ 2.5·L·log2 L per transform of length L) plus the
+  /// pointwise products, forward + backward, for N rows.
+  double flops(Index N) const {
+    auto fft = [](double L) { return 2.5 * L * std::log2(std::max(L, 2.0)); };
+    const double rows = static_cast<double>(N), n = static_cast<double>(n_);
+    switch (config_.structure) {
+      case Structure::Circulant:
+      case Structure::CirculantSingle: return rows * (5 * fft(n) + 12 * n);
+      case Structure::SymToeplitz: return 2 * rows * (5 * fft(2 * n) + 24 * n);
+      case Structure::Toeplitz: return rows * (5 * fft(static_cast<double>(d_in_ + d_out_)) + 12 * (d_in_ + d_out_));
+      case Structure::LDR: return static_cast<double>(config_.rank) * rows * (5 * fft(n) + 5 * fft(2 * n) + 36 * n);
+    }
+    return 0;
+  }
+
+  /// ΔW = α·P_out·S·P_inᵀ (d_out x d_in), formed densely: for merging and tests.
+  Matrix<T> delta_weight() const {
+    if (config_.structure == Structure::Toeplitz)
+      return alpha_ * structured::toeplitz_dense<T>(params_.value(0).row(0).transpose(), d_out_, d_in_);
+    Matrix<T> S;
+    switch (config_.structure) {
+      case Structure::Circulant: S = structured::circulant_dense<T>(circulant_kernel()); break;
+      case Structure::CirculantSingle: S = structured::circulant_dense<T>(params_.value(0).row(0).transpose()); break;
+      case Structure::SymToeplitz:
+        S = structured::toeplitz_dense<T>(symmetric_kernel(1), n_, n_) *
+            structured::toeplitz_dense<T>(symmetric_kernel(0), n_, n_);
+        break;
+      default:
+        S = Matrix<T>::Zero(n_, n_);
+        for (Index i = 0; i < config_.rank; ++i)
+          S += structured::circulant_dense<T>(params_.value(0).row(i).transpose()) *
+               structured::skew_circulant_dense<T>(params_.value(1).row(i).transpose());
+    }
+    return alpha_ * S.topLeftCorner(d_out_, d_in_);
+  }
+
+  /// Y += α·(P_out·S·P_inᵀ applied to each row of X).
+  void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    detail::check_delta_shapes<T>("SURM::forward_delta", X, Y, d_in_, d_out_);
+    if (config_.structure == Structure::Toeplitz) {
+      toeplitz_a_->set_kernel(params_.value(0).data());
+      toeplitz_a_->forward(X, z_);
+      Y += alpha_ * z_;
+      rows_ = X.rows();
+      return;
+    }
+    xp_.setZero(X.rows(), n_);
+    xp_.leftCols(d_in_) = X;
+    switch (config_.structure) {
+      case Structure::Circulant: {
+        const Vector<T> g = circulant_kernel();
+        circulants_[0]->set_kernel(g.data());
+        circulants_[0]->forward(xp_, z_);
+        break;
+      }
+      case Structure::CirculantSingle:
+        circulants_[0]->set_kernel(params_.value(0).data());
+        circulants_[0]->forward(xp_, z_);
+        break;
+      case Structure::SymToeplitz: {
+        const Vector<T> a = symmetric_kernel(0), b = symmetric_kernel(1);
+        toeplitz_a_->set_kernel(a.data());
+        toeplitz_a_->forward(xp_, u_);
+        toeplitz_b_->set_kernel(b.data());
+        toeplitz_b_->forward(u_, z_);
+        break;
+      }
+      default:
+        z_.setZero(X.rows(), n_);
+        for (std::size_t i = 0; i < circulants_.size(); ++i) {
+          skews_[i]->set_kernel(params_.value(1).row(static_cast<Index>(i)).data());
+          skews_[i]->forward(xp_, u_);
+          circulants_[i]->set_kernel(params_.value(0).row(static_cast<Index>(i)).data());
+          circulants_[i]->forward(u_, v_);
+          z_ += v_;
+        }
+    }
+    Y += alpha_ * z_.leftCols(d_out_);
+    rows_ = X.rows();
+  }
+
+  /// dX += α·(P_out·S·P_inᵀ)ᵀ applied to dY's rows; parameter gradients accumulate.
+  void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
+    PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == d_out_, "SURM::backward_delta: dY must be ",
+                 ::peft::detail::shape_str(rows_, d_out_), " (N x d_out of the last forward), got ",
+                 ::peft::detail::shape_str(dY.rows(), dY.cols()));
+    if (config_.structure == Structure::Toeplitz) {
+      gp_ = alpha_ * dY;
+      toeplitz_a_->backward(gp_, dxp_, params_.grad(0).data());
+      dX += dxp_;
+      return;
+    }
+    gp_.setZero(dY.rows(), n_);
+    gp_.leftCols(d_out_) = alpha_ * dY;
+    switch (config_.structure) {
+      case Structure::Circulant: {
+        Vector<T> dg = Vector<T>::Zero(n_);
+        circulants_[0]->backward(gp_, dxp_, dg.data());
+        params_.grad(0).row(0).array() += dg.transpose().array() * params_.value(1).row(0).array();
+        params_.grad(1).row(0).array() += dg.transpose().array() * params_.value(0).row(0).array();
+        break;
+      }
+      case Structure::CirculantSingle:
+        circulants_[0]->backward(gp_, dxp_, params_.grad(0).data());
+        break;
+      case Structure::SymToeplitz: {
+        Vector<T> da = Vector<T>::Zero(2 * n_ - 1), db = Vector<T>::Zero(2 * n_ - 1);
+        toeplitz_b_->backward(gp_, du_, db.data());
+        toeplitz_a_->backward(du_, dxp_, da.data());
+        add_symmetric_grad(da, 0);
+        add_symmetric_grad(db, 1);
+        break;
+      }
+      default:
+        dxp_.setZero(dY.rows(), n_);
+        for (std::size_t i = 0; i < circulants_.size(); ++i) {
+          const Index r = static_cast<Index>(i);
+          circulants_[i]->backward(gp_, du_, params_.grad(0).row(r).data());
+          skews_[i]->backward(du_, v_, params_.grad(1).row(r).data());
+          dxp_ += v_;
+        }
+    }
+    dX += dxp_.leftCols(d_in_);
+  }
+
+ private:
+  Vector<T> circulant_kernel() const {
+    return (params_.value(0).row(0).array() * params_.value(1).row(0).array()).matrix().transpose();
+  }
+
+  /// t = [v_{n−1}..v_1, v_0, v_1..v_{n−1}]: T(v) as a general Toeplitz kernel.
+  Vector<T> symmetric_kernel(Index which) const {
+    const auto v = params_.value(which).row(0);
+    Vector<T> t(2 * n_ - 1);
+    for (Index k = 0; k < n_; ++k) t[n_ - 1 + k] = t[n_ - 1 - k] = v[k];
+    return t;
+  }
+
+  /// dv_0 = dt_{n−1}, dv_k = dt_{n−1+k} + dt_{n−1−k}.
+  void add_symmetric_grad(const Vector<T>& dt, Index which) {
+    auto dv = params_.grad(which).row(0);
+    dv[0] += dt[n_ - 1];
+    for (Index k = 1; k < n_; ++k) dv[k] += dt[n_ - 1 + k] + dt[n_ - 1 - k];
+  }
+
+  Index d_in_, d_out_, n_;
+  SURMConfig config_;
+  T alpha_;
+  Index rows_ = -1;
+  std::vector<std::unique_ptr<structured::Circulant<T>>> circulants_;
+  std::vector<std::unique_ptr<structured::SkewCirculant<T>>> skews_;
+  std::unique_ptr<structured::Toeplitz<T>> toeplitz_a_, toeplitz_b_;
+  Matrix<T> xp_, gp_, u_, v_, z_, du_, dxp_;
+};
+
+}  // namespace peft
