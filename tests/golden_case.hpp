@@ -22,13 +22,15 @@ class GoldenCase {
         adapter_(io::read_safetensors(dir_ + "adapter_model.safetensors")) {}
 
   const io::Safetensors& io() const { return io_; }
-  Linear<double> base(const std::string& module) const {
-    return Linear<double>(io_.at("base." + module + ".weight").template to_matrix<double>(),
-                          io_.at("base." + module + ".bias").to_vector<double>());
+  template <class T = double>
+  Linear<T> base(const std::string& module) const {
+    return Linear<T>(io_.at("base." + module + ".weight").template to_matrix<T>(),
+                     io_.at("base." + module + ".bias").template to_vector<T>());
   }
   /// A tensor of the saved adapter file: base_model.model.<module>.<name>.
-  Matrix<double> saved(const std::string& module, const std::string& name) const {
-    return adapter_.at("base_model.model." + module + "." + name).to_matrix<double>();
+  template <class T = double>
+  Matrix<T> saved(const std::string& module, const std::string& name) const {
+    return adapter_.at("base_model.model." + module + "." + name).template to_matrix<T>();
   }
 
   /// Runs the two-layer model and compares with PEFT. `grad_key(module, name)`
@@ -36,9 +38,10 @@ class GoldenCase {
   template <class A>
   void check(Adapted<A>& fc1, Adapted<A>& fc2, double tol,
              const std::function<std::string(const std::string&, std::string_view)>& grad_key) {
-    const Matrix<double> x = io_.at("x").template to_matrix<double>();
+    using T = typename A::Scalar;
+    const Matrix<T> x = io_.at("x").template to_matrix<T>();
     EXPECT_LT(max_rel_diff(fc2.forward(fc1.forward(x)), io_.at("y").template to_matrix<double>()), tol) << "y";
-    const Matrix<double> dx = fc1.backward(fc2.backward(io_.at("dy").template to_matrix<double>()));
+    const Matrix<T> dx = fc1.backward(fc2.backward(io_.at("dy").template to_matrix<T>()));
     EXPECT_LT(max_rel_diff(dx, io_.at("dx").template to_matrix<double>()), tol) << "dx";
     std::vector<std::pair<std::string, Adapted<A>*>> layers{{"fc1", &fc1}, {"fc2", &fc2}};
     for (auto& [module, layer] : layers)

@@ -11,6 +11,7 @@
 #include <peft/core/random.hpp>
 #include <peft/core/types.hpp>
 
+#include <peft/adapters/c3a.hpp>
 #include <peft/adapters/ia3.hpp>
 #include <peft/adapters/lokr.hpp>
 #include <peft/adapters/lora.hpp>

@@ -1,0 +1,183 @@
+#pragma once
+// C3A, circular convolution adaptation (Chen et al., arXiv 2407.19342), as
+// Hugging Face PEFT 0.21 parameterises it: c3a_kernel K of shape
+// [d_out/b, d_in/b, b] (b = block_size) and
+//   ΔW[i·b + t, j·b + u] = K[i, j, (u − t) mod b] / d_in,
+// i.e. block (i, j) of ΔW is the first-row circulant of K[i, j, :], over d_in.
+// Forward and backward never form ΔW; per frequency k of the length-b real FFT
+// they are complex GEMMs (X̂_k: N x n, K̂_k: m x n, n = d_in/b, m = d_out/b):
+//   Ŷ_k = X̂_k·conj(K̂_k)ᵀ,  dX̂_k = Ĝ_k·K̂_k,  Ŝ_k = conj(Ĝ_k)ᵀ·X̂_k,
+// then y = irfft(Ŷ)/d_in, dx = irfft(dX̂)/d_in, dK[i, j] = irfft(Ŝ[i, j])/d_in.
+// Note: PEFT 0.21's own backward conjugates Ĝ in the input gradient, so its dx
+// (and the kernel gradients of every layer before the last) are wrong; this
+// one is the exact gradient (checked against dense math and finite
+// differences). Init as PEFT (xavier_uniform by default, so ΔW ≠ 0 at start).
+
+#include <cmath>
+#include <complex>
+#include <cstdint>
+#include <vector>
+
+#include <peft/core/adapter.hpp>
+#include <peft/core/error.hpp>
+#include <peft/core/init.hpp>
+#include <peft/core/parameters.hpp>
+#include <peft/core/random.hpp>
+#include <peft/core/types.hpp>
+#include <peft/fft/fft.hpp>
+
+namespace peft {
+
+enum class C3AInit {
+  XavierUniform,   ///< PEFT's default "xavier_uniform" (also init_weights=False): U(±√(6/(d_in + d_out)))
+  KaimingUniform,  ///< "kaiming_uniform": U(±1/√d_in)
+  Gaussian,        ///< "gaussian": N(0, 1)
+  Zeros,           ///< init_weights=True: ΔW = 0
+};
+
+struct C3AConfig {
+  Index block_size = 256;  ///< b, must divide d_in and d_out
+  C3AInit init = C3AInit::XavierUniform;
+  std::uint64_t seed = 0;
+};
+
+template <class T>
+class C3A : public OwnsParameters<T> {
+  using OwnsParameters<T>::params_;
+  using CMatrix = Eigen::Matrix<std::complex<T>, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+ public:
+  using Scalar = T;
+
+  C3A(Index d_in, Index d_out, const C3AConfig& config = {})
+      : d_in_(d_in), d_out_(d_out), b_(checked_block(d_in, d_out, config.block_size)), plan_(b_), config_(config) {
+    n_ = d_in / b_;
+    m_ = d_out / b_;
+    params_.add("c3a_kernel", {m_, n_, b_});
+    Rng rng(config.seed);
+    switch (config.init) {
+      case C3AInit::XavierUniform: init::uniform(params_.value(0), std::sqrt(6.0 / static_cast<double>(d_in + d_out)), rng); break;
+      case C3AInit::KaimingUniform: init::uniform(params_.value(0), 1.0 / std::sqrt(static_cast<double>(d_in)), rng); break;
+      case C3AInit::Gaussian: init::normal(params_.value(0), 1.0, rng); break;
+      case C3AInit::Zeros: break;
+    }
+  }
+
+  Index in_features() const { return d_in_; }
+  Index out_features() const { return d_out_; }
+  Index block_size() const { return b_; }
+  const C3AConfig& config() const { return config_; }
+
+  /// FFTs of the blocks (≈ 2.5·b·log2 b each, forward and backward) plus the
+  /// per-frequency complex GEMMs (8 real flops per complex multiply-add).
+  double flops(Index N) const {
+    const double rows = static_cast<double>(N), b = static_cast<double>(b_);
+    const double ffts = rows * static_cast<double>(2 * n_ + 2 * m_) * 2.5 * b * std::log2(std::max(b, 2.0));
+    const double gemms = 3.0 * 8.0 * rows * static_cast<double>(m_ * n_) * static_cast<double>(bins());
+    return ffts + gemms;
+  }
+
+  /// ΔW[i·b + t, j·b + u] = K[i, j, (u − t) mod b] / d_in.
+  Matrix<T> delta_weight() const {
+    const auto K = params_.value(0);  // m x (n·b)
+    const T scale = T(1) / static_cast<T>(d_in_);
+    Matrix<T> dW(d_out_, d_in_);
+    for (Index i = 0; i < m_; ++i)
+      for (Index j = 0; j < n_; ++j)
+        for (Index t = 0; t < b_; ++t)
+          for (Index u = 0; u < b_; ++u) dW(i * b_ + t, j * b_ + u) = K(i, j * b_ + (u - t + b_) % b_) * scale;
+    return dW;
+  }
+
+  /// Y += ΔW applied to each row of X, per frequency.
+  void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    detail::check_delta_shapes<T>("C3A::forward_delta", X, Y, d_in_, d_out_);
+    const Index N = X.rows();
+    kernel_spectra();
+    x_ = X;  // contiguous: N·n blocks of b
+    spectra_of(x_.data(), N * n_, x_hat_);
+    y_hat_.resize(N * m_, bins());
+    for (Index k = 0; k < bins(); ++k) {
+      gather(x_hat_, k, N, n_, xk_);
+      yk_.noalias() = xk_ * kk_[static_cast<std::size_t>(k)].conjugate().transpose();
+      scatter(yk_, k, y_hat_);
+    }
+    block_out_.resize(N * m_, b_);
+    plan_.inverse(y_hat_.data(), bins(), block_out_.data(), b_, N * m_, T(1) / static_cast<T>(b_ * d_in_));
+    Y += Eigen::Map<const Matrix<T>>(block_out_.data(), N, d_out_);
+    rows_ = N;
+  }
+
+  /// dX += ΔWᵀ applied to dY's rows; dK += the kernel gradient.
+  void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
+    PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == d_out_, "C3A::backward_delta: dY must be ",
+                 ::peft::detail::shape_str(rows_, d_out_), " (N x d_out of the last forward), got ",
+                 ::peft::detail::shape_str(dY.rows(), dY.cols()));
+    const Index N = dY.rows();
+    g_ = dY;
+    spectra_of(g_.data(), N * m_, g_hat_);
+    dx_hat_.resize(N * n_, bins());
+    s_hat_.resize(m_ * n_, bins());
+    for (Index k = 0; k < bins(); ++k) {
+      gather(g_hat_, k, N, m_, gk_);
+      gather(x_hat_, k, N, n_, xk_);
+      yk_.noalias() = gk_ * kk_[static_cast<std::size_t>(k)];  // dX̂_k, N x n
+      scatter(yk_, k, dx_hat_);
+      sk_.noalias() = gk_.conjugate().transpose() * xk_;  // m x n
+      for (Index i = 0; i < m_; ++i)
+        for (Index j = 0; j < n_; ++j) s_hat_(i * n_ + j, k) = sk_(i, j);
+    }
+    const T scale = T(1) / static_cast<T>(b_ * d_in_);
+    block_out_.resize(N * n_, b_);
+    plan_.inverse(dx_hat_.data(), bins(), block_out_.data(), b_, N * n_, scale);
+    dX += Eigen::Map<const Matrix<T>>(block_out_.data(), N, d_in_);
+    block_out_.resize(m_ * n_, b_);
+    plan_.inverse(s_hat_.data(), bins(), block_out_.data(), b_, m_ * n_, scale);
+    params_.grad(0) += Eigen::Map<const Matrix<T>>(block_out_.data(), m_, n_ * b_);
+  }
+
+ private:
+  static Index checked_block(Index d_in, Index d_out, Index b) {
+    PEFT_REQUIRE(d_in > 0 && d_out > 0, "C3A: d_in and d_out must be positive, got d_in = ", d_in, ", d_out = ", d_out);
+    PEFT_REQUIRE(b >= 1 && d_in % b == 0 && d_out % b == 0, "C3A: block_size must divide d_in = ", d_in,
+                 " and d_out = ", d_out, ", got ", b);
+    return b;
+  }
+
+  Index bins() const { return b_ / 2 + 1; }
+
+  /// Row-wise real FFT of `rows` blocks of length b starting at data.
+  void spectra_of(const T* data, Index rows, CMatrix& out) {
+    out.resize(rows, bins());
+    plan_.forward(data, b_, out.data(), bins(), rows);
+  }
+
+  /// K̂_k (m x n) for every frequency k, from the current kernel.
+  void kernel_spectra() {
+    spectra_of(params_.value(0).data(), m_ * n_, k_hat_);
+    kk_.resize(static_cast<std::size_t>(bins()));
+    for (Index k = 0; k < bins(); ++k) gather(k_hat_, k, m_, n_, kk_[static_cast<std::size_t>(k)]);
+  }
+
+  /// out = the rows x cols matrix of bin k from spectra laid out as (rows·cols) x bins.
+  static void gather(const CMatrix& spectra, Index k, Index rows, Index cols, CMatrix& out) {
+    out.resize(rows, cols);
+    for (Index r = 0; r < rows; ++r)
+      for (Index c = 0; c < cols; ++c) out(r, c) = spectra(r * cols + c, k);
+  }
+
+  static void scatter(const CMatrix& m, Index k, CMatrix& spectra) {
+    for (Index r = 0; r < m.rows(); ++r)
+      for (Index c = 0; c < m.cols(); ++c) spectra(r * m.cols() + c, k) = m(r, c);
+  }
+
+  Index d_in_, d_out_, b_;
+  fft::RealFFT<T> plan_;
+  C3AConfig config_;
+  Index n_ = 1, m_ = 1, rows_ = -1;
+  std::vector<CMatrix> kk_;
+  CMatrix k_hat_, x_hat_, g_hat_, y_hat_, dx_hat_, s_hat_, xk_, yk_, gk_, sk_;
+  Matrix<T> x_, g_, block_out_;
+};
+
+}  // namespace peft
