@@ -10,8 +10,9 @@ namespace {
 static_assert(Adapter<SURM<float>> && Mergeable<SURM<double>>);
 
 const Structure kStructures[] = {Structure::Circulant, Structure::CirculantSingle, Structure::SymToeplitz,
-                                 Structure::Toeplitz, Structure::LDR};
-const std::pair<Index, Index> kShapes[] = {{16, 16}, {48, 64}, {64, 40}, {7, 7}};
+                                 Structure::Toeplitz, Structure::Kronecker, Structure::LDR};
+// Kronecker r = 2 needs even sizes; every other structure takes any.
+const std::pair<Index, Index> kShapes[] = {{16, 16}, {48, 64}, {64, 40}, {8, 6}};
 
 template <class T>
 void randomise(SURM<T>& surm) {
@@ -26,6 +27,7 @@ Index expected_params(Structure s, Index d_in, Index d_out, Index rank) {
     case Structure::CirculantSingle: return n;
     case Structure::SymToeplitz: return 2 * n;
     case Structure::Toeplitz: return d_in + d_out - 1;
+    case Structure::Kronecker: return d_in + d_out;
     case Structure::LDR: return 2 * rank * n;
   }
   return -1;
@@ -71,6 +73,13 @@ TEST(SURM, DeltaWeightIsTheStructuredMatrix) {
       Tb(i, j) = b(0, std::abs(i - j));
     }
   EXPECT_LT(max_rel_diff(sym.delta_weight(), (Tb * Ta).eval()), 1e-14);
+  SURM<double> kron(6, 4, {.structure = Structure::Kronecker, .rank = 2, .alpha = 3});
+  randomise(kron);
+  const Matrix<double> A = kron.parameters()[0].value, B = kron.parameters()[1].value;  // 2 x 3, 2 x 2
+  Matrix<double> expected(4, 6);
+  for (Index i = 0; i < 4; ++i)
+    for (Index j = 0; j < 6; ++j) expected(i, j) = 1.5 * B(i / 2, j / 3) * A(i % 2, j % 3);
+  EXPECT_LT(max_rel_diff(kron.delta_weight(), expected), 1e-14);
 }
 
 TEST(SURM, GradientsMatchFiniteDifferences) {
@@ -86,6 +95,8 @@ TEST(SURM, RejectsBadInput) {
   EXPECT_PEFT_ERROR(SURM<double>(8, 8, {.structure = Structure::LDR, .rank = 0}),
                     "SURM: LDR displacement rank must be in [1, n] = [1, 8], got 0");
   EXPECT_PEFT_ERROR(SURM<double>(8, 8, {.alpha = 0}), "SURM: alpha must be a finite value > 0, got 0");
+  EXPECT_PEFT_ERROR(SURM<double>(8, 6, {.structure = Structure::Kronecker, .rank = 4}),
+                    "SURM: Kronecker r must divide d_in = 8 and d_out = 6, got 4");
   EXPECT_PEFT_ERROR(SURM<double>(0, 8, {}), "SURM: d_in and d_out must be positive");
   SURM<double> surm(8, 6, {});
   Matrix<double> Y(2, 6), dX(2, 8);

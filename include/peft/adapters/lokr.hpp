@@ -22,6 +22,7 @@
 #include <peft/core/parameters.hpp>
 #include <peft/core/random.hpp>
 #include <peft/core/types.hpp>
+#include <peft/structured/kronecker.hpp>
 
 namespace peft {
 
@@ -87,6 +88,7 @@ class LoKr : public OwnsParameters<T> {
     w1_full_ = !(config.decompose_both && r < static_cast<double>(std::max(out_l_, in_m_)) / 2.0);
     w2_full_ = !(r < static_cast<double>(std::max(out_k_, in_n_)) / 2.0);
     scaling_ = static_cast<T>(config.alpha / r);
+    kron_ = structured::Kronecker<T>(out_l_, in_m_, out_k_, in_n_);
 
     if (w1_full_) w1_ = params_.add("lokr_w1", {out_l_, in_m_});
     else {
@@ -125,62 +127,33 @@ class LoKr : public OwnsParameters<T> {
   }
 
   /// ΔW = s·(W1 ⊗ W2), d_out x d_in (the oracle and the merge; never used in training).
-  Matrix<T> delta_weight() const {
-    const Matrix<T> a = w1(), b = w2();
-    Matrix<T> dW(d_out_, d_in_);
-    for (Index i = 0; i < out_l_; ++i)
-      for (Index j = 0; j < in_m_; ++j) dW.block(i * out_k_, j * in_n_, out_k_, in_n_) = (scaling_ * a(i, j)) * b;
-    return dW;
-  }
+  Matrix<T> delta_weight() const { return scaling_ * structured::kronecker_dense<T>(w1(), w2()); }
 
   /// Y += s·rows of W1·X_m·W2ᵀ, one Kronecker product per row of X.
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     detail::check_delta_shapes<T>("LoKr::forward_delta", X, Y, d_in_, d_out_);
-    const Index N = X.rows();
-    rows_ = N;
+    rows_ = X.rows();
     skipped_ = training_ && config_.module_dropout > 0.0 && !(rng_.uniform() > config_.module_dropout);
     if (skipped_) return;
-    w1v_ = w1();
-    w2v_ = w2();
-    x_ = X;
-    // All rows at once: X as (N·in_m) x in_n, U = X·W2ᵀ is (N·in_m) x out_k.
-    const ConstMatrixMap<T> x_stack(x_.data(), N * in_m_, in_n_);
-    u_.resize(N * in_m_, out_k_);
-    u_.noalias() = x_stack * w2v_.transpose();
+    kron_.forward(w1(), w2(), scaling_, X, delta_);
     draw_rank_mask();
-    out_.resize(out_l_, out_k_);
-    for (Index n = 0; n < N; ++n) {
-      out_.noalias() = (scaling_ * w1v_) * u_.middleRows(n * in_m_, in_m_);
-      MatrixMap<T> y_row(Y.row(n).data(), out_l_, out_k_);
-      if (masked_) y_row.array() += out_.array() * mask_.array();
-      else y_row += out_;
-    }
+    if (masked_) delta_.array().rowwise() *= mask_.array();
+    Y += delta_;
   }
 
-  /// With G_m the row of dY reshaped out_l x out_k (masked by rank dropout),
-  /// P = W1ᵀ·G_m: dX_m += s·P·W2, dW2 += s·Σ Pᵀ·X_m, dW1 += s·Σ G_m·Uᵀ;
-  /// decomposed factors take the chain rule through their product.
+  /// Through the Kronecker kernel with dY masked by rank dropout; decomposed
+  /// factors take the chain rule through their product.
   void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
     PEFT_REQUIRE(rows_ == dY.rows() && dY.cols() == d_out_, "LoKr::backward_delta: dY must be ",
                  detail::shape_str(rows_, d_out_), " (N x d_out of the last forward), got ",
                  detail::shape_str(dY.rows(), dY.cols()));
     if (skipped_) return;
-    const Index N = dY.rows();
-    p_.resize(N * in_m_, out_k_);
-    gw1_.setZero(out_l_, in_m_);
-    g_.resize(out_l_, out_k_);
-    for (Index n = 0; n < N; ++n) {
-      const ConstMatrixMap<T> g_row(dY.row(n).data(), out_l_, out_k_);
-      if (masked_) g_.array() = g_row.array() * mask_.array();
-      else g_ = g_row;
-      p_.middleRows(n * in_m_, in_m_).noalias() = (scaling_ * w1v_.transpose()) * g_;
-      gw1_.noalias() += g_ * u_.middleRows(n * in_m_, in_m_).transpose();
+    if (masked_) {
+      g_ = dY.array().rowwise() * mask_.array();
+      kron_.backward(g_, dX, gw1_, gw2_);
+    } else {
+      kron_.backward(dY, dX, gw1_, gw2_);
     }
-    gw1_ *= scaling_;
-    const ConstMatrixMap<T> x_stack(x_.data(), N * in_m_, in_n_);
-    gw2_.noalias() = p_.transpose() * x_stack;
-    MatrixMap<T> dx_stack(dX.data(), N * in_m_, in_n_);
-    dx_stack.noalias() += p_ * w2v_;
     accumulate_factor_grad(w1_full_, w1_, w1b_, gw1_);
     accumulate_factor_grad(w2_full_, w2_, w2b_, gw2_);
   }
@@ -221,8 +194,8 @@ class LoKr : public OwnsParameters<T> {
   void draw_rank_mask() {
     masked_ = training_ && config_.rank_dropout > 0.0;
     if (!masked_) return;
-    mask_.resize(out_l_, out_k_);
-    for (Index i = 0; i < mask_.size(); ++i) mask_.data()[i] = rng_.uniform() > config_.rank_dropout ? T(1) : T(0);
+    mask_.resize(d_out_);
+    for (Index i = 0; i < d_out_; ++i) mask_[i] = rng_.uniform() > config_.rank_dropout ? T(1) : T(0);
     if (config_.rank_dropout_scale && mask_.sum() > T(0)) mask_ /= mask_.mean();
   }
 
@@ -235,8 +208,9 @@ class LoKr : public OwnsParameters<T> {
   T scaling_{};
   bool training_ = true, skipped_ = false, masked_ = false;
   Index rows_ = -1;
-  // Forward cache and backward scratch, reused across calls.
-  Matrix<T> w1v_, w2v_, x_, u_, out_, mask_, p_, g_, gw1_, gw2_;
+  structured::Kronecker<T> kron_;
+  Eigen::Matrix<T, 1, Eigen::Dynamic> mask_;  // rank dropout over output features
+  Matrix<T> delta_, g_, gw1_, gw2_;
 };
 
 }  // namespace peft

@@ -9,8 +9,10 @@
 //   SymToeplitz      T(toeplitz_b)·T(toeplitz_a), T(v)[i][j] = v[|i − j|]
 //                                                         a ~ N(0, 0.02²), b = 0
 //   LDR              Σ_{i<ρ} Circ(ldr_g[i])·Skew(ldr_h[i]) g = 0, h ~ N(0, 0.02²)
-// and Toeplitz is natively rectangular: ΔW[i][j] = α·toeplitz[i − j + d_in − 1]
-// (d_in + d_out − 1 parameters, zero at start). Every variant starts at ΔW = 0
+// and two are natively rectangular:
+//   Toeplitz   ΔW[i][j] = α·toeplitz[i − j + d_in − 1]  (d_in + d_out − 1 parameters, zero at start)
+//   Kronecker  ΔW = (α/r)·(kronecker_B ⊗ kronecker_A), A: r x d_in/r ~ kaiming-uniform, B: d_out/r x r = 0
+//              (r = rank must divide d_in and d_out; applied through reshapes). Every variant starts at ΔW = 0
 // with non-zero gradients. Products run through real FFTs (O(n log n) per
 // row); ΔW is only formed by delta_weight() (merge and tests).
 
@@ -26,16 +28,17 @@
 #include <peft/core/random.hpp>
 #include <peft/core/types.hpp>
 #include <peft/structured/circulant.hpp>
+#include <peft/structured/kronecker.hpp>
 #include <peft/structured/skew_circulant.hpp>
 #include <peft/structured/toeplitz.hpp>
 
 namespace peft {
 
-enum class Structure { Circulant, CirculantSingle, SymToeplitz, Toeplitz, LDR };
+enum class Structure { Circulant, CirculantSingle, SymToeplitz, Toeplitz, Kronecker, LDR };
 
 struct SURMConfig {
   Structure structure = Structure::Circulant;
-  Index rank = 1;       ///< LDR displacement rank ρ
+  Index rank = 1;       ///< LDR displacement rank ρ, or the Kronecker r
   double alpha = 1.0;   ///< scaling of ΔW
   std::uint64_t seed = 0;
 };
@@ -75,6 +78,14 @@ class SURM : public OwnsParameters<T> {
         params_.add("toeplitz", {d_in + d_out - 1});
         toeplitz_a_ = std::make_unique<structured::Toeplitz<T>>(d_out, d_in);
         break;
+      case Structure::Kronecker:
+        PEFT_REQUIRE(config.rank >= 1 && d_in % config.rank == 0 && d_out % config.rank == 0,
+                     "SURM: Kronecker r must divide d_in = ", d_in, " and d_out = ", d_out, ", got ", config.rank);
+        params_.add("kronecker_A", {config.rank, d_in / config.rank});
+        params_.add("kronecker_B", {d_out / config.rank, config.rank});
+        init::kaiming_uniform(params_.value(0), d_in / config.rank, std::sqrt(5.0), rng);
+        kronecker_ = structured::Kronecker<T>(d_out / config.rank, config.rank, config.rank, d_in / config.rank);
+        break;
       case Structure::LDR:
         PEFT_REQUIRE(config.rank >= 1 && config.rank <= n_, "SURM: LDR displacement rank must be in [1, n] = [1, ", n_,
                      "], got ", config.rank);
@@ -103,6 +114,8 @@ class SURM : public OwnsParameters<T> {
       case Structure::CirculantSingle: return rows * (5 * fft(n) + 12 * n);
       case Structure::SymToeplitz: return 2 * rows * (5 * fft(2 * n) + 24 * n);
       case Structure::Toeplitz: return rows * (5 * fft(static_cast<double>(d_in_ + d_out_)) + 12 * (d_in_ + d_out_));
+      case Structure::Kronecker:  // three GEMMs on each factor side: forward, dX, and the factor's gradient
+        return 6.0 * rows * static_cast<double>(config_.rank) * static_cast<double>(d_in_ + d_out_);
       case Structure::LDR: return static_cast<double>(config_.rank) * rows * (5 * fft(n) + 5 * fft(2 * n) + 36 * n);
     }
     return 0;
@@ -112,6 +125,8 @@ class SURM : public OwnsParameters<T> {
   Matrix<T> delta_weight() const {
     if (config_.structure == Structure::Toeplitz)
       return alpha_ * structured::toeplitz_dense<T>(params_.value(0).row(0).transpose(), d_out_, d_in_);
+    if (config_.structure == Structure::Kronecker)
+      return kronecker_scale() * structured::kronecker_dense<T>(params_.value(1), params_.value(0));
     Matrix<T> S;
     switch (config_.structure) {
       case Structure::Circulant: S = structured::circulant_dense<T>(circulant_kernel()); break;
@@ -132,10 +147,15 @@ class SURM : public OwnsParameters<T> {
   /// Y += α·(P_out·S·P_inᵀ applied to each row of X).
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     detail::check_delta_shapes<T>("SURM::forward_delta", X, Y, d_in_, d_out_);
-    if (config_.structure == Structure::Toeplitz) {
-      toeplitz_a_->set_kernel(params_.value(0).data());
-      toeplitz_a_->forward(X, z_);
-      Y += alpha_ * z_;
+    if (config_.structure == Structure::Toeplitz || config_.structure == Structure::Kronecker) {
+      if (config_.structure == Structure::Toeplitz) {
+        toeplitz_a_->set_kernel(params_.value(0).data());
+        toeplitz_a_->forward(X, z_);
+        Y += alpha_ * z_;
+      } else {
+        kronecker_.forward(params_.value(1), params_.value(0), kronecker_scale(), X, z_);
+        Y += z_;
+      }
       rows_ = X.rows();
       return;
     }
@@ -185,6 +205,12 @@ class SURM : public OwnsParameters<T> {
       dX += dxp_;
       return;
     }
+    if (config_.structure == Structure::Kronecker) {
+      kronecker_.backward(dY, dX, dB_, dA_);
+      params_.grad(0) += dA_;
+      params_.grad(1) += dB_;
+      return;
+    }
     gp_.setZero(dY.rows(), n_);
     gp_.leftCols(d_out_) = alpha_ * dY;
     switch (config_.structure) {
@@ -219,6 +245,8 @@ class SURM : public OwnsParameters<T> {
   }
 
  private:
+  T kronecker_scale() const { return alpha_ / static_cast<T>(config_.rank); }
+
   Vector<T> circulant_kernel() const {
     return (params_.value(0).row(0).array() * params_.value(1).row(0).array()).matrix().transpose();
   }
@@ -245,7 +273,8 @@ class SURM : public OwnsParameters<T> {
   std::vector<std::unique_ptr<structured::Circulant<T>>> circulants_;
   std::vector<std::unique_ptr<structured::SkewCirculant<T>>> skews_;
   std::unique_ptr<structured::Toeplitz<T>> toeplitz_a_, toeplitz_b_;
-  Matrix<T> xp_, gp_, u_, v_, z_, du_, dxp_;
+  structured::Kronecker<T> kronecker_;
+  Matrix<T> xp_, gp_, u_, v_, z_, du_, dxp_, dA_, dB_;
 };
 
 }  // namespace peft

@@ -1,0 +1,85 @@
+#pragma once
+// Products with a Kronecker product W1 ⊗ W2 without forming it.
+// W1: p_out x p_in, W2: q_out x q_in, so W1 ⊗ W2 is (p_out·q_out) x (p_in·q_in).
+// A row x reshaped row-major to X_m (p_in x q_in) maps to
+//   (W1 ⊗ W2)·x = W1·X_m·W2ᵀ   (p_out x q_out, read row-major).
+// All rows at once: U = X_stack·W2ᵀ with X_stack the (N·p_in) x q_in view of X
+// (one GEMM), then W1·U_n per row. Backward, with G_m the reshaped gradient
+// row and P_n = W1ᵀ·G_m:
+//   dX_m = P_n·W2 (one GEMM over the stack),  dW2 = Σ P_nᵀ·X_m (one GEMM),
+//   dW1 = Σ G_m·U_nᵀ.
+
+#include <peft/core/error.hpp>
+#include <peft/core/types.hpp>
+
+namespace peft::structured {
+
+template <class T>
+class Kronecker {
+ public:
+  Kronecker() : Kronecker(1, 1, 1, 1) {}
+  Kronecker(Index p_out, Index p_in, Index q_out, Index q_in) : p_out_(p_out), p_in_(p_in), q_out_(q_out), q_in_(q_in) {
+    PEFT_REQUIRE(p_out >= 1 && p_in >= 1 && q_out >= 1 && q_in >= 1, "Kronecker: factor shapes must be positive, got ",
+                 p_out, " x ", p_in, " and ", q_out, " x ", q_in);
+  }
+
+  Index rows() const { return p_out_ * q_out_; }
+  Index cols() const { return p_in_ * q_in_; }
+
+  /// Y = scale·rows (W1 ⊗ W2)·x of X (Y resized to N x rows()). Keeps X, the
+  /// factors and U for backward.
+  void forward(const Matrix<T>& W1, const Matrix<T>& W2, T scale, const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    PEFT_REQUIRE(W1.rows() == p_out_ && W1.cols() == p_in_ && W2.rows() == q_out_ && W2.cols() == q_in_,
+                 "Kronecker::forward: factors must be ", ::peft::detail::shape_str(p_out_, p_in_), " and ",
+                 ::peft::detail::shape_str(q_out_, q_in_), ", got ", ::peft::detail::shape_str(W1.rows(), W1.cols()),
+                 " and ", ::peft::detail::shape_str(W2.rows(), W2.cols()));
+    PEFT_REQUIRE(X.cols() == cols(), "Kronecker::forward: X must have ", cols(), " columns, got ",
+                 ::peft::detail::shape_str(X.rows(), X.cols()));
+    const Index N = X.rows();
+    w1_ = W1;
+    w2_ = W2;
+    scale_ = scale;
+    x_ = X;
+    u_.noalias() = ConstMatrixMap<T>(x_.data(), N * p_in_, q_in_) * w2_.transpose();
+    Y.resize(N, rows());
+    const Matrix<T> w1_scaled = scale * w1_;
+    for (Index n = 0; n < N; ++n)
+      MatrixMap<T>(Y.row(n).data(), p_out_, q_out_).noalias() = w1_scaled * u_.middleRows(n * p_in_, p_in_);
+  }
+
+  /// dX += scale·rows (W1 ⊗ W2)ᵀ·g of G; dW1, dW2 = the factors' gradients
+  /// (overwritten), for the last forward.
+  void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, Matrix<T>& dW1, Matrix<T>& dW2) {
+    PEFT_REQUIRE(G.rows() * p_in_ == u_.rows() && G.cols() == rows(), "Kronecker::backward: G must be ",
+                 ::peft::detail::shape_str(u_.rows() / p_in_, rows()), " like the last forward, got ",
+                 ::peft::detail::shape_str(G.rows(), G.cols()));
+    const Index N = G.rows();
+    p_.resize(N * p_in_, q_out_);
+    dW1.setZero(p_out_, p_in_);
+    const Matrix<T> w1t_scaled = scale_ * w1_.transpose();
+    for (Index n = 0; n < N; ++n) {
+      const ConstMatrixMap<T> g(G.row(n).data(), p_out_, q_out_);
+      p_.middleRows(n * p_in_, p_in_).noalias() = w1t_scaled * g;
+      dW1.noalias() += g * u_.middleRows(n * p_in_, p_in_).transpose();
+    }
+    dW1 *= scale_;
+    dW2.noalias() = p_.transpose() * ConstMatrixMap<T>(x_.data(), N * p_in_, q_in_);
+    MatrixMap<T>(dX.data(), N * p_in_, q_in_).noalias() += p_ * w2_;
+  }
+
+ private:
+  Index p_out_, p_in_, q_out_, q_in_;
+  T scale_{1};
+  Matrix<T> w1_, w2_, x_, u_, p_;
+};
+
+/// The dense Kronecker product a ⊗ b, the oracle for tests and merging.
+template <class T>
+Matrix<T> kronecker_dense(const Matrix<T>& a, const Matrix<T>& b) {
+  Matrix<T> k(a.rows() * b.rows(), a.cols() * b.cols());
+  for (Index i = 0; i < a.rows(); ++i)
+    for (Index j = 0; j < a.cols(); ++j) k.block(i * b.rows(), j * b.cols(), b.rows(), b.cols()) = a(i, j) * b;
+  return k;
+}
+
+}  // namespace peft::structured
