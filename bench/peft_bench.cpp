@@ -116,6 +116,8 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
   add("SURM Toeplitz", peft::SURM<T>(d, d, {.structure = peft::Structure::Toeplitz}));
   add("SURM LDR rho=4", peft::SURM<T>(d, d, {.structure = peft::Structure::LDR, .rank = 4}));
   add("C3A b=64", peft::C3A<T>(d, d, {.block_size = 64}));
+  add("SURM adapter circulant", peft::SURMAdapter<T>(d, d, {.structure = peft::Structure::Circulant}));
+  add("Houlsby adapter m=64", peft::Houlsby<T>(d, d, {.bottleneck = 64}));
   add("RED", peft::RED<T>(d, d));
   add("IA3", peft::IA3<T>(d, d));
   add("IA3 feed-forward", peft::IA3<T>(d, d, {.feedforward = true}));

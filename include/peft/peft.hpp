@@ -1,6 +1,7 @@
 #pragma once
 // peft-cpp umbrella header: the core API, every adapter and the io layer.
 
+#include <peft/core/activation.hpp>
 #include <peft/core/adapted.hpp>
 #include <peft/core/adapter.hpp>
 #include <peft/core/dropout.hpp>
@@ -12,6 +13,7 @@
 #include <peft/core/types.hpp>
 
 #include <peft/adapters/c3a.hpp>
+#include <peft/adapters/houlsby.hpp>
 #include <peft/adapters/ia3.hpp>
 #include <peft/adapters/lokr.hpp>
 #include <peft/adapters/lora.hpp>
@@ -19,5 +21,6 @@
 #include <peft/adapters/melora.hpp>
 #include <peft/adapters/red.hpp>
 #include <peft/adapters/surm.hpp>
+#include <peft/adapters/surm_adapter.hpp>
 
 #include <peft/io/safetensors.hpp>

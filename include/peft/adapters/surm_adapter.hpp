@@ -1,0 +1,97 @@
+#pragma once
+// The SURM adapter (Sehanobish et al., NeurIPS 2024): one square structured
+// matrix in place of a Houlsby adapter's down/up pair, on the wrapped layer's
+// output (d = d_out):
+//   H' = H + σ(D(H)·Mᵀ) + β,   M = α·S (S as in SURM: circulant, symmetric
+//   Toeplitz, Toeplitz, Kronecker or LDR), β = adapter_bias (d), D = dropout.
+// σ is exact-erf GELU by default (ReLU and identity available). M starts at 0
+// and β at 0, so the adapter starts as the identity. Parameters: the
+// structure's (as in SURM) plus adapter_bias. Not mergeable (σ is nonlinear).
+
+#include <cstdint>
+#include <vector>
+
+#include <peft/adapters/surm.hpp>
+#include <peft/core/activation.hpp>
+#include <peft/core/dropout.hpp>
+#include <peft/core/error.hpp>
+#include <peft/core/types.hpp>
+
+namespace peft {
+
+struct SURMAdapterConfig {
+  Structure structure = Structure::Circulant;
+  Index rank = 1;       ///< LDR ρ or Kronecker r
+  double alpha = 1.0;   ///< scaling of the structured matrix
+  Activation activation = Activation::GELU;
+  double dropout = 0.0;  ///< on the adapter's input, in [0, 1)
+  std::uint64_t seed = 0;
+};
+
+// The structured matrix is a square SURM reused privately: its products and
+// parameters, with adapter_bias appended to the same parameter block.
+template <class T>
+class SURMAdapter : private SURM<T> {
+  using Base = SURM<T>;
+
+ public:
+  using Scalar = T;
+  using Base::num_params;
+  using Base::parameter_block;
+  using Base::parameters;
+  using Base::zero_grad;
+
+  SURMAdapter(Index d_in, Index d_out, const SURMAdapterConfig& config = {})
+      : Base(d_out, d_out, SURMConfig{config.structure, config.rank, config.alpha, config.seed}),
+        d_in_(d_in),
+        d_(d_out),
+        config_(config),
+        dropout_(config.dropout, config.seed + 1) {
+    PEFT_REQUIRE(d_in > 0, "SURMAdapter: d_in must be positive, got ", d_in);
+    bias_ = this->parameter_block().add("adapter_bias", {d_out});
+  }
+
+  Index in_features() const { return d_in_; }
+  Index out_features() const { return d_; }
+  const SURMAdapterConfig& config() const { return config_; }
+  void set_training(bool training) { training_ = training; }
+
+  /// The structured matrix M = α·S (d x d), densely: for tests.
+  Matrix<T> structured_matrix() const { return Base::delta_weight(); }
+
+  double flops(Index N) const { return Base::flops(N) + 10.0 * static_cast<double>(N) * static_cast<double>(d_); }
+
+  void forward_output(Matrix<T>& H) {
+    PEFT_REQUIRE(H.cols() == d_, "SURMAdapter::forward_output: H must have d_out = ", d_, " columns, got ",
+                 ::peft::detail::shape_str(H.rows(), H.cols()));
+    dropped_ = training_ && dropout_.active();
+    if (dropped_) dropout_.forward(H, h_);
+    else h_ = H;
+    z_.setZero(H.rows(), d_);
+    Base::forward_delta(h_, z_);
+    H.array() += z_.unaryExpr([f = config_.activation](T z) { return detail::activate(f, z); }).array();
+    H.rowwise() += this->parameter_block().value(bias_).row(0);
+  }
+
+  void backward_output(Matrix<T>& dH) {
+    PEFT_REQUIRE(dH.rows() == z_.rows() && dH.cols() == d_, "SURMAdapter::backward_output: dH must be ",
+                 ::peft::detail::shape_str(z_.rows(), d_), " like the last forward, got ",
+                 ::peft::detail::shape_str(dH.rows(), dH.cols()));
+    this->parameter_block().grad(bias_).row(0) += dH.colwise().sum();
+    dz_ = dH.array() * z_.unaryExpr([f = config_.activation](T z) { return detail::activate_derivative(f, z); }).array();
+    dh_.setZero(dH.rows(), d_);
+    Base::backward_delta(dz_, dh_);
+    if (dropped_) dropout_.backward(dh_);
+    dH += dh_;
+  }
+
+ private:
+  Index d_in_, d_;
+  SURMAdapterConfig config_;
+  Index bias_ = -1;
+  Dropout<T> dropout_;
+  bool training_ = true, dropped_ = false;
+  Matrix<T> h_, z_, dz_, dh_;
+};
+
+}  // namespace peft
