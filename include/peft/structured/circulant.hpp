@@ -10,6 +10,7 @@
 #include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
+#include <peft/structured/correlation.hpp>
 
 namespace peft::structured {
 
@@ -28,7 +29,6 @@ class Circulant {
  public:
   explicit Circulant(Index n) : n_(checked_size(n)), plan_(n) {
     c_hat_.resize(bins());
-    row_.resize(n);
   }
 
   Index size() const { return n_; }
@@ -54,11 +54,7 @@ class Circulant {
                  ::peft::detail::shape_str(x_hat_.rows(), n_), " like the last forward, got ",
                  ::peft::detail::shape_str(G.rows(), G.cols()));
     fft::forward(plan_, G, g_hat_);
-    if (dc != nullptr) {
-      sum_hat_ = (x_hat_.conjugate().array() * g_hat_.array()).colwise().sum();
-      plan_.inverse(sum_hat_.data(), bins(), row_.data(), n_, 1, T(1) / static_cast<T>(n_));
-      Eigen::Map<Vector<T>>(dc, n_) += row_.transpose();
-    }
+    if (dc != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dc, n_, correlation_);
     work_ = g_hat_.array().rowwise() * c_hat_.conjugate().array();
     fft::inverse(plan_, work_, dX, T(1) / static_cast<T>(n_));
   }
@@ -75,8 +71,8 @@ class Circulant {
 
   Index n_;
   Plan plan_;
-  Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> c_hat_, sum_hat_;
-  Eigen::Matrix<T, 1, Eigen::Dynamic> row_;
+  Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> c_hat_;
+  detail::CorrelationScratch<T> correlation_;
   fft::ComplexMatrix<T> x_hat_, g_hat_, work_;
 };
 

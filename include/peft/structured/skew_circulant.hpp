@@ -12,6 +12,7 @@
 #include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
+#include <peft/structured/correlation.hpp>
 
 namespace peft::structured {
 
@@ -31,7 +32,6 @@ class SkewCirculant {
   explicit SkewCirculant(Index n) : n_(checked_size(n)), plan_(2 * n) {
     h_hat_.resize(bins());
     pad_.setZero(1, 2 * n);
-    row_.resize(2 * n);
   }
 
   Index size() const { return n_; }
@@ -65,11 +65,7 @@ class SkewCirculant {
     padded_.leftCols(n_) = G;
     padded_.rightCols(n_) = -G;
     fft::forward(plan_, padded_, g_hat_);
-    if (dh != nullptr) {
-      sum_hat_ = (x_hat_.conjugate().array() * g_hat_.array()).colwise().sum();
-      plan_.inverse(sum_hat_.data(), bins(), row_.data(), 2 * n_, 1, T(1) / static_cast<T>(2 * n_));
-      Eigen::Map<Vector<T>>(dh, n_) += row_.head(n_).transpose();
-    }
+    if (dh != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dh, n_, correlation_);
     work_ = g_hat_.array().rowwise() * h_hat_.conjugate().array();
     fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(2 * n_));
     dX = wide_.leftCols(n_);
@@ -84,8 +80,8 @@ class SkewCirculant {
 
   Index n_;
   Plan plan_;
-  Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> h_hat_, sum_hat_;
-  Eigen::Matrix<T, 1, Eigen::Dynamic> row_;
+  Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> h_hat_;
+  detail::CorrelationScratch<T> correlation_;
   Matrix<T> pad_, padded_, wide_;
   fft::ComplexMatrix<T> x_hat_, g_hat_, work_;
 };

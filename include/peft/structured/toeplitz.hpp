@@ -15,6 +15,7 @@
 #include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
+#include <peft/structured/correlation.hpp>
 #include <peft/fft/stockham.hpp>
 
 namespace peft::structured {
@@ -42,7 +43,6 @@ class Toeplitz {
   Toeplitz(Index m, Index n) : m_(m), n_(n), L_(checked_length(m, n)), plan_(L_) {
     t_hat_.resize(bins());
     pad_.setZero(1, L_);
-    row_.resize(L_);
   }
 
   Index rows() const { return m_; }
@@ -77,11 +77,7 @@ class Toeplitz {
     padded_.setZero(G.rows(), L_);
     padded_.middleCols(n_ - 1, m_) = G;
     fft::forward(plan_, padded_, g_hat_);
-    if (dt != nullptr) {
-      sum_hat_ = (x_hat_.conjugate().array() * g_hat_.array()).colwise().sum();
-      plan_.inverse(sum_hat_.data(), bins(), row_.data(), L_, 1, T(1) / static_cast<T>(L_));
-      Eigen::Map<Vector<T>>(dt, num_params()) += row_.head(num_params()).transpose();
-    }
+    if (dt != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dt, num_params(), correlation_);
     work_ = g_hat_.array().rowwise() * t_hat_.conjugate().array();
     fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(L_));
     dX = wide_.leftCols(n_);
@@ -96,8 +92,8 @@ class Toeplitz {
 
   Index m_, n_, L_;
   Plan plan_;
-  Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> t_hat_, sum_hat_;
-  Eigen::Matrix<T, 1, Eigen::Dynamic> row_;
+  Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> t_hat_;
+  detail::CorrelationScratch<T> correlation_;
   Matrix<T> pad_, padded_, wide_;
   fft::ComplexMatrix<T> x_hat_, g_hat_, work_;
 };

@@ -1,0 +1,31 @@
+#pragma once
+// The kernel gradient every FFT-structured product shares: a cross-correlation
+// of the forward input with the upstream gradient, summed over the batch in
+// the frequency domain before one inverse FFT (irfft is linear, and each
+// conj(x̂)⊙ĝ of real signals is a Hermitian half spectrum).
+
+#include <complex>
+
+#include <peft/core/types.hpp>
+#include <peft/fft/fft.hpp>
+
+namespace peft::structured::detail {
+
+/// Scratch for add_correlation, kept by the operator between calls.
+template <class T>
+struct CorrelationScratch {
+  Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> sum;
+  Eigen::Matrix<T, 1, Eigen::Dynamic> row;
+};
+
+/// out[0 : count] += irfft(Σ_rows conj(x̂) ⊙ ĝ)[0 : count] / plan.size().
+template <class Plan, class T = typename Plan::Scalar>
+void add_correlation(Plan& plan, const fft::ComplexMatrix<T>& x_hat, const fft::ComplexMatrix<T>& g_hat, T* out,
+                     Index count, CorrelationScratch<T>& scratch) {
+  scratch.sum = (x_hat.conjugate().array() * g_hat.array()).colwise().sum();
+  scratch.row.resize(plan.size());
+  plan.inverse(scratch.sum.data(), plan.bins(), scratch.row.data(), plan.size(), 1, T(1) / static_cast<T>(plan.size()));
+  Eigen::Map<Vector<T>>(out, count) += scratch.row.head(count).transpose();
+}
+
+}  // namespace peft::structured::detail
