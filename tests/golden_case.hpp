@@ -35,17 +35,18 @@ class GoldenCase {
 
   /// Runs the two-layer model and compares with PEFT. `grad_key(module, name)`
   /// gives the io file's key of a parameter's gradient.
-  template <class A>
-  void check(Adapted<A>& fc1, Adapted<A>& fc2, double tol,
+  /// Layer: Adapted<A> or the type-erased AdaptedLayer<T>.
+  template <class Layer>
+  void check(Layer& fc1, Layer& fc2, double tol,
              const std::function<std::string(const std::string&, std::string_view)>& grad_key) {
-    using T = typename A::Scalar;
+    using T = typename Layer::Scalar;
     const Matrix<T> x = io_.at("x").template to_matrix<T>();
     EXPECT_LT(max_rel_diff(fc2.forward(fc1.forward(x)), io_.at("y").template to_matrix<double>()), tol) << "y";
     const Matrix<T> dx = fc1.backward(fc2.backward(io_.at("dy").template to_matrix<T>()));
     EXPECT_LT(max_rel_diff(dx, io_.at("dx").template to_matrix<double>()), tol) << "dx";
-    std::vector<std::pair<std::string, Adapted<A>*>> layers{{"fc1", &fc1}, {"fc2", &fc2}};
+    std::vector<std::pair<std::string, Layer*>> layers{{"fc1", &fc1}, {"fc2", &fc2}};
     for (auto& [module, layer] : layers)
-      for (auto& p : layer->adapter().parameters()) {
+      for (auto& p : parameters_of(*layer)) {
         const std::string key = "grad.base_model.model." + module + "." + grad_key(module, p.name);
         EXPECT_LT(max_rel_diff(p.grad, io_.at(key).template to_matrix<double>()), tol) << key;
       }
@@ -61,6 +62,12 @@ class GoldenCase {
   }
 
  private:
+  template <class Layer>
+  static auto parameters_of(Layer& layer) {
+    if constexpr (requires { layer.adapter(); }) return layer.adapter().parameters();
+    else return layer.parameters();
+  }
+
   std::string dir_;
   io::Safetensors io_, adapter_;
 };

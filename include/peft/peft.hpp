@@ -3,6 +3,7 @@
 
 #include <peft/core/activation.hpp>
 #include <peft/core/adapted.hpp>
+#include <peft/core/adapted_layer.hpp>
 #include <peft/core/adapter.hpp>
 #include <peft/core/dropout.hpp>
 #include <peft/core/error.hpp>
@@ -23,4 +24,6 @@
 #include <peft/adapters/surm.hpp>
 #include <peft/adapters/surm_adapter.hpp>
 
+#include <peft/io/peft_config.hpp>
+#include <peft/io/peft_dir.hpp>
 #include <peft/io/safetensors.hpp>

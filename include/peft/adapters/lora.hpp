@@ -5,6 +5,7 @@
 // Init (PEFT's init_lora_weights): A ~ kaiming_uniform(a=√5) = U(±1/√d_in),
 // B = 0, so the layer starts as the frozen one; Gaussian: A ~ N(0, 1/r²);
 // None: PyTorch's nn.Linear default for both (B ~ U(±1/√r)), non-zero ΔW.
+// lora_bias adds `lora_B.bias` (d_out): Y += s·b_B, merged into the base bias.
 
 #include <algorithm>
 #include <cmath>
@@ -34,6 +35,7 @@ struct LoRAConfig {
   double dropout = 0.0;    ///< lora_dropout, in [0, 1)
   LoRAInit init = LoRAInit::KaimingUniform;
   std::uint64_t seed = 0;  ///< seeds the init and the dropout masks
+  bool lora_bias = false;  ///< PEFT's lora_bias: lora_B has a bias b_B (zero, or U(±1/√r) with init None), Y += s·b_B
 };
 
 template <class T>
@@ -49,6 +51,7 @@ class LoRA : public OwnsParameters<T> {
                                             : config.alpha / static_cast<double>(config.r));
     params_.add("lora_A", {config.r, d_in});
     params_.add("lora_B", {d_out, config.r});
+    if (config.lora_bias) params_.add("lora_B.bias", {d_out});
     Rng rng(config.seed);
     switch (config.init) {
       case LoRAInit::KaimingUniform:
@@ -60,6 +63,7 @@ class LoRA : public OwnsParameters<T> {
       case LoRAInit::None:
         init::kaiming_uniform(A(), d_in, std::sqrt(5.0), rng);
         init::kaiming_uniform(B(), config.r, std::sqrt(5.0), rng);
+        if (config.lora_bias) init::uniform(params_.value(kBias), 1.0 / std::sqrt(static_cast<double>(config.r)), rng);
         break;
     }
   }
@@ -87,6 +91,10 @@ class LoRA : public OwnsParameters<T> {
   /// ΔW = s·B·A (d_out x d_in).
   Matrix<T> delta_weight() const { return (scaling_ * B()) * A(); }
 
+  /// W += ΔW, and with lora_bias b += s·b_B (which needs a base bias, as in PEFT).
+  void merge_into(Linear<T>& base) const { fold_into(base, T(1)); }
+  void unmerge_from(Linear<T>& base) const { fold_into(base, T(-1)); }
+
   /// Y += s·D(X)·Aᵀ·Bᵀ; keeps D(X) and H = D(X)·Aᵀ for backward.
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     detail::check_delta_shapes<T>("LoRA::forward_delta", X, Y, d_in_, d_out_);
@@ -98,6 +106,7 @@ class LoRA : public OwnsParameters<T> {
     }
     h_.noalias() = x_ * A().transpose();
     Y.noalias() += (scaling_ * h_) * B().transpose();
+    if (config_.lora_bias) Y.rowwise() += scaling_ * params_.value(kBias).row(0);
   }
 
   /// dB += s·dYᵀ·H, dA += (s·dY·B)ᵀ·D(X), dX += mask ⊙ (s·dY·B·A).
@@ -107,6 +116,7 @@ class LoRA : public OwnsParameters<T> {
                  detail::shape_str(dY.rows(), dY.cols()));
     PEFT_ASSERT(dX.rows() == dY.rows() && dX.cols() == d_in_);
     params_.grad(kB).noalias() += (scaling_ * dY.transpose()) * h_;
+    if (config_.lora_bias) params_.grad(kBias).row(0) += scaling_ * dY.colwise().sum();
     dh_.noalias() = (scaling_ * dY) * B();
     params_.grad(kA).noalias() += dh_.transpose() * x_;
     if (dropped_) {
@@ -119,7 +129,16 @@ class LoRA : public OwnsParameters<T> {
   }
 
  private:
-  static constexpr Index kA = 0, kB = 1;
+  static constexpr Index kA = 0, kB = 1, kBias = 2;
+
+  void fold_into(Linear<T>& base, T sign) const {
+    PEFT_REQUIRE(base.in_features() == d_in_ && base.out_features() == d_out_, "LoRA::merge: base must be ",
+                 detail::shape_str(d_out_, d_in_), ", got ", detail::shape_str(base.out_features(), base.in_features()));
+    if (config_.lora_bias)
+      PEFT_REQUIRE(base.has_bias(), "LoRA::merge: lora_bias needs a base layer with a bias; this one has none");
+    base.weight() += sign * delta_weight();
+    if (config_.lora_bias) base.bias() += (sign * scaling_) * params_.value(kBias).row(0).transpose();
+  }
 
   static const LoRAConfig& validated(Index d_in, Index d_out, const LoRAConfig& c) {
     PEFT_REQUIRE(d_in > 0 && d_out > 0, "LoRA: d_in and d_out must be positive, got d_in = ", d_in,

@@ -116,6 +116,7 @@ class LoRTA {
   Index layer() const { return layer_; }
   Index matrix_type() const { return type_; }
   Factors& factors() { return *factors_; }
+  const Factors& factors() const { return *factors_; }
 
   std::vector<Parameter<T>> parameters() { return factors_->parameters(); }
   void zero_grad() { factors_->zero_grad(); }

@@ -2,6 +2,7 @@
 // Adapted<A>: a frozen Linear plus one adapter, with forward, hand-written
 // backward, and merge/unmerge for adapters that can fold into the weights.
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -69,14 +70,23 @@ class Adapted {
 
   /// Folds the adapter into the base weights: afterwards forward costs what
   /// the frozen layer costs. Only at eval time: dropout is not part of ΔW.
-  void merge()
+  /// With safe_merge (PEFT's option) a merge that would leave a NaN or Inf in
+  /// the weights throws and leaves the base as it was.
+  void merge(bool safe_merge = false)
     requires Mergeable<A>
   {
     PEFT_REQUIRE(!merged_, "Adapted::merge: already merged; call unmerge() first");
+    std::optional<Linear<T>> before;
+    if (safe_merge) before = base_;
     if constexpr (MergesItself<A>) {
       adapter_.merge_into(base_);
     } else {
       base_.weight() += adapter_.delta_weight();
+    }
+    if (safe_merge && !(base_.weight().allFinite() && base_.bias().allFinite())) {
+      base_ = std::move(*before);
+      ::peft::detail::raise("Adapted::merge: the merged weights would hold NaN or Inf (safe_merge); the adapter's "
+                            "parameters are not finite, base left unchanged");
     }
     merged_values_ = snapshot();
     merged_ = true;

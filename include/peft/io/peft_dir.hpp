@@ -1,0 +1,431 @@
+#pragma once
+// Hugging Face PEFT adapter directories: adapter_config.json plus
+// adapter_model.safetensors with keys "base_model.model.<module>.<tensor>".
+//   load_peft<T>(dir)          reads and checks both files; wrap(module, base)
+//                              builds that module's adapted layer from them
+//   save_peft(dir, config, {{"fc1", layer1}, ...})   writes files PEFT loads
+// Tensor names are our parameter names, with PEFT's ".weight" suffix added
+// for LoRA's lora_A/lora_B. LoRTA's shared factors are stored once, as
+// "lorta.<name>" (lora_A, lora_B, lora_C_h, lora_C_l, lora_C_m).
+// A config field `bias` other than "none" means the file carries trained base
+// biases ("<module>.base_layer.bias"); wrap() puts them into the base layer.
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <peft/adapters/c3a.hpp>
+#include <peft/adapters/ia3.hpp>
+#include <peft/adapters/lokr.hpp>
+#include <peft/adapters/lora.hpp>
+#include <peft/adapters/lorta.hpp>
+#include <peft/adapters/melora.hpp>
+#include <peft/adapters/red.hpp>
+#include <peft/adapters/surm.hpp>
+#include <peft/adapters/surm_adapter.hpp>
+#include <peft/core/adapted.hpp>
+#include <peft/core/adapted_layer.hpp>
+#include <peft/core/error.hpp>
+#include <peft/io/peft_config.hpp>
+#include <peft/io/safetensors.hpp>
+
+namespace peft::io {
+
+inline constexpr std::string_view kPeftKeyPrefix = "base_model.model.";
+inline constexpr std::string_view kLoRTAKeyPrefix = "lorta.";
+inline constexpr const char* kConfigFile = "adapter_config.json";
+inline constexpr const char* kWeightsFile = "adapter_model.safetensors";
+
+namespace detail {
+
+using ::peft::detail::raise;
+
+/// The file's tensor suffix for our parameter `name`.
+inline std::string peft_tensor_name(const std::string& peft_type, std::string_view name) {
+  if (peft_type == "LORA" && (name == "lora_A" || name == "lora_B")) return std::string(name) + ".weight";
+  return std::string(name);
+}
+
+/// Tensor suffixes each type's modules may carry (MELoRA's are numbered).
+inline std::vector<std::string> tensor_suffixes(const std::string& peft_type) {
+  if (peft_type == "LORA") return {"lora_A.weight", "lora_B.weight", "lora_B.bias"};
+  if (peft_type == "IA3") return {"ia3_l"};
+  if (peft_type == "C3A") return {"c3a_kernel"};
+  if (peft_type == "LOKR") return {"lokr_w1", "lokr_w2", "lokr_w1_a", "lokr_w1_b", "lokr_w2_a", "lokr_w2_b"};
+  if (peft_type == "RED") return {"red_scale", "red_bias"};
+  std::vector<std::string> surm = {"circulant_A", "circulant_B", "toeplitz_a", "toeplitz_b", "toeplitz",
+                                   "kronecker_A", "kronecker_B", "ldr_g",       "ldr_h"};
+  if (peft_type == "SURM") return surm;
+  if (peft_type == "SURM_ADAPTER") {
+    surm.push_back("adapter_bias");
+    return surm;
+  }
+  return {};
+}
+
+/// Splits "<module>.<suffix>" for a type's suffixes; nullopt if none fits.
+inline std::optional<std::pair<std::string, std::string>> split_module_key(const std::string& peft_type,
+                                                                           std::string_view rest) {
+  for (const auto& suffix : tensor_suffixes(peft_type)) {
+    if (rest.size() > suffix.size() + 1 && ::peft::io::detail::ends_with(rest, "." + suffix))
+      return std::pair{std::string(rest.substr(0, rest.size() - suffix.size() - 1)), suffix};
+  }
+  if (peft_type == "MELORA") {  // <module>.lora_A.<i> / <module>.lora_B.<i>
+    for (const char* stem : {".lora_A.", ".lora_B."}) {
+      const auto at = rest.rfind(stem);
+      if (at == std::string_view::npos || at == 0) continue;
+      const auto index = rest.substr(at + 8);
+      if (!index.empty() && index.size() < 10 &&
+          std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return std::pair{std::string(rest.substr(0, at)), std::string(rest.substr(at + 1))};
+    }
+  }
+  return std::nullopt;
+}
+
+inline std::string shape_text(std::span<const Index> shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+inline std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::vector<Index> s(shape.begin(), shape.end());
+  return shape_text(std::span<const Index>(s));
+}
+
+inline std::string read_text_file(const std::filesystem::path& path, const std::string& who) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) raise(who, ": missing file '", path.string(), "'");
+  const auto bytes = std::filesystem::file_size(path, ec);
+  if (ec) raise(who, ": cannot read the size of '", path.string(), "'");
+  if (bytes > 64u << 20) raise(who, ": '", path.string(), "' is ", bytes, " bytes; a config over 64 MiB is refused");
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) raise(who, ": cannot read '", path.string(), "'");
+  return text.str();
+}
+
+/// Copies a file tensor into a parameter view after checking its shape.
+template <class T>
+void load_parameter(const Tensor& tensor, const std::string& key, Parameter<T> p, const std::string& who) {
+  const std::vector<Index> file_shape(tensor.shape.begin(), tensor.shape.end());
+  if (!std::equal(file_shape.begin(), file_shape.end(), p.shape.begin(), p.shape.end()))
+    raise(who, ": tensor '", key, "' has shape ", shape_text(tensor.shape), ", the layer needs ",
+          shape_text(p.shape));
+  PEFT_REQUIRE(tensor.dtype == "F32" || tensor.dtype == "F64" || tensor.dtype == "F16" || tensor.dtype == "BF16",
+               who, ": tensor '", key, "' has dtype ", tensor.dtype, ", expected F32, F64, F16 or BF16");
+  p.value = tensor.to_matrix<T>();
+}
+
+/// The adapter the config gives module `name` over a d_in -> d_out layer,
+/// wrapped with `base`. LoRTA layers use `factors`.
+template <class T>
+AdaptedLayer<T> make_layer(const PeftConfig& c, const std::string& name, Linear<T> base,
+                           const std::shared_ptr<LoRTAFactors<T>>& factors) {
+  const Index d_in = base.in_features(), d_out = base.out_features();
+  const std::string& type = c.peft_type;
+  auto make = [&](auto adapter) {
+    using A = decltype(adapter);
+    return AdaptedLayer<T>(Adapted<A>(std::move(base), std::move(adapter)), type);
+  };
+  if (type == "LORA")
+    return make(LoRA<T>(d_in, d_out, {.r = c.rank_for(name), .alpha = c.alpha_for(name), .rslora = c.use_rslora,
+                                      .dropout = c.lora_dropout, .lora_bias = c.lora_bias}));
+  if (type == "IA3") return make(IA3<T>(d_in, d_out, {.feedforward = c.is_feedforward(name)}));
+  if (type == "C3A") return make(C3A<T>(d_in, d_out, {.block_size = c.block_size_for(name)}));
+  if (type == "LOKR")
+    return make(LoKr<T>(d_in, d_out,
+                        {.r = c.rank_for(name), .alpha = c.alpha_for(name), .decompose_both = c.decompose_both,
+                         .decompose_factor = c.decompose_factor, .rank_dropout = c.rank_dropout,
+                         .rank_dropout_scale = c.rank_dropout_scale, .module_dropout = c.module_dropout}));
+  if (type == "SURM")
+    return make(SURM<T>(d_in, d_out, {.structure = c.structure, .rank = c.rank, .alpha = c.alpha}));
+  if (type == "SURM_ADAPTER")
+    return make(SURMAdapter<T>(d_in, d_out, {.structure = c.structure, .rank = c.rank, .alpha = c.alpha,
+                                             .activation = c.activation, .dropout = c.dropout}));
+  if (type == "RED") return make(RED<T>(d_in, d_out, {.scale = c.train_scale, .bias = c.train_bias}));
+  if (type == "MELORA")
+    return make(MELoRA<T>(d_in, d_out, {.r = c.r, .n = c.num_minis, .alpha = c.lora_alpha, .dropout = c.lora_dropout}));
+  if (type == "LORTA") {
+    const auto it = c.module_map.find(name);
+    PEFT_REQUIRE(it != c.module_map.end(), "LoRTA: module '", name, "' is not in the config's module_map");
+    PEFT_REQUIRE(d_in == factors->config().d && d_out == factors->config().d, "LoRTA: module '", name,
+                 "' must be ", factors->config().d, " x ", factors->config().d, " (hidden_size), got ",
+                 ::peft::detail::shape_str(d_out, d_in));
+    return make(LoRTA<T>(factors, it->second.first, it->second.second));
+  }
+  raise("make_layer: peft_type '", type, "' is not supported");
+}
+
+template <class T>
+std::shared_ptr<LoRTAFactors<T>> make_lorta_factors(const PeftConfig& c) {
+  return std::make_shared<LoRTAFactors<T>>(LoRTAConfig{.r = c.r, .alpha = c.lora_alpha, .d = c.hidden_size,
+                                                       .heads = c.heads, .layers = c.layers,
+                                                       .matrix_types = c.matrix_types, .rslora = c.use_rslora,
+                                                       .dropout = c.lora_dropout});
+}
+
+}  // namespace detail
+
+/// A loaded adapter directory: its config, the adapted module names, and
+/// wrap() to build each module's layer. Loading checks that every tensor
+/// belongs to a module the config targets and every target has tensors.
+template <class T>
+class PeftAdapters {
+ public:
+  PeftAdapters(PeftConfig config, Safetensors tensors, std::string source)
+      : config_(std::move(config)), tensors_(std::move(tensors)), source_(std::move(source)) {
+    index_tensors();
+    if (config_.peft_type == "LORTA") {
+      factors_ = detail::make_lorta_factors<T>(config_);
+      for (auto p : factors_->parameters()) {
+        const std::string key = std::string(kLoRTAKeyPrefix) + std::string(p.name);
+        PEFT_REQUIRE(tensors_.contains(key), who(), ": missing the shared LoRTA tensor '", key, "'");
+        detail::load_parameter(tensors_.at(key), key, p, who());
+      }
+    }
+  }
+
+  const PeftConfig& config() const { return config_; }
+  /// Adapted module names, sorted.
+  const std::vector<std::string>& modules() const { return modules_; }
+  const Safetensors& tensors() const { return tensors_; }
+  /// The directory it was read from.
+  const std::string& source() const { return source_; }
+  /// LoRTA: the factors every wrapped layer shares (one set per load).
+  std::shared_ptr<LoRTAFactors<T>> lorta_factors() const { return factors_; }
+
+  bool contains(std::string_view module) const {
+    return std::binary_search(modules_.begin(), modules_.end(), module);
+  }
+
+  /// The adapted layer for `module` around `base` (which must have the
+  /// module's shape), with the saved parameters and, where the file has one,
+  /// the saved base bias.
+  AdaptedLayer<T> wrap(const std::string& module, Linear<T> base) const {
+    PEFT_REQUIRE(contains(module), who(), ": no adapter for module '", module, "'; the directory adapts ",
+                 module_list());
+    const std::string prefix = std::string(kPeftKeyPrefix) + module + ".";
+    for (const char* name : {"base_layer.bias", "bias"}) {
+      const std::string key = prefix + name;
+      if (!tensors_.contains(key)) continue;
+      const Tensor& t = tensors_.at(key);
+      PEFT_REQUIRE(t.shape.size() == 1 && t.shape[0] == base.out_features(), who(), ": tensor '", key,
+                   "' has shape ", detail::shape_text(t.shape), ", the layer's bias needs [", base.out_features(), "]");
+      base.bias() = t.to_vector<T>();
+    }
+    AdaptedLayer<T> layer = [&] {
+      try {
+        return detail::make_layer<T>(config_, module, std::move(base), factors_);
+      } catch (const Error& e) {
+        ::peft::detail::raise(who(), ": module '", module, "': ", e.what());
+      }
+    }();
+    if (config_.peft_type != "LORTA") {
+      for (const auto& p : layer.parameters()) {
+        const std::string key = prefix + detail::peft_tensor_name(config_.peft_type, p.name);
+        PEFT_REQUIRE(tensors_.contains(key), who(), ": missing tensor '", key, "' for module '", module, "'");
+        detail::load_parameter(tensors_.at(key), key, p, who());
+      }
+    }
+    return layer;
+  }
+
+ private:
+  std::string who() const { return "load_peft('" + source_ + "')"; }
+
+  std::string module_list() const {
+    std::string s;
+    for (const auto& m : modules_) s += (s.empty() ? "" : ", ") + m;
+    return s.empty() ? std::string("no module") : s;
+  }
+
+  void index_tensors() {
+    std::set<std::string> modules;
+    const bool lorta = config_.peft_type == "LORTA";
+    for (const auto& [key, tensor] : tensors_) {
+      if (lorta && key.starts_with(kLoRTAKeyPrefix)) continue;
+      PEFT_REQUIRE(key.starts_with(kPeftKeyPrefix), who(), ": tensor '", key, "' does not start with '",
+                   kPeftKeyPrefix, "'");
+      const std::string_view rest = std::string_view(key).substr(kPeftKeyPrefix.size());
+      const auto split = detail::split_module_key(config_.peft_type, rest);
+      if (!split) {
+        // Trained base biases (bias = "lora_only" or "all"), read by wrap().
+        if (::peft::io::detail::ends_with(rest, ".base_layer.bias") ||
+            (config_.bias != "none" && ::peft::io::detail::ends_with(rest, ".bias")))
+          continue;
+        ::peft::detail::raise(who(), ": tensor '", key, "' is not a ", config_.peft_type, " tensor (expected '",
+                              kPeftKeyPrefix, "<module>.<tensor>')");
+      }
+      const std::string& module = split->first;
+      if (lorta) {
+        PEFT_REQUIRE(config_.module_map.count(module), who(), ": tensor '", key, "' is for module '", module,
+                     "', which is not in the config's module_map");
+      } else {
+        PEFT_REQUIRE(config_.targets(module), who(), ": tensor '", key, "' is for module '", module,
+                     "', which the config's target_modules does not select");
+      }
+      modules.insert(module);
+    }
+    if (lorta)
+      for (const auto& [module, where] : config_.module_map) modules.insert(module);
+    modules_.assign(modules.begin(), modules.end());
+    PEFT_REQUIRE(!modules_.empty(), who(), ": the adapter file holds no ", config_.peft_type, " tensors");
+    // Every listed target must have found a module, or the files disagree.
+    for (const auto& target : config_.target_modules) {
+      const bool found = std::any_of(modules_.begin(), modules_.end(), [&](const std::string& m) {
+        return m == target || ::peft::io::detail::ends_with(m, "." + target);
+      });
+      PEFT_REQUIRE(found, who(), ": target module '", target, "' in ", kConfigFile, " has no tensors in ",
+                   kWeightsFile);
+    }
+  }
+
+  PeftConfig config_;
+  Safetensors tensors_;
+  std::string source_;
+  std::vector<std::string> modules_;
+  std::shared_ptr<LoRTAFactors<T>> factors_;
+};
+
+/// Reads `dir`/adapter_config.json and `dir`/adapter_model.safetensors.
+template <class T>
+PeftAdapters<T> load_peft(const std::filesystem::path& dir) {
+  const std::string who = "load_peft('" + dir.string() + "')";
+  std::error_code ec;
+  PEFT_REQUIRE(std::filesystem::is_directory(dir, ec), who, ": not a directory");
+  const std::string text = detail::read_text_file(dir / kConfigFile, who);
+  PeftConfig config = [&] {
+    try {
+      return PeftConfig::parse(text, (dir / kConfigFile).string());
+    } catch (const Error& e) {
+      ::peft::detail::raise(who, ": ", e.what());
+    }
+  }();
+  PEFT_REQUIRE(std::filesystem::is_regular_file(dir / kWeightsFile, ec), who, ": missing file '",
+               (dir / kWeightsFile).string(), "'");
+  return PeftAdapters<T>(std::move(config), read_safetensors(dir / kWeightsFile), dir.string());
+}
+
+/// One module to save: its name and its layer (typed or type-erased).
+template <class T>
+struct SavedModule {
+  template <class A>
+  SavedModule(std::string module, const Adapted<A>& layer) : name(std::move(module)), state(adapter_state(layer)) {}
+  SavedModule(std::string module, const AdaptedLayer<T>& layer) : name(std::move(module)), state(layer.state()) {}
+
+  std::string name;
+  AdapterState<T> state;
+};
+
+struct SaveOptions {
+  std::string dtype = "F32";  ///< "F32" (PEFT's default) or "F64"
+};
+
+/// Writes `dir`/adapter_config.json and `dir`/adapter_model.safetensors for
+/// the modules. Each module's parameters must be what `config` gives that
+/// module (checked by building it); an empty target_modules is filled with
+/// the module names, a LORTA module_map from the layers' positions.
+template <class T>
+void save_peft(const std::filesystem::path& dir, PeftConfig config, const std::vector<SavedModule<T>>& modules,
+               const SaveOptions& options = {}) {
+  using ::peft::detail::raise;
+  const std::string who = "save_peft('" + dir.string() + "')";
+  PEFT_REQUIRE(options.dtype == "F32" || options.dtype == "F64", who, ": dtype must be F32 or F64, got '",
+               options.dtype, "'");
+  PEFT_REQUIRE(!modules.empty(), who, ": no modules to save");
+  {
+    const auto& types = supported_peft_types();
+    PEFT_REQUIRE(std::find(types.begin(), types.end(), config.peft_type) != types.end(), who, ": peft_type '",
+                 config.peft_type, "' is not supported");
+  }
+  const bool lorta = config.peft_type == "LORTA";
+  if (lorta) {
+    const auto* shared = modules.front().state.parameters;
+    for (const auto& m : modules) {
+      PEFT_REQUIRE(m.state.shared && m.state.parameters == shared, who, ": LORTA modules must all share one factor set");
+      config.module_map[m.name] = {m.state.layer, m.state.matrix_type};
+    }
+  } else if (config.target_modules.empty() && config.target_modules_regex.empty()) {
+    for (const auto& m : modules) config.target_modules.push_back(m.name);
+  }
+
+  TensorMap tensors;
+  auto put = [&](const std::string& key, const auto& value, std::span<const Index> shape) {
+    PEFT_REQUIRE(!tensors.count(key), who, ": tensor '", key, "' written twice (module listed twice?)");
+    std::vector<std::int64_t> dims(shape.begin(), shape.end());
+    tensors.emplace(key, Tensor::from(value, dims, options.dtype));
+  };
+  std::shared_ptr<LoRTAFactors<T>> factors;
+  if (lorta) factors = detail::make_lorta_factors<T>(config);
+  for (const auto& m : modules) {
+    PEFT_REQUIRE(m.state.parameters != nullptr && m.state.base != nullptr, who, ": module '", m.name,
+                 "' has no layer");
+    PEFT_REQUIRE(lorta || config.targets(m.name), who, ": module '", m.name,
+                 "' is not selected by the config's target_modules");
+    // The layer the config describes must have exactly these tensors.
+    const Linear<T>& base = *m.state.base;
+    AdaptedLayer<T> expected = [&] {
+      try {
+        return detail::make_layer<T>(config, m.name, Linear<T>(base.weight(), base.bias()), factors);
+      } catch (const Error& e) {
+        raise(who, ": module '", m.name, "': ", e.what());
+      }
+    }();
+    const ParameterBlock<T>& block = *m.state.parameters;
+    const auto want = expected.parameters();
+    bool same = static_cast<Index>(want.size()) == block.size();
+    for (Index i = 0; same && i < block.size(); ++i)
+      same = want[static_cast<std::size_t>(i)].name == block.name(i) &&
+             std::ranges::equal(want[static_cast<std::size_t>(i)].shape, block.shape(i));
+    PEFT_REQUIRE(same, who, ": module '", m.name, "' does not hold the ", config.peft_type,
+                 " parameters the config describes (names or shapes differ)");
+    if (!lorta)
+      for (Index i = 0; i < block.size(); ++i)
+        put(std::string(kPeftKeyPrefix) + m.name + "." + detail::peft_tensor_name(config.peft_type, block.name(i)),
+            block.value(i), block.shape(i));
+    if (config.bias != "none" && base.has_bias())
+      put(std::string(kPeftKeyPrefix) + m.name + ".base_layer.bias", base.bias().transpose(),
+          std::vector<Index>{base.out_features()});
+  }
+  if (lorta) {
+    const ParameterBlock<T>& block = *modules.front().state.parameters;
+    for (Index i = 0; i < block.size(); ++i)
+      put(std::string(kLoRTAKeyPrefix) + std::string(block.name(i)), block.value(i), block.shape(i));
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PEFT_REQUIRE(!ec, who, ": cannot create the directory: ", ec.message());
+  write_safetensors(dir / kWeightsFile, tensors, {{"format", "pt"}});
+  std::ofstream out(dir / kConfigFile, std::ios::trunc);
+  out << config.to_json().dump(2) << "\n";
+  out.flush();
+  PEFT_REQUIRE(static_cast<bool>(out), who, ": cannot write '", (dir / kConfigFile).string(), "'");
+}
+
+/// Writes a loaded directory back: the same config fields and the same tensor
+/// bytes (dtype and values unchanged).
+template <class T>
+void save_peft(const std::filesystem::path& dir, const PeftAdapters<T>& adapters) {
+  const std::string who = "save_peft('" + dir.string() + "')";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PEFT_REQUIRE(!ec, who, ": cannot create the directory: ", ec.message());
+  write_safetensors(dir / kWeightsFile, adapters.tensors().tensors(), adapters.tensors().metadata());
+  std::ofstream out(dir / kConfigFile, std::ios::trunc);
+  out << adapters.config().to_json().dump(2) << "\n";
+  out.flush();
+  PEFT_REQUIRE(static_cast<bool>(out), who, ": cannot write '", (dir / kConfigFile).string(), "'");
+}
+
+}  // namespace peft::io

@@ -1,0 +1,451 @@
+// Hugging Face PEFT adapter directories: PEFT's goldens through load_peft +
+// wrap, save/load round trips for every type, PEFT's module-matching rules,
+// and malformed directories.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <string>
+
+#include <peft/peft.hpp>
+
+#include "golden_case.hpp"
+#include "test_util.hpp"
+
+namespace peft::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// A fresh, empty directory per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = fs::temp_directory_path() / ("peft_dir_test_" + std::string(info->test_suite_name()) + "_" +
+                                         std::string(info->name()));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+void write_text(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::trunc) << text;
+}
+
+std::string golden_dir(const std::string& name) { return kGoldenDir + "/peft/" + name; }
+
+// ---------------------------------------------------------------------------
+// PEFT's goldens, loaded as a user would.
+
+template <class T>
+void check_golden(const std::string& name, double tol) {
+  GoldenCase golden(name);
+  const auto adapters = io::load_peft<T>(golden_dir(name));
+  EXPECT_EQ(adapters.modules(), (std::vector<std::string>{"fc1", "fc2"}));
+  auto fc1 = adapters.wrap("fc1", golden.base<T>("fc1"));
+  auto fc2 = adapters.wrap("fc2", golden.base<T>("fc2"));
+  const std::string type = adapters.config().peft_type;
+  // PEFT's in-memory names carry the adapter name: lora_A.default.weight, ia3_l.default.
+  golden.check(fc1, fc2, tol, [&](const std::string&, std::string_view p) {
+    const std::string file_name = io::detail::peft_tensor_name(type, p);
+    return file_name.ends_with(".weight") ? std::string(p) + ".default.weight" : file_name + ".default";
+  });
+}
+
+TEST(PeftDir, LoRAGoldenThroughLoadPeft) { check_golden<double>("lora_f64", 1e-10); }
+TEST(PeftDir, IA3GoldenThroughLoadPeft) { check_golden<double>("ia3_f64", 1e-10); }
+TEST(PeftDir, LoKrGoldenThroughLoadPeft) { check_golden<double>("lokr_f64", 1e-10); }
+TEST(PeftDir, C3AGoldenThroughLoadPeft) { check_golden<float>("c3a_f32", 2e-5); }
+
+TEST(PeftDir, ConfigFieldsOfTheGoldens) {
+  const auto lora = io::load_peft<double>(golden_dir("lora_f64")).config();
+  EXPECT_EQ(lora.peft_type, "LORA");
+  EXPECT_EQ(lora.r, 8);
+  EXPECT_EQ(lora.lora_alpha, 16.0);
+  EXPECT_FALSE(lora.use_rslora);
+  EXPECT_EQ(lora.target_modules, (std::vector<std::string>{"fc2", "fc1"}));
+  EXPECT_EQ(lora.bias, "none");
+  const auto ia3 = io::load_peft<double>(golden_dir("ia3_f64")).config();
+  EXPECT_EQ(ia3.feedforward_modules, (std::vector<std::string>{"fc2"}));
+  EXPECT_TRUE(ia3.is_feedforward("fc2"));
+  EXPECT_FALSE(ia3.is_feedforward("fc1"));
+  EXPECT_EQ(io::load_peft<float>(golden_dir("c3a_f32")).config().block_size, 8);
+  const auto lokr = io::load_peft<double>(golden_dir("lokr_f64")).config();
+  EXPECT_EQ(lokr.r, 4);
+  EXPECT_EQ(lokr.alpha, 8.0);
+}
+
+TEST(PeftDir, ResavingALoadedDirectoryKeepsEveryTensorByte) {
+  for (const std::string name : {"lora_f64", "ia3_f64", "lokr_f64", "c3a_f32"}) {
+    TempDir tmp;
+    const auto loaded = io::load_peft<double>(golden_dir(name));
+    io::save_peft(tmp.path(), loaded);
+    const auto original = io::read_safetensors(golden_dir(name) + "/adapter_model.safetensors");
+    const auto again = io::read_safetensors(tmp / "adapter_model.safetensors");
+    ASSERT_EQ(again.size(), original.size()) << name;
+    for (const auto& [key, tensor] : original) {
+      EXPECT_EQ(again.at(key).dtype, tensor.dtype) << name << " " << key;
+      EXPECT_EQ(again.at(key).shape, tensor.shape) << name << " " << key;
+      EXPECT_EQ(again.at(key).data, tensor.data) << name << " " << key;
+    }
+    EXPECT_EQ(again.metadata(), original.metadata());
+    const auto reloaded = io::load_peft<double>(tmp.path());
+    EXPECT_EQ(reloaded.config().to_json(), loaded.config().to_json()) << name;
+    // Unknown-to-us fields PEFT wrote survive.
+    EXPECT_EQ(reloaded.config().raw.at("auto_mapping"), loaded.config().raw.at("auto_mapping"));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Save -> load round trips for every type, F64 and F32.
+
+struct RoundTripCase {
+  std::string label;
+  io::PeftConfig config;
+  Index d_in, d_out;
+};
+
+io::PeftConfig config_of(std::string type) {
+  io::PeftConfig c;
+  c.peft_type = std::move(type);
+  return c;
+}
+
+std::vector<RoundTripCase> round_trip_cases() {
+  std::vector<RoundTripCase> cases;
+  auto lora = config_of("LORA");
+  lora.r = 4;
+  lora.lora_alpha = 12;
+  lora.rank_pattern = {{"fc2", 2}};
+  lora.alpha_pattern = {{"fc2", 3.0}};
+  lora.lora_bias = true;
+  lora.bias = "lora_only";
+  cases.push_back({"lora", lora, 24, 16});
+  auto rslora = config_of("LORA");
+  rslora.r = 4;
+  rslora.use_rslora = true;
+  cases.push_back({"rslora", rslora, 16, 24});
+  auto ia3 = config_of("IA3");
+  ia3.feedforward_modules = {"fc2"};
+  cases.push_back({"ia3", ia3, 16, 16});
+  auto c3a = config_of("C3A");
+  c3a.block_size = 8;
+  cases.push_back({"c3a", c3a, 24, 16});
+  auto lokr = config_of("LOKR");
+  lokr.r = 2;
+  lokr.alpha = 4;
+  lokr.decompose_both = true;
+  cases.push_back({"lokr", lokr, 24, 16});
+  for (const auto s : {Structure::Circulant, Structure::CirculantSingle, Structure::SymToeplitz, Structure::Toeplitz,
+                       Structure::Kronecker, Structure::LDR}) {
+    auto surm = config_of("SURM");
+    surm.structure = s;
+    surm.rank = 2;
+    surm.alpha = 0.5;
+    cases.push_back({"surm_" + std::string(io::detail::enum_name(io::detail::kStructureNames, s)), surm, 24, 16});
+  }
+  auto surm_adapter = config_of("SURM_ADAPTER");
+  surm_adapter.structure = Structure::Toeplitz;
+  surm_adapter.activation = Activation::ReLU;
+  cases.push_back({"surm_adapter", surm_adapter, 16, 16});
+  auto red = config_of("RED");
+  red.train_scale = false;
+  cases.push_back({"red", red, 16, 12});
+  auto melora = config_of("MELORA");
+  melora.r = 2;
+  melora.num_minis = 4;
+  melora.lora_alpha = 4;
+  cases.push_back({"melora", melora, 24, 16});
+  return cases;
+}
+
+/// Every parameter random, so nothing round-trips by being zero.
+template <class T>
+void randomise(AdaptedLayer<T>& layer, Rng& rng) {
+  for (auto& p : layer.parameters()) init::normal(p.value, 0.5, rng);
+  for (auto& p : layer.parameters())
+    if (p.name == "ia3_l" || p.name == "red_scale") p.value.array() += T(1);
+}
+
+template <class T>
+void round_trip(const RoundTripCase& c, const std::string& dtype, double tol) {
+  SCOPED_TRACE(c.label + " " + dtype);
+  TempDir tmp;
+  Rng rng(7);
+  const std::vector<std::string> names{"model.fc1", "model.fc2"};
+  std::vector<AdaptedLayer<T>> layers;
+  auto config = c.config;
+  config.target_modules = {"fc1", "fc2"};
+  for (const auto& name : names) {
+    auto layer = io::detail::make_layer<T>(config, name, Linear<T>::random(c.d_in, c.d_out, rng), nullptr);
+    randomise(layer, rng);
+    layers.push_back(std::move(layer));
+  }
+  io::save_peft<T>(tmp.path(), config, {{names[0], layers[0]}, {names[1], layers[1]}}, {.dtype = dtype});
+
+  const auto loaded = io::load_peft<T>(tmp.path());
+  EXPECT_EQ(loaded.modules(), names);
+  EXPECT_EQ(loaded.config().to_json(), io::load_peft<T>(tmp.path()).config().to_json());
+  EXPECT_EQ(loaded.config().peft_type, c.config.peft_type);
+  const Matrix<T> X = random_matrix<T>(5, c.d_in, rng.next());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    Linear<T> base(layers[i].base().weight(), Vector<T>::Zero(c.d_out));  // bias comes from the file when saved
+    if (config.bias == "none") base.bias() = layers[i].base().bias();
+    auto again = loaded.wrap(names[i], std::move(base));
+    auto want = layers[i].parameters();
+    auto got = again.parameters();
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t k = 0; k < want.size(); ++k) {
+      EXPECT_EQ(got[k].name, want[k].name);
+      EXPECT_LT(max_rel_diff(got[k].value, want[k].value), tol) << want[k].name;
+    }
+    EXPECT_LT(max_rel_diff(again.forward(X), layers[i].forward(X)), tol);
+  }
+}
+
+TEST(PeftDir, SaveThenLoadEveryTypeInF64) {
+  for (const auto& c : round_trip_cases()) round_trip<double>(c, "F64", 1e-15);
+}
+
+TEST(PeftDir, SaveThenLoadEveryTypeInF32) {
+  for (const auto& c : round_trip_cases()) round_trip<float>(c, "F32", 1e-6);
+  // A float64 trainer saving PEFT's default float32 files.
+  for (const auto& c : round_trip_cases()) round_trip<double>(c, "F32", 1e-6);
+}
+
+TEST(PeftDir, LoRTASharesOneFactorSetAcrossModules) {
+  TempDir tmp;
+  Rng rng(3);
+  auto factors = std::make_shared<LoRTAFactors<double>>(
+      LoRTAConfig{.r = 3, .alpha = 6, .d = 16, .heads = 2, .layers = 2, .matrix_types = 2, .seed = 5});
+  for (auto& p : factors->parameters()) init::normal(p.value, 0.5, rng);
+  std::vector<Adapted<LoRTA<double>>> layers;
+  const std::vector<std::string> names{"layers.0.q", "layers.0.v", "layers.1.q"};
+  const std::vector<std::pair<Index, Index>> where{{0, 0}, {0, 1}, {1, 0}};
+  for (const auto& [l, m] : where)
+    layers.emplace_back(Linear<double>::random(16, 16, rng), LoRTA<double>(factors, l, m));
+  auto config = config_of("LORTA");
+  config.r = 3;
+  config.lora_alpha = 6;
+  config.hidden_size = 16;
+  config.heads = 2;
+  config.layers = 2;
+  config.matrix_types = 2;
+  io::save_peft<double>(tmp.path(), config, {{names[0], layers[0]}, {names[1], layers[1]}, {names[2], layers[2]}},
+                        {.dtype = "F64"});
+  const auto loaded = io::load_peft<double>(tmp.path());
+  EXPECT_EQ(loaded.modules(), (std::vector<std::string>{"layers.0.q", "layers.0.v", "layers.1.q"}));
+  EXPECT_EQ(loaded.config().module_map.at("layers.1.q"), (std::pair<Index, Index>{1, 0}));
+  const Matrix<double> X = random_matrix<double>(4, 16, rng.next());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    auto layer = loaded.wrap(names[i], layers[i].base());
+    EXPECT_LT(max_rel_diff(layer.forward(X), layers[i].forward(X)), 1e-15) << names[i];
+  }
+  // One shared block: a gradient through one layer shows in every wrapped layer.
+  auto a = loaded.wrap(names[0], layers[0].base());
+  auto b = loaded.wrap(names[2], layers[2].base());
+  a.forward(X);
+  a.backward(random_matrix<double>(4, 16, rng.next()));
+  EXPECT_GT(b.parameters()[0].grad.norm(), 0.0);
+}
+
+// ---------------------------------------------------------------------------
+// PEFT's matching rules.
+
+TEST(PeftConfig, TargetModulesListMatchesNamesAndDottedSuffixes) {
+  auto c = config_of("LORA");
+  c.target_modules = {"q_proj", "fc1"};
+  EXPECT_TRUE(c.targets("fc1"));
+  EXPECT_TRUE(c.targets("model.layers.0.self_attn.q_proj"));
+  EXPECT_FALSE(c.targets("model.layers.0.self_attn.xq_proj"));
+  EXPECT_FALSE(c.targets("fc10"));
+  c.exclude_modules = {"layers.1.self_attn.q_proj"};
+  EXPECT_FALSE(c.targets("model.layers.1.self_attn.q_proj"));
+  EXPECT_TRUE(c.targets("model.layers.0.self_attn.q_proj"));
+}
+
+TEST(PeftConfig, TargetModulesRegexMustMatchTheWholeName) {
+  const auto c = io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ".*\\.(q|v)_proj"})", "inline");
+  EXPECT_EQ(c.target_modules_regex, ".*\\.(q|v)_proj");
+  EXPECT_TRUE(c.targets("model.layers.3.v_proj"));
+  EXPECT_FALSE(c.targets("model.layers.3.v_proj.inner"));
+  EXPECT_FALSE(c.targets("v_proj"));  // the regex needs the dot
+}
+
+TEST(PeftConfig, RankAndAlphaPatternsFollowPeft) {
+  const auto c = io::PeftConfig::parse(
+      R"({"peft_type": "LORA", "target_modules": ["q", "v"], "r": 8, "lora_alpha": 16,
+          "rank_pattern": {"layers.0.q": 2, "^model.*v": 4}, "alpha_pattern": {"q": 32}})",
+      "inline");
+  EXPECT_EQ(c.rank_for("model.layers.0.q"), 2);
+  EXPECT_EQ(c.rank_for("layers.0.q"), 2);
+  EXPECT_EQ(c.rank_for("model.layers.10.q"), 8);  // "(.*\.)?(layers.0.q)$" does not match
+  EXPECT_EQ(c.rank_for("model.layers.5.v"), 4);
+  EXPECT_EQ(c.alpha_for("model.layers.5.q"), 32.0);
+  EXPECT_EQ(c.alpha_for("model.layers.5.v"), 16.0);
+}
+
+TEST(PeftConfig, FeedforwardListMatchesPlainSuffixesAndC3APatternsNeedADot) {
+  auto c = config_of("IA3");
+  c.feedforward_modules = {"down_proj"};
+  EXPECT_TRUE(c.is_feedforward("mlp.down_proj"));
+  EXPECT_TRUE(c.is_feedforward("mlp.xdown_proj"));  // PEFT uses endswith without a dot
+  EXPECT_FALSE(c.is_feedforward("mlp.up_proj"));
+  auto c3a = config_of("C3A");
+  c3a.block_size = 64;
+  c3a.block_size_pattern = {{"fc1", 16}};
+  EXPECT_EQ(c3a.block_size_for("model.fc1"), 16);
+  EXPECT_EQ(c3a.block_size_for("fc1"), 64);  // re.match(".*\.fc1$") needs a dot before
+}
+
+TEST(PeftConfig, RejectsBadFieldsWithTheirNames) {
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse("{", "cfg"), "not valid JSON");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse("[1]", "cfg"), "must be a JSON object");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"r": 8})", "cfg"), "missing the required field 'peft_type'");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "VERA", "target_modules": ["a"]})", "cfg"),
+                    "peft_type 'VERA' is not supported; supported: LORA, IA3, C3A, LOKR");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ["a"], "r": "8"})", "cfg"),
+                    "field 'r' must be an integer");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ["a"], "r": 8.5})", "cfg"),
+                    "field 'r' must be an integer");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": "("})", "cfg"),
+                    "not a valid regular expression");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA"})", "cfg"), "'target_modules' must name");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ["a"], "use_dora": true})",
+                                          "cfg"),
+                    "DoRA");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ["a"], "bias": "some"})", "cfg"),
+                    "field 'bias' must be 'none', 'all' or 'lora_only'");
+  EXPECT_PEFT_ERROR(
+      io::PeftConfig::parse(R"({"peft_type": "SURM", "target_modules": ["a"], "structure": "banded"})", "cfg"),
+      "field 'structure' must be one of 'circulant'");
+}
+
+// ---------------------------------------------------------------------------
+// Malformed directories.
+
+/// A copy of a golden directory to break.
+fs::path copy_golden(const TempDir& tmp, const std::string& name) {
+  const fs::path dir = tmp / name;
+  fs::create_directories(dir);
+  for (const char* file : {"adapter_config.json", "adapter_model.safetensors"})
+    fs::copy_file(golden_dir(name) + "/" + file, dir / file);
+  return dir;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(PeftDirErrors, MissingDirectoryAndFiles) {
+  TempDir tmp;
+  EXPECT_PEFT_ERROR(io::load_peft<double>(tmp / "nowhere"), "not a directory");
+  EXPECT_PEFT_ERROR(io::load_peft<double>(tmp.path()), "missing file");
+  const auto dir = copy_golden(tmp, "lora_f64");
+  fs::remove(dir / "adapter_model.safetensors");
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir), "adapter_model.safetensors");
+}
+
+TEST(PeftDirErrors, BadConfigs) {
+  TempDir tmp;
+  const auto dir = copy_golden(tmp, "lora_f64");
+  write_text(dir / "adapter_config.json", "this is not json");
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir), "not valid JSON");
+  write_text(dir / "adapter_config.json", R"({"r": 8, "target_modules": ["fc1", "fc2"]})");
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir), "peft_type");
+  write_text(dir / "adapter_config.json", R"({"peft_type": "ADALORA", "target_modules": ["fc1", "fc2"]})");
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir), "'ADALORA' is not supported");
+}
+
+TEST(PeftDirErrors, ConfigAndTensorsDisagree) {
+  TempDir tmp;
+  const auto dir = copy_golden(tmp, "lora_f64");
+  const std::string config = read_text(dir / "adapter_config.json");
+  // A target with no tensors.
+  std::string more = config;
+  more.replace(more.find("\"fc1\""), 5, "\"fc1\", \"fc3\"");
+  write_text(dir / "adapter_config.json", more);
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir), "target module 'fc3' in adapter_config.json has no tensors");
+  // Tensors for a module the config does not target.
+  std::string fewer = config;
+  fewer.replace(fewer.find("\"fc2\",\n    \"fc1\""), 16, "\"fc1\"");
+  write_text(dir / "adapter_config.json", fewer);
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir), "is for module 'fc2', which the config's target_modules");
+  // The wrong rank for the tensors: a shape mismatch when wrapping.
+  std::string rank = config;
+  rank.replace(rank.find("\"r\": 8"), 6, "\"r\": 4");
+  write_text(dir / "adapter_config.json", rank);
+  GoldenCase golden("lora_f64");
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir).wrap("fc1", golden.base("fc1")),
+                    "tensor 'base_model.model.fc1.lora_A.weight' has shape [8, 48], the layer needs [4, 48]");
+}
+
+TEST(PeftDirErrors, WrappingTheWrongLayer) {
+  const auto adapters = io::load_peft<double>(golden_dir("lora_f64"));
+  GoldenCase golden("lora_f64");
+  EXPECT_PEFT_ERROR(adapters.wrap("fc1", golden.base("fc2")), "the layer needs [8, 64]");
+  EXPECT_PEFT_ERROR(adapters.wrap("fc9", golden.base("fc1")), "no adapter for module 'fc9'; the directory adapts fc1, fc2");
+}
+
+TEST(PeftDirErrors, TruncatedAndGarbledWeights) {
+  TempDir tmp;
+  const auto dir = copy_golden(tmp, "lora_f64");
+  const std::string bytes = read_text(dir / "adapter_model.safetensors");
+  write_text(dir / "adapter_model.safetensors", bytes.substr(0, bytes.size() - 100));
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir), "adapter_model.safetensors");
+  std::string garbled = bytes;
+  for (std::size_t i = 8; i < 40; ++i) garbled[i] = '#';
+  write_text(dir / "adapter_model.safetensors", garbled);
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir), "adapter_model.safetensors");
+  // A stray tensor that is no LoRA tensor.
+  auto tensors = io::read_safetensors(golden_dir("lora_f64") + "/adapter_model.safetensors").tensors();
+  tensors.emplace("base_model.model.fc1.lora_C.weight", tensors.begin()->second);
+  io::write_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
+  EXPECT_PEFT_ERROR(io::load_peft<double>(dir), "'base_model.model.fc1.lora_C.weight' is not a LORA tensor");
+}
+
+TEST(PeftDirErrors, SafeMergeRefusesNonFiniteWeightsAndKeepsTheBase) {
+  TempDir tmp;
+  const auto dir = copy_golden(tmp, "lora_f64");
+  auto tensors = io::read_safetensors(dir / "adapter_model.safetensors").tensors();
+  Matrix<double> B = tensors.at("base_model.model.fc1.lora_B.weight").to_matrix<double>();
+  B(3, 2) = std::numeric_limits<double>::quiet_NaN();
+  tensors["base_model.model.fc1.lora_B.weight"] = io::Tensor::from(B, {64, 8}, "F64");
+  io::write_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
+  GoldenCase golden("lora_f64");
+  auto layer = io::load_peft<double>(dir).wrap("fc1", golden.base("fc1"));
+  const Matrix<double> W = layer.base().weight();
+  EXPECT_PEFT_ERROR(layer.merge(/*safe_merge=*/true), "NaN or Inf");
+  EXPECT_FALSE(layer.merged());
+  EXPECT_EQ(layer.base().weight(), W);
+}
+
+TEST(PeftDirErrors, SaveRefusesModulesTheConfigDoesNotDescribe) {
+  TempDir tmp;
+  Rng rng(1);
+  Adapted<LoRA<double>> layer(Linear<double>::random(16, 16, rng), LoRA<double>(16, 16, {.r = 4}));
+  auto config = config_of("LORA");
+  config.r = 8;
+  EXPECT_PEFT_ERROR(io::save_peft<double>(tmp.path(), config, {{"fc1", layer}}), "does not hold the LORA parameters");
+  config.r = 4;
+  config.target_modules = {"fc2"};
+  EXPECT_PEFT_ERROR(io::save_peft<double>(tmp.path(), config, {{"fc1", layer}}), "not selected by the config");
+  config.target_modules.clear();
+  EXPECT_PEFT_ERROR(io::save_peft<double>(tmp.path(), config, {{"fc1", layer}}, {.dtype = "F16"}),
+                    "dtype must be F32 or F64");
+  io::save_peft<double>(tmp.path(), config, {{"fc1", layer}});
+  EXPECT_EQ(io::load_peft<double>(tmp.path()).config().target_modules, (std::vector<std::string>{"fc1"}));
+}
+
+}  // namespace
+}  // namespace peft::test
