@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include "adapter_checks.hpp"
 #include "test_util.hpp"
 
 namespace peft::test {
@@ -182,6 +183,33 @@ TEST(LoRA, RejectsBadShapesAndMisuse) {
   EXPECT_PEFT_ERROR(lora.forward_delta(Matrix<double>::Zero(5, 40), Y), "LoRA::forward_delta: expected X with d_in = 48");
   EXPECT_PEFT_ERROR(Adapted(Linear<double>(Matrix<double>::Zero(64, 40)), LoRA<double>(48, 64, {})),
                     "Adapted: adapter is 64 x 48 (d_out x d_in) but the base layer is 64 x 40");
+}
+
+}  // namespace
+}  // namespace peft::test
+
+namespace peft::test {
+namespace {
+
+// lora_bias (PEFT's LoraConfig.lora_bias): lora_B carries a bias, so
+// Y = X·(W + s·B·A)ᵀ + b + s·b_B; merging adds s·b_B to the base bias.
+TEST(LoRA, LoRABiasAddsScaledBiasTrainsItAndMergesIntoTheBaseBias) {
+  auto layer = wrap(LoRA<double>(12, 9, {.r = 3, .alpha = 6, .init = LoRAInit::None, .lora_bias = true}));
+  const auto params = layer.adapter().parameters();
+  ASSERT_EQ(params.size(), 3u);
+  EXPECT_EQ(params[2].name, "lora_B.bias");
+  EXPECT_EQ(params[2].value.cols(), 9);
+  EXPECT_GT(params[2].value.norm(), 0.0);  // init None: nn.Linear's default U(±1/√r)
+  const Matrix<double> X = random_matrix<double>(5, 12, 3);
+  Matrix<double> expected = X * (layer.base().weight() + layer.adapter().delta_weight()).transpose();
+  expected.rowwise() += layer.base().bias().transpose() + 2.0 * params[2].value.row(0);
+  EXPECT_LT(max_rel_diff(layer.forward(X), expected), 1e-13);
+  expect_gradients_match(layer, 5);
+  expect_merge_round_trip(layer, 5);
+  // Zero-initialised under PEFT's default init; merging needs a base bias.
+  auto fresh = wrap(LoRA<double>(12, 9, {.r = 3, .lora_bias = true}), /*bias=*/false);
+  EXPECT_EQ(fresh.adapter().parameters()[2].value.norm(), 0.0);
+  EXPECT_PEFT_ERROR(fresh.merge(), "lora_bias needs a base layer with a bias");
 }
 
 }  // namespace

@@ -325,6 +325,9 @@ TEST(PeftConfig, RejectsBadFieldsWithTheirNames) {
                     "DoRA");
   EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ["a"], "bias": "some"})", "cfg"),
                     "field 'bias' must be 'none', 'all' or 'lora_only'");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(
+                        R"({"peft_type": "IA3", "target_modules": ["q", "v"], "feedforward_modules": ["fc"]})", "cfg"),
+                    "feedforward module 'fc' must also be in target_modules");
   EXPECT_PEFT_ERROR(
       io::PeftConfig::parse(R"({"peft_type": "SURM", "target_modules": ["a"], "structure": "banded"})", "cfg"),
       "field 'structure' must be one of 'circulant'");

@@ -123,6 +123,8 @@ struct PeftConfig {
   static PeftConfig from_json(const nlohmann::ordered_json& json, const std::string& source);
   /// `raw` with every field of this peft_type written over it.
   nlohmann::ordered_json to_json() const;
+  /// The cross-field rules PEFT enforces (raises peft::Error, `who` first).
+  void validate(const std::string& who) const;
 };
 
 namespace detail {
@@ -381,9 +383,18 @@ inline PeftConfig PeftConfig::from_json(const nlohmann::ordered_json& json, cons
       c.module_map[module] = {where[0].get<Index>(), where[1].get<Index>()};
     }
   }
-  if (c.peft_type == "LORTA" && c.module_map.empty())
-    raise(who, ": a LORTA config needs 'module_map' {module: [layer, matrix_type]}");
+  c.validate(who);
   return c;
+}
+
+inline void PeftConfig::validate(const std::string& who) const {
+  using detail::raise;
+  if (peft_type == "LORTA" && module_map.empty())
+    raise(who, ": a LORTA config needs 'module_map' {module: [layer, matrix_type]}");
+  if (peft_type == "IA3" && target_modules_regex.empty() && feedforward_modules_regex.empty())
+    for (const auto& ff : feedforward_modules)
+      if (std::find(target_modules.begin(), target_modules.end(), ff) == target_modules.end())
+        raise(who, ": feedforward module '", ff, "' must also be in target_modules (PEFT requires a subset)");
 }
 
 inline nlohmann::ordered_json PeftConfig::to_json() const {

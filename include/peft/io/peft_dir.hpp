@@ -358,6 +358,7 @@ void save_peft(const std::filesystem::path& dir, PeftConfig config, const std::v
   } else if (config.target_modules.empty() && config.target_modules_regex.empty()) {
     for (const auto& m : modules) config.target_modules.push_back(m.name);
   }
+  config.validate(who);
 
   TensorMap tensors;
   auto put = [&](const std::string& key, const auto& value, std::span<const Index> shape) {
