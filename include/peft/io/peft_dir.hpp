@@ -204,6 +204,49 @@ class PeftAdapters {
   /// LoRTA: the factors every wrapped layer shares (one set per load).
   std::shared_ptr<LoRTAFactors<T>> lorta_factors() const { return factors_; }
 
+  /// The (d_in, d_out) a module's tensors imply, where they determine it: not
+  /// for IA3 and RED (which scale one side of W), and SURM's length-n
+  /// structures are taken as square (n x n).
+  std::optional<std::pair<Index, Index>> layer_shape(const std::string& module) const {
+    const std::string prefix = std::string(kPeftKeyPrefix) + module + ".";
+    auto dims = [&](const std::string& name) -> std::vector<Index> {
+      const std::string key = prefix + name;
+      if (!tensors_.contains(key)) return {};
+      const auto& shape = tensors_.at(key).shape;
+      return std::vector<Index>(shape.begin(), shape.end());
+    };
+    using Shape = std::optional<std::pair<Index, Index>>;
+    auto both = [](Index d_in, Index d_out) -> Shape { return std::pair{d_in, d_out}; };
+    const std::string& type = config_.peft_type;
+    if (type == "LORA") {
+      const auto A = dims("lora_A.weight"), B = dims("lora_B.weight");
+      if (A.size() == 2 && B.size() == 2) return both(A[1], B[0]);
+    } else if (type == "C3A") {
+      const auto k = dims("c3a_kernel");
+      if (k.size() == 3) return both(k[1] * k[2], k[0] * k[2]);
+    } else if (type == "LOKR") {
+      const auto w1 = dims("lokr_w1"), w1a = dims("lokr_w1_a"), w1b = dims("lokr_w1_b");
+      const auto w2 = dims("lokr_w2"), w2a = dims("lokr_w2_a"), w2b = dims("lokr_w2_b");
+      const Index out_l = w1.size() == 2 ? w1[0] : (w1a.size() == 2 ? w1a[0] : 0);
+      const Index in_m = w1.size() == 2 ? w1[1] : (w1b.size() == 2 ? w1b[1] : 0);
+      const Index out_k = w2.size() == 2 ? w2[0] : (w2a.size() == 2 ? w2a[0] : 0);
+      const Index in_n = w2.size() == 2 ? w2[1] : (w2b.size() == 2 ? w2b[1] : 0);
+      if (out_l && in_m && out_k && in_n) return both(in_m * in_n, out_l * out_k);
+    } else if (type == "MELORA") {
+      const auto A = dims("lora_A.0"), B = dims("lora_B.0");
+      if (A.size() == 2 && B.size() == 2) return both(A[1] * config_.num_minis, B[0] * config_.num_minis);
+    } else if (type == "SURM" || type == "SURM_ADAPTER") {
+      if (const auto A = dims("kronecker_A"), B = dims("kronecker_B"); A.size() == 2 && B.size() == 2)
+        return both(A[0] * A[1], B[0] * B[1]);
+      if (const auto t = dims("toeplitz"); t.size() == 1) return both((t[0] + 1) / 2, (t[0] + 1) / 2);
+      for (const char* name : {"circulant_A", "toeplitz_a", "ldr_g"})
+        if (const auto v = dims(name); !v.empty()) return both(v.back(), v.back());
+    } else if (type == "LORTA") {
+      return both(config_.hidden_size, config_.hidden_size);
+    }
+    return std::nullopt;
+  }
+
   bool contains(std::string_view module) const {
     return std::binary_search(modules_.begin(), modules_.end(), module);
   }
