@@ -2,8 +2,28 @@
 # Builds and runs the whole test suite from a fresh clone:
 #   bash scripts/test.sh              tests, examples and benchmarks built, tests run
 #   bash scripts/test.sh --sanitize   the same tests under AddressSanitizer + UBSan
+#   bash scripts/test.sh --fuzz [S]   the libFuzzer targets (clang), each S seconds (default 60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--fuzz" ]]; then
+  seconds="${2:-60}"
+  bash scripts/setup.sh clang libclang-rt-14-dev
+  build=build/fuzz
+  cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DPEFT_BUILD_FUZZERS=ON \
+    -DPEFT_BUILD_TESTS=OFF -DPEFT_BUILD_BENCHMARKS=OFF -DPEFT_BUILD_EXAMPLES=OFF -DPEFT_BUILD_TOOLS=OFF \
+    -DPEFT_INSTALL=OFF
+  cmake --build "$build" -j "$(nproc)"
+  for target in safetensors peft_config; do
+    corpus="$build/corpus/$target"  # grows across runs; fuzz/seeds stays as committed
+    mkdir -p "$corpus"
+    echo "fuzz: $target for ${seconds}s"
+    "$build/fuzz/fuzz_$target" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+      -artifact_prefix="$build/crash_${target}_" "$corpus" "fuzz/seeds/$target"
+  done
+  exit 0
+fi
+
 bash scripts/setup.sh
 
 build=build/test

@@ -166,3 +166,34 @@ TEST_F(Safetensors, ConversionAndWriteErrorsAreClear) {
 
 }  // namespace
 }  // namespace peft::test
+
+namespace peft::test {
+namespace {
+
+std::vector<unsigned char> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<unsigned char>(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(ParseSafetensors, BytesInMemoryReadLikeTheFile) {
+  const std::string file = kGoldenDir + "/peft/lora_f64/adapter_model.safetensors";
+  const auto bytes = file_bytes(file);
+  const auto from_file = io::read_safetensors(file);
+  const auto from_bytes = io::parse_safetensors(bytes, "golden");
+  EXPECT_EQ(from_bytes.source(), "golden");
+  ASSERT_EQ(from_bytes.size(), from_file.size());
+  for (const auto& [name, tensor] : from_file) {
+    EXPECT_EQ(from_bytes.at(name).shape, tensor.shape);
+    EXPECT_EQ(from_bytes.at(name).data, tensor.data);
+  }
+  EXPECT_EQ(from_bytes.metadata(), from_file.metadata());
+  // The same checks, naming the source.
+  const std::span<const unsigned char> all(bytes);
+  EXPECT_PEFT_ERROR(io::parse_safetensors(all.first(5), "x"), "parse_safetensors('x'): file is 5 bytes");
+  EXPECT_PEFT_ERROR(io::parse_safetensors(all.first(all.size() - 100), "x"),
+                    "data_offsets [11264, 13824] run past the data buffer of 13724 bytes");
+  EXPECT_PEFT_ERROR(io::parse_safetensors(all.first(100), "x"), "runs past the end of the file (100 bytes)");
+}
+
+}  // namespace
+}  // namespace peft::test

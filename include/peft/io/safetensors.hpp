@@ -16,6 +16,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -242,6 +243,47 @@ inline std::vector<TensorEntry> parse_header(const nlohmann::json& header, std::
 
 }  // namespace detail
 
+namespace detail {
+
+/// The reader both entry points share: `read(offset, dst, n)` copies n bytes
+/// at offset from a source of `total_bytes`, returning false if it cannot.
+template <class Read>
+Safetensors read_safetensors_from(const std::string& who, std::uint64_t total_bytes, Read&& read,
+                                  std::string source) {
+  using ::peft::detail::raise;
+  if (total_bytes < 8) raise(who, ": file is ", total_bytes, " bytes, shorter than the 8-byte header length");
+  unsigned char prefix[8];
+  if (!read(0, prefix, 8)) raise(who, ": cannot read the header length");
+  std::uint64_t header_bytes = 0;
+  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | prefix[i];
+  if (header_bytes > total_bytes - 8)
+    raise(who, ": header length ", header_bytes, " runs past the end of the file (", total_bytes, " bytes)");
+  if (header_bytes > kMaxHeaderBytes)
+    raise(who, ": header length ", header_bytes, " exceeds the format's limit of ", kMaxHeaderBytes);
+
+  std::string header_text(static_cast<std::size_t>(header_bytes), '\0');
+  if (!read(8, header_text.data(), header_bytes)) raise(who, ": file ended inside the header");
+  if (header_text.empty() || header_text.front() != '{') raise(who, ": header must start with '{'");
+  nlohmann::json header = nlohmann::json::parse(header_text, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded()) raise(who, ": header is not valid JSON");
+
+  Metadata metadata;
+  const std::uint64_t buffer_bytes = total_bytes - 8 - header_bytes;
+  auto entries = parse_header(header, buffer_bytes, metadata, who);
+
+  // Offsets are now known to tile a buffer no larger than the file.
+  TensorMap tensors;
+  for (auto& e : entries) {
+    e.tensor.data.resize(static_cast<std::size_t>(e.end - e.begin));
+    if (!read(8 + header_bytes + e.begin, e.tensor.data.data(), e.tensor.data.size()))
+      raise(who, ": file ended inside tensor '", e.name, "'");
+    tensors.emplace(std::move(e.name), std::move(e.tensor));
+  }
+  return Safetensors(std::move(tensors), std::move(metadata), std::move(source));
+}
+
+}  // namespace detail
+
 /// Reads and validates a whole safetensors file. Every problem (missing file,
 /// truncation, bad JSON, unknown dtype, offsets out of bounds, overlapping or
 /// leaving gaps, shape/byte mismatch) throws peft::Error naming the file.
@@ -253,38 +295,23 @@ inline Safetensors read_safetensors(const std::filesystem::path& path) {
   std::error_code ec;
   const std::uint64_t file_bytes = std::filesystem::file_size(path, ec);
   if (ec) raise(who, ": cannot read the file size: ", ec.message());
-  if (file_bytes < 8) raise(who, ": file is ", file_bytes, " bytes, shorter than the 8-byte header length");
+  auto read = [&](std::uint64_t offset, void* dst, std::uint64_t n) {
+    in.seekg(static_cast<std::streamoff>(offset));
+    in.read(static_cast<char*>(dst), static_cast<std::streamsize>(n));
+    return static_cast<bool>(in);
+  };
+  return detail::read_safetensors_from(who, file_bytes, read, path.string());
+}
 
-  unsigned char prefix[8];
-  in.read(reinterpret_cast<char*>(prefix), 8);
-  std::uint64_t header_bytes = 0;
-  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | prefix[i];
-  if (header_bytes > file_bytes - 8)
-    raise(who, ": header length ", header_bytes, " runs past the end of the file (", file_bytes, " bytes)");
-  if (header_bytes > detail::kMaxHeaderBytes)
-    raise(who, ": header length ", header_bytes, " exceeds the format's limit of ", detail::kMaxHeaderBytes);
-
-  std::string header_text(static_cast<std::size_t>(header_bytes), '\0');
-  in.read(header_text.data(), static_cast<std::streamsize>(header_bytes));
-  if (!in) raise(who, ": file ended inside the header");
-  if (header_text.empty() || header_text.front() != '{') raise(who, ": header must start with '{'");
-  nlohmann::json header = nlohmann::json::parse(header_text, nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded()) raise(who, ": header is not valid JSON");
-
-  Metadata metadata;
-  const std::uint64_t buffer_bytes = file_bytes - 8 - header_bytes;
-  auto entries = detail::parse_header(header, buffer_bytes, metadata, who);
-
-  // Offsets are now known to tile a buffer no larger than the file.
-  TensorMap tensors;
-  for (auto& e : entries) {
-    e.tensor.data.resize(static_cast<std::size_t>(e.end - e.begin));
-    in.seekg(static_cast<std::streamoff>(8 + header_bytes + e.begin));
-    in.read(reinterpret_cast<char*>(e.tensor.data.data()), static_cast<std::streamsize>(e.tensor.data.size()));
-    if (!in) raise(who, ": file ended inside tensor '", e.name, "'");
-    tensors.emplace(std::move(e.name), std::move(e.tensor));
-  }
-  return Safetensors(std::move(tensors), std::move(metadata), path.string());
+/// The same checks over bytes already in memory (a download, a fuzzer's input).
+inline Safetensors parse_safetensors(std::span<const unsigned char> bytes, const std::string& source = "<memory>") {
+  const std::string who = "parse_safetensors('" + source + "')";
+  auto read = [&](std::uint64_t offset, void* dst, std::uint64_t n) {
+    if (offset > bytes.size() || n > bytes.size() - offset) return false;
+    if (n) std::memcpy(dst, bytes.data() + offset, static_cast<std::size_t>(n));
+    return true;
+  };
+  return detail::read_safetensors_from(who, bytes.size(), read, source);
 }
 
 /// Writes tensors (any dtype, sizes checked) and metadata as safetensors: the
