@@ -233,14 +233,8 @@ TEST(PeftDir, LoRTASharesOneFactorSetAcrossModules) {
   const std::vector<std::pair<Index, Index>> where{{0, 0}, {0, 1}, {1, 0}};
   for (const auto& [l, m] : where)
     layers.emplace_back(Linear<double>::random(16, 16, rng), LoRTA<double>(factors, l, m));
-  auto config = config_of("LORTA");
-  config.r = 3;
-  config.lora_alpha = 6;
-  config.hidden_size = 16;
-  config.heads = 2;
-  config.layers = 2;
-  config.matrix_types = 2;
-  io::save_peft<double>(tmp.path(), config, {{names[0], layers[0]}, {names[1], layers[1]}, {names[2], layers[2]}},
+  io::save_peft<double>(tmp.path(), io::peft_config(factors->config()),
+                        {{names[0], layers[0]}, {names[1], layers[1]}, {names[2], layers[2]}},
                         {.dtype = "F64"});
   const auto loaded = io::load_peft<double>(tmp.path());
   EXPECT_EQ(loaded.modules(), (std::vector<std::string>{"layers.0.q", "layers.0.v", "layers.1.q"}));
@@ -431,6 +425,36 @@ TEST(PeftDirErrors, SafeMergeRefusesNonFiniteWeightsAndKeepsTheBase) {
   EXPECT_PEFT_ERROR(layer.merge(/*safe_merge=*/true), "NaN or Inf");
   EXPECT_FALSE(layer.merged());
   EXPECT_EQ(layer.base().weight(), W);
+}
+
+TEST(PeftDir, ConfigsBuiltFromOurAdapterConfigsDescribeTheirAdapters) {
+  TempDir tmp;
+  Rng rng(2);
+  auto save_and_reload = [&](const io::PeftConfig& config, auto adapter) {
+    using A = decltype(adapter);
+    const Index d_in = adapter.in_features(), d_out = adapter.out_features();
+    Adapted<A> layer(Linear<double>::random(d_in, d_out, rng), std::move(adapter));
+    for (auto& p : layer.adapter().parameters()) init::normal(p.value, 0.3, rng);
+    io::save_peft<double>(tmp / config.peft_type, config, {{"encoder.fc", layer}}, {.dtype = "F64"});
+    auto loaded = io::load_peft<double>(tmp / config.peft_type).wrap("encoder.fc", layer.base());
+    const Matrix<double> X = random_matrix<double>(3, d_in, rng.next());
+    EXPECT_LT(max_rel_diff(loaded.forward(X), layer.forward(X)), 1e-15) << config.peft_type;
+  };
+  const LoRAConfig lora{.r = 2, .alpha = 5, .rslora = true, .lora_bias = true};
+  save_and_reload(io::peft_config(lora), LoRA<double>(8, 6, lora));
+  const C3AConfig c3a{.block_size = 2};
+  save_and_reload(io::peft_config(c3a), C3A<double>(8, 6, c3a));
+  const LoKrConfig lokr{.r = 2, .alpha = 3};
+  save_and_reload(io::peft_config(lokr), LoKr<double>(8, 6, lokr));
+  const SURMConfig surm{.structure = Structure::LDR, .rank = 2, .alpha = 2};
+  save_and_reload(io::peft_config(surm), SURM<double>(8, 6, surm));
+  const SURMAdapterConfig surm_adapter{.structure = Structure::Kronecker, .rank = 2, .activation = Activation::Identity};
+  save_and_reload(io::peft_config(surm_adapter), SURMAdapter<double>(8, 8, surm_adapter));
+  const REDConfig red{.bias = false};
+  save_and_reload(io::peft_config(red), RED<double>(8, 6, red));
+  const MELoRAConfig melora{.r = 1, .n = 2, .alpha = 3};
+  save_and_reload(io::peft_config(melora), MELoRA<double>(8, 6, melora));
+  save_and_reload(io::ia3_peft_config({"fc"}, {"fc"}), IA3<double>(8, 6, {.feedforward = true}));
 }
 
 TEST(PeftDirErrors, SaveRefusesModulesTheConfigDoesNotDescribe) {

@@ -176,6 +176,100 @@ std::shared_ptr<LoRTAFactors<T>> make_lorta_factors(const PeftConfig& c) {
 
 }  // namespace detail
 
+/// The config that describes adapters built from one of our configs, for
+/// save_peft (target_modules empty: filled with the saved module names).
+inline PeftConfig peft_config(const LoRAConfig& c, std::vector<std::string> targets = {}) {
+  PeftConfig p;
+  p.peft_type = "LORA";
+  p.target_modules = std::move(targets);
+  p.r = c.r;
+  p.lora_alpha = c.alpha;
+  p.use_rslora = c.rslora;
+  p.lora_dropout = c.dropout;
+  p.lora_bias = c.lora_bias;
+  return p;
+}
+/// IA3: `feedforward` lists the modules that scale their input (a subset of targets).
+inline PeftConfig ia3_peft_config(std::vector<std::string> targets, std::vector<std::string> feedforward = {}) {
+  PeftConfig p;
+  p.peft_type = "IA3";
+  p.target_modules = std::move(targets);
+  p.feedforward_modules = std::move(feedforward);
+  return p;
+}
+inline PeftConfig peft_config(const C3AConfig& c, std::vector<std::string> targets = {}) {
+  PeftConfig p;
+  p.peft_type = "C3A";
+  p.target_modules = std::move(targets);
+  p.block_size = c.block_size;
+  return p;
+}
+inline PeftConfig peft_config(const LoKrConfig& c, std::vector<std::string> targets = {}) {
+  PeftConfig p;
+  p.peft_type = "LOKR";
+  p.target_modules = std::move(targets);
+  p.r = c.r;
+  p.alpha = c.alpha;
+  p.decompose_both = c.decompose_both;
+  p.decompose_factor = c.decompose_factor;
+  p.rank_dropout = c.rank_dropout;
+  p.rank_dropout_scale = c.rank_dropout_scale;
+  p.module_dropout = c.module_dropout;
+  return p;
+}
+inline PeftConfig peft_config(const SURMConfig& c, std::vector<std::string> targets = {}) {
+  PeftConfig p;
+  p.peft_type = "SURM";
+  p.target_modules = std::move(targets);
+  p.structure = c.structure;
+  p.rank = c.rank;
+  p.alpha = c.alpha;
+  return p;
+}
+inline PeftConfig peft_config(const SURMAdapterConfig& c, std::vector<std::string> targets = {}) {
+  PeftConfig p;
+  p.peft_type = "SURM_ADAPTER";
+  p.target_modules = std::move(targets);
+  p.structure = c.structure;
+  p.rank = c.rank;
+  p.alpha = c.alpha;
+  p.activation = c.activation;
+  p.dropout = c.dropout;
+  return p;
+}
+inline PeftConfig peft_config(const REDConfig& c, std::vector<std::string> targets = {}) {
+  PeftConfig p;
+  p.peft_type = "RED";
+  p.target_modules = std::move(targets);
+  p.train_scale = c.scale;
+  p.train_bias = c.bias;
+  return p;
+}
+inline PeftConfig peft_config(const MELoRAConfig& c, std::vector<std::string> targets = {}) {
+  PeftConfig p;
+  p.peft_type = "MELORA";
+  p.target_modules = std::move(targets);
+  p.r = c.r;
+  p.num_minis = c.n;
+  p.lora_alpha = c.alpha;
+  p.lora_dropout = c.dropout;
+  return p;
+}
+/// LoRTA: the module map is filled by save_peft from the layers' positions.
+inline PeftConfig peft_config(const LoRTAConfig& c) {
+  PeftConfig p;
+  p.peft_type = "LORTA";
+  p.r = c.r;
+  p.lora_alpha = c.alpha;
+  p.use_rslora = c.rslora;
+  p.lora_dropout = c.dropout;
+  p.hidden_size = c.d;
+  p.heads = c.heads;
+  p.layers = c.layers;
+  p.matrix_types = c.matrix_types;
+  return p;
+}
+
 /// A loaded adapter directory: its config, the adapted module names, and
 /// wrap() to build each module's layer. Loading checks that every tensor
 /// belongs to a module the config targets and every target has tensors.
