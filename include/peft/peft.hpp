@@ -24,6 +24,11 @@
 #include <peft/adapters/surm.hpp>
 #include <peft/adapters/surm_adapter.hpp>
 
+#include <peft/optim/adamw.hpp>
+#include <peft/optim/param_set.hpp>
+#include <peft/optim/schedule.hpp>
+#include <peft/optim/sgd.hpp>
+
 #include <peft/io/peft_config.hpp>
 #include <peft/io/peft_dir.hpp>
 #include <peft/io/safetensors.hpp>

@@ -1,0 +1,71 @@
+#pragma once
+// AdamW (decoupled weight decay), as torch.optim.AdamW with its defaults:
+//   p ← p·(1 − lr·wd)
+//   m ← β1·m + (1 − β1)·g,   v ← β2·v + (1 − β2)·g²
+//   p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)
+
+#include <cmath>
+#include <vector>
+
+#include <peft/core/error.hpp>
+#include <peft/core/types.hpp>
+#include <peft/optim/param_set.hpp>
+
+namespace peft::optim {
+
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+};
+
+template <class T>
+class AdamW {
+ public:
+  AdamW(ParamSet<T> params, const AdamWOptions& options = {}) : params_(std::move(params)), options_(options) {
+    const auto& o = options;
+    PEFT_REQUIRE(o.lr >= 0 && std::isfinite(o.lr), "AdamW: lr must be a finite value >= 0, got ", o.lr);
+    PEFT_REQUIRE(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
+                 "AdamW: betas must be in [0, 1), got (", o.beta1, ", ", o.beta2, ")");
+    PEFT_REQUIRE(o.eps > 0, "AdamW: eps must be > 0, got ", o.eps);
+    PEFT_REQUIRE(o.weight_decay >= 0, "AdamW: weight_decay must be >= 0, got ", o.weight_decay);
+    for (const auto& p : params_.views()) {
+      m_.push_back(Matrix<T>::Zero(p.value.rows(), p.value.cols()));
+      v_.push_back(Matrix<T>::Zero(p.value.rows(), p.value.cols()));
+    }
+  }
+
+  void step() {
+    ++steps_;
+    const auto& o = options_;
+    const double t = static_cast<double>(steps_);
+    const T decay = static_cast<T>(1.0 - o.lr * o.weight_decay);
+    const T step_size = static_cast<T>(o.lr / (1.0 - std::pow(o.beta1, t)));
+    const T correction2 = static_cast<T>(std::sqrt(1.0 - std::pow(o.beta2, t)));
+    const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2), eps = static_cast<T>(o.eps);
+    auto& views = params_.views();
+    for (std::size_t i = 0; i < views.size(); ++i) {
+      auto& p = views[i];
+      p.value *= decay;
+      m_[i] = b1 * m_[i] + (T(1) - b1) * p.grad;
+      v_[i] = b2 * v_[i] + ((T(1) - b2) * p.grad.array().square()).matrix();
+      p.value.array() -= step_size * m_[i].array() / (v_[i].array().sqrt() / correction2 + eps);
+    }
+  }
+
+  void zero_grad() { params_.zero_grad(); }
+  ParamSet<T>& params() { return params_; }
+  double lr() const { return options_.lr; }
+  void set_lr(double lr) { options_.lr = lr; }
+  Index steps() const { return steps_; }
+
+ private:
+  ParamSet<T> params_;
+  AdamWOptions options_;
+  std::vector<Matrix<T>> m_, v_;
+  Index steps_ = 0;
+};
+
+}  // namespace peft::optim
