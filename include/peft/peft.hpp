@@ -14,6 +14,7 @@
 #include <peft/core/types.hpp>
 
 #include <peft/adapters/c3a.hpp>
+#include <peft/adapters/full.hpp>
 #include <peft/adapters/houlsby.hpp>
 #include <peft/adapters/ia3.hpp>
 #include <peft/adapters/lokr.hpp>
