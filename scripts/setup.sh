@@ -11,6 +11,7 @@ packages=(
   libgtest-dev
   libbenchmark-dev
   libfftw3-dev  # only for the opt-in FFTW backend and its comparison benchmarks
+  zlib1g-dev dataset-fashion-mnist  # the fine-tuning example and its test
 )
 # Extra packages for optional parts, asked for by name: e.g. `setup.sh clang`.
 packages+=("$@")

@@ -1,0 +1,234 @@
+// Fine-tuning on Fashion-MNIST, one run per method, to compare accuracy with
+// trainable parameters (the SURM and RED papers' comparison, at small scale):
+//   1. pretrain an MLP 784 → 256 → 256 → 256 → 5 on classes 0–4
+//   2. freeze it; for each method, adapt the hidden layers, train them with a
+//      fresh head on classes 5–9, and test on the test set's classes 5–9
+//   3. save the best adapter in Hugging Face PEFT's format, reload it, merge,
+//      and check the deployed model gives the same accuracy
+// Writes results.csv and results.svg (accuracy vs parameters) to --out.
+//
+//   finetune_fashion_mnist [--quick] [--data DIR] [--out DIR] [--epochs E] [--seed S] [--lr-scale F] [--head-lr LR]
+// (--lr-scale multiplies every method's learning rate and --head-lr sets the
+// head's, for sweeps.)
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "finetune.hpp"
+#include "idx.hpp"
+
+namespace {
+
+using namespace fmnist;
+
+struct Result {
+  std::string method;
+  Index adapter_params, head_params;
+  double accuracy, train_loss, seconds;
+};
+
+void progress_bar(const std::string& label, Index step, Index total, double loss) {
+  const int width = 30, filled = static_cast<int>(width * step / total);
+  std::fprintf(stderr, "\r%-22s [%s%s] %3d%%  loss %.4f", label.c_str(), std::string(filled, '#').c_str(),
+               std::string(width - filled, '.').c_str(), static_cast<int>(100 * step / total), loss);
+  if (step == total) std::fprintf(stderr, "\n");
+}
+
+std::string svg_plot(const std::vector<Result>& results) {
+  const double W = 760, H = 460, left = 70, right = 200, top = 30, bottom = 60;
+  double lo = 1e300, hi = 0, amin = 1, amax = 0;
+  for (const auto& r : results) {
+    const double p = std::max<double>(1, static_cast<double>(r.adapter_params + r.head_params));
+    lo = std::min(lo, p), hi = std::max(hi, p);
+    amin = std::min(amin, r.accuracy), amax = std::max(amax, r.accuracy);
+  }
+  const double x0 = std::floor(std::log10(lo)), x1 = std::ceil(std::log10(hi));
+  const double y0 = std::floor(amin * 50) / 50, y1 = std::ceil(amax * 50) / 50 + 1e-9;
+  auto X = [&](double p) { return left + (std::log10(p) - x0) / (x1 - x0) * (W - left - right); };
+  auto Y = [&](double a) { return H - bottom - (a - y0) / (y1 - y0) * (H - top - bottom); };
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  s << "<text x='" << W / 2 - 150 << "' y='18' font-size='14'>Fashion-MNIST 5–9: test accuracy vs trainable parameters</text>\n";
+  for (double e = x0; e <= x1; ++e)
+    s << "<line x1='" << X(std::pow(10, e)) << "' y1='" << top << "' x2='" << X(std::pow(10, e)) << "' y2='"
+      << H - bottom << "' stroke='#ddd'/><text x='" << X(std::pow(10, e)) - 12 << "' y='" << H - bottom + 18
+      << "'>1e" << e << "</text>\n";
+  for (double a = y0; a <= y1 + 1e-9; a += 0.01)
+    s << "<line x1='" << left << "' y1='" << Y(a) << "' x2='" << W - right << "' y2='" << Y(a)
+      << "' stroke='#eee'/><text x='" << left - 45 << "' y='" << Y(a) + 4 << "'>" << std::round(a * 1000) / 10
+      << "%</text>\n";
+  s << "<text x='" << (W - right) / 2 << "' y='" << H - 15 << "'>trainable parameters (adapter + head, log scale)</text>\n";
+  int i = 0;
+  for (const auto& r : results) {
+    const double px = X(std::max<double>(1, static_cast<double>(r.adapter_params + r.head_params))), py = Y(r.accuracy);
+    const char* color = r.method.rfind("SURM", 0) == 0 ? "#c0392b" : r.method.rfind("LoRA", 0) == 0 ? "#2471a3" : "#444";
+    s << "<circle cx='" << px << "' cy='" << py << "' r='4' fill='" << color << "'/>\n";
+    s << "<line x1='" << px << "' y1='" << py << "' x2='" << W - right + 10 << "' y2='" << top + 14 * i
+      << "' stroke='" << color << "' stroke-opacity='0.3'/><text x='" << W - right + 14 << "' y='"
+      << top + 14 * i + 4 << "' fill='" << color << "'>" << r.method << "</text>\n";
+    ++i;
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+/// Accuracy of a deployed model: merged hidden layers (or frozen ones) and a plain head.
+double deployed_accuracy(std::vector<std::optional<peft::AdaptedLayer<T>>>& hidden,
+                         const std::vector<peft::Linear<T>>& backbone, const peft::Linear<T>& head,
+                         const Dataset& data) {
+  Mat h = data.X, pre;
+  for (std::size_t l = 0; l < hidden.size(); ++l) {
+    if (hidden[l]) hidden[l]->forward(h, pre);
+    else backbone[l].forward(h, pre);
+    h = pre.unaryExpr([](T z) { return peft::detail::activate(peft::Activation::GELU, z); });
+  }
+  const Mat logits = head.forward(h);
+  Index correct = 0;
+  for (Index i = 0; i < logits.rows(); ++i) {
+    Index arg;
+    logits.row(i).maxCoeff(&arg);
+    correct += arg == data.y[static_cast<std::size_t>(i)];
+  }
+  return static_cast<double>(correct) / static_cast<double>(data.size());
+}
+
+int run(int argc, char** argv) {
+  bool quick = false;
+  std::string data_dir = "/usr/share/datasets/fashion-mnist", out = "fashion_mnist_results";
+  Index epochs = -1;
+  std::uint64_t seed = 1;
+  double lr_scale = 1.0, head_lr = 3e-2;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument("missing value after " + a);
+      return argv[++i];
+    };
+    if (a == "--quick") quick = true;
+    else if (a == "--data") data_dir = value();
+    else if (a == "--out") out = value();
+    else if (a == "--epochs") epochs = std::stol(value());
+    else if (a == "--seed") seed = std::stoull(value());
+    else if (a == "--lr-scale") lr_scale = std::stod(value());
+    else if (a == "--head-lr") head_lr = std::stod(value());
+    else {
+      std::cerr << "usage: finetune_fashion_mnist [--quick] [--data DIR] [--out DIR] [--epochs E] [--seed S] [--lr-scale F] [--head-lr LR]\n";
+      return a == "--help" ? 0 : 2;
+    }
+  }
+  const Index limit = quick ? 6000 : 30000, test_limit = quick ? 2000 : 5000;
+  const Index pre_epochs = quick ? 1 : 3, ft_epochs = epochs > 0 ? epochs : (quick ? 1 : 2);
+
+  const Mat train_X = read_images(data_dir + "/train-images-idx3-ubyte.gz");
+  const auto train_y = read_labels(data_dir + "/train-labels-idx1-ubyte.gz");
+  const Mat test_X = read_images(data_dir + "/t10k-images-idx3-ubyte.gz");
+  const auto test_y = read_labels(data_dir + "/t10k-labels-idx1-ubyte.gz");
+  const Dataset pre_train = select_classes(train_X, train_y, 0, 5, limit);
+  const Dataset pre_test = select_classes(test_X, test_y, 0, 5, test_limit);
+  const Dataset ft_train = select_classes(train_X, train_y, 5, 5, limit);
+  const Dataset ft_test = select_classes(test_X, test_y, 5, 5, test_limit);
+  std::cerr << "Fashion-MNIST: pretrain on " << pre_train.size() << " images of classes 0-4, fine-tune on "
+            << ft_train.size() << " of classes 5-9, test on " << ft_test.size() << (quick ? " (--quick)" : "")
+            << "\n";
+
+  auto options = [&](const std::string& label, double lr, Index ep, double head_lr) {
+    TrainOptions o;
+    o.epochs = ep;
+    o.lr = lr;
+    o.head_lr = head_lr;
+    o.seed = seed;
+    o.progress = [label](Index s, Index t, double loss) { progress_bar(label, s, t, loss); };
+    return o;
+  };
+  double pre_accuracy = 0;
+  const auto backbone = pretrain(pre_train, pre_test, 5, options("pretrain (0-4)", 1e-3, pre_epochs, 1e-3), pre_accuracy);
+  std::cerr << "pretrained backbone: " << 100 * pre_accuracy << "% test accuracy on classes 0-4\n";
+
+  std::vector<Result> results;
+  std::unique_ptr<Model> best;
+  const Method* best_method = nullptr;
+  double best_accuracy = -1;
+  const auto methods = all_methods(seed);
+  for (const auto& m : methods) {
+    auto model = std::make_unique<Model>(backbone, m, 5, seed + 7);
+    const auto start = std::chrono::steady_clock::now();
+    const double loss = train(*model, ft_train, options(m.name, m.lr * lr_scale, ft_epochs, head_lr));
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double acc = accuracy(*model, ft_test);
+    const Index head_params = model->head().num_params();
+    results.push_back({m.name, model->adapter_params(), head_params, acc, loss, seconds});
+    if (m.peft_config && acc > best_accuracy) {
+      best_accuracy = acc;
+      best_method = &m;
+      best = std::move(model);
+    }
+  }
+
+  std::filesystem::create_directories(out);
+  std::ofstream csv(std::filesystem::path(out) / "results.csv");
+  csv << "method,adapter_params,head_params,test_accuracy,final_train_loss,seconds\n";
+  std::printf("\n| method | adapter params | + head | test accuracy (5-9) | train loss | time |\n"
+              "|---|---:|---:|---:|---:|---:|\n");
+  for (const auto& r : results) {
+    csv << '"' << r.method << "\"," << r.adapter_params << ',' << r.head_params << ',' << r.accuracy << ','
+        << r.train_loss << ',' << r.seconds << '\n';
+    std::printf("| %s | %ld | %ld | %.2f%% | %.4f | %.1f s |\n", r.method.c_str(), static_cast<long>(r.adapter_params),
+                static_cast<long>(r.adapter_params + r.head_params), 100 * r.accuracy, r.train_loss, r.seconds);
+  }
+  std::ofstream(std::filesystem::path(out) / "results.svg") << svg_plot(results);
+
+  // Deploy the best adapter: save (PEFT format + the head), reload, merge, infer.
+  if (best) {
+    const auto dir = std::filesystem::path(out) / "best_adapter";
+    std::vector<peft::io::SavedModule<T>> modules;
+    for (std::size_t l = 0; l < best->adapted().size(); ++l)
+      if (best->adapted()[l]) modules.emplace_back(kModules[l], *best->adapted()[l]);
+    peft::io::save_peft<T>(dir, best_method->peft_config(), modules);
+    best->head().merge();
+    peft::io::write_safetensors(dir / "head.safetensors",
+                                {{"weight", peft::io::Tensor::from(best->head().base().weight())},
+                                 {"bias", peft::io::Tensor::from(best->head().base().bias().transpose(),
+                                                                 {best->head().base().bias().size()})}});
+    const auto loaded = peft::io::load_peft<T>(dir);
+    const auto head_file = peft::io::read_safetensors(dir / "head.safetensors");
+    const peft::Linear<T> head(head_file.at("weight").to_matrix<T>(), head_file.at("bias").to_vector<T>());
+    std::vector<std::optional<peft::AdaptedLayer<T>>> hidden;
+    for (std::size_t l = 0; l < backbone.size(); ++l) {
+      if (!loaded.contains(kModules[l])) {
+        hidden.emplace_back();
+        continue;
+      }
+      hidden.emplace_back(loaded.wrap(kModules[l], backbone[l]));
+      if (hidden.back()->mergeable()) hidden.back()->merge(/*safe_merge=*/true);
+    }
+    const double deployed = deployed_accuracy(hidden, backbone, head, ft_test);
+    std::printf("\nbest adapter: %s (%.2f%%), saved to %s (%s); reloaded and merged: %.2f%%\n",
+                best_method->name.c_str(), 100 * best_accuracy, dir.c_str(), loaded.config().peft_type.c_str(),
+                100 * deployed);
+    if (std::abs(deployed - best_accuracy) > 0.002) {
+      std::fprintf(stderr, "deployed accuracy differs from the trained model's\n");
+      return 1;
+    }
+  }
+  std::printf("wrote %s/results.csv and %s/results.svg\n", out.c_str(), out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "finetune_fashion_mnist: " << e.what() << "\n";
+    return 1;
+  }
+}
