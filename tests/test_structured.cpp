@@ -1,6 +1,7 @@
 // Structured products (circulant, skew-circulant, Toeplitz) against their
 // dense matrices and finite differences, with every FFT backend.
 #include <peft/structured/circulant.hpp>
+#include <peft/structured/ldr.hpp>
 #include <peft/structured/skew_circulant.hpp>
 #include <peft/structured/toeplitz.hpp>
 #include <peft/testing/gradcheck.hpp>
@@ -89,6 +90,18 @@ TYPED_TEST(StructuredTest, ToeplitzMatchesDense) {
   }
 }
 
+TYPED_TEST(StructuredTest, LDRMatchesDense) {
+  using T = typename TestFixture::T;
+  for (const Index n : kSizes)
+    for (const Index rank : {Index{1}, Index{3}}) {
+      if (rank > n) continue;
+      const Vector<T> k = random_matrix<T>(2 * rank * n, 1, static_cast<std::uint64_t>(n + rank));
+      structured::LDR<T, TypeParam> op(n, rank);
+      op.set_kernel(k.data());
+      expect_matches_dense<T>(op, structured::ldr_dense<T>(k, n, rank), 3 * TestFixture::tol(), 6);
+    }
+}
+
 TYPED_TEST(StructuredTest, GradientsMatchFiniteDifferences) {
   if constexpr (std::is_same_v<typename TestFixture::T, double>) {
     for (const Index n : {1, 2, 3, 7, 8, 64}) {
@@ -96,6 +109,8 @@ TYPED_TEST(StructuredTest, GradientsMatchFiniteDifferences) {
       expect_gradients_match(circ, random_matrix<double>(n, 1, 1), n, n);
       structured::SkewCirculant<double, TypeParam> skew(n);
       expect_gradients_match(skew, random_matrix<double>(n, 1, 2), n, n);
+      structured::LDR<double, TypeParam> ldr(n, std::min<Index>(n, 2));
+      expect_gradients_match(ldr, random_matrix<double>(2 * ldr.rank() * n, 1, 4), n, n);
     }
     for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {16, 10}}) {
       structured::Toeplitz<double, TypeParam> toep(m, n);
@@ -112,6 +127,7 @@ TEST(Structured, RejectsBadShapes) {
   EXPECT_PEFT_ERROR(circ.backward(Matrix<double>::Zero(3, 8), dX, nullptr), "Circulant::backward: G must be 2 x 8");
   EXPECT_PEFT_ERROR(structured::Toeplitz<double>(0, 3), "Toeplitz: sizes must be >= 1");
   EXPECT_PEFT_ERROR(structured::SkewCirculant<double>(0), "SkewCirculant: size must be >= 1");
+  EXPECT_PEFT_ERROR(structured::LDR<double>(8, 0), "LDR: displacement rank must be in [1, n] = [1, 8], got 0");
   EXPECT_PEFT_ERROR(structured::toeplitz_dense<double>(Vector<double>::Zero(3), 2, 3), "t must have m + n - 1 = 4 entries, got 3");
 }
 

@@ -29,7 +29,7 @@
 #include <peft/core/types.hpp>
 #include <peft/structured/circulant.hpp>
 #include <peft/structured/kronecker.hpp>
-#include <peft/structured/skew_circulant.hpp>
+#include <peft/structured/ldr.hpp>
 #include <peft/structured/toeplitz.hpp>
 
 namespace peft {
@@ -90,12 +90,9 @@ class SURM : public OwnsParameters<T> {
         PEFT_REQUIRE(config.rank >= 1 && config.rank <= n_, "SURM: LDR displacement rank must be in [1, n] = [1, ", n_,
                      "], got ", config.rank);
         params_.add("ldr_g", {config.rank, n_});
-        params_.add("ldr_h", {config.rank, n_});
+        params_.add("ldr_h", {config.rank, n_});  // directly after ldr_g: LDR's kernel is [g; h]
         init::normal(params_.value(1), 0.02, rng);
-        for (Index i = 0; i < config.rank; ++i) {
-          circulants_.emplace_back(std::make_unique<structured::Circulant<T>>(n_));
-          skews_.emplace_back(std::make_unique<structured::SkewCirculant<T>>(n_));
-        }
+        ldr_ = std::make_unique<structured::LDR<T>>(n_, config.rank);
         break;
     }
   }
@@ -136,10 +133,8 @@ class SURM : public OwnsParameters<T> {
             structured::toeplitz_dense<T>(symmetric_kernel(0), n_, n_);
         break;
       default:
-        S = Matrix<T>::Zero(n_, n_);
-        for (Index i = 0; i < config_.rank; ++i)
-          S += structured::circulant_dense<T>(params_.value(0).row(i).transpose()) *
-               structured::skew_circulant_dense<T>(params_.value(1).row(i).transpose());
+        S = structured::ldr_dense<T>(Eigen::Map<const Vector<T>>(params_.value(0).data(), 2 * config_.rank * n_), n_,
+                                     config_.rank);
     }
     return alpha_ * S.topLeftCorner(d_out_, d_in_);
   }
@@ -181,14 +176,8 @@ class SURM : public OwnsParameters<T> {
         break;
       }
       default:
-        z_.setZero(X.rows(), n_);
-        for (std::size_t i = 0; i < circulants_.size(); ++i) {
-          skews_[i]->set_kernel(params_.value(1).row(static_cast<Index>(i)).data());
-          skews_[i]->forward(xp_, u_);
-          circulants_[i]->set_kernel(params_.value(0).row(static_cast<Index>(i)).data());
-          circulants_[i]->forward(u_, v_);
-          z_ += v_;
-        }
+        ldr_->set_kernel(params_.value(0).data());
+        ldr_->forward(xp_, z_);
     }
     Y += alpha_ * z_.leftCols(d_out_);
     rows_ = X.rows();
@@ -233,13 +222,7 @@ class SURM : public OwnsParameters<T> {
         break;
       }
       default:
-        dxp_.setZero(dY.rows(), n_);
-        for (std::size_t i = 0; i < circulants_.size(); ++i) {
-          const Index r = static_cast<Index>(i);
-          circulants_[i]->backward(gp_, du_, params_.grad(0).row(r).data());
-          skews_[i]->backward(du_, v_, params_.grad(1).row(r).data());
-          dxp_ += v_;
-        }
+        ldr_->backward(gp_, dxp_, params_.grad(0).data());
     }
     dX += dxp_.leftCols(d_in_);
   }
@@ -271,10 +254,10 @@ class SURM : public OwnsParameters<T> {
   T alpha_;
   Index rows_ = -1;
   std::vector<std::unique_ptr<structured::Circulant<T>>> circulants_;
-  std::vector<std::unique_ptr<structured::SkewCirculant<T>>> skews_;
+  std::unique_ptr<structured::LDR<T>> ldr_;
   std::unique_ptr<structured::Toeplitz<T>> toeplitz_a_, toeplitz_b_;
   structured::Kronecker<T> kronecker_;
-  Matrix<T> xp_, gp_, u_, v_, z_, du_, dxp_, dA_, dB_;
+  Matrix<T> xp_, gp_, u_, z_, du_, dxp_, dA_, dB_;
 };
 
 }  // namespace peft

@@ -11,6 +11,7 @@
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
 #include <peft/structured/correlation.hpp>
+#include <peft/structured/spectral.hpp>
 
 namespace peft::structured {
 
@@ -43,7 +44,7 @@ class Circulant {
     PEFT_REQUIRE(X.cols() == n_, "Circulant::forward: X must have n = ", n_, " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
     fft::forward(plan_, X, x_hat_);
-    work_ = x_hat_.array().rowwise() * c_hat_.array();
+    detail::multiply_rows<false, false>(x_hat_, c_hat_.data(), work_);
     fft::inverse(plan_, work_, Y, T(1) / static_cast<T>(n_));
   }
 
@@ -55,7 +56,7 @@ class Circulant {
                  ::peft::detail::shape_str(G.rows(), G.cols()));
     fft::forward(plan_, G, g_hat_);
     if (dc != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dc, n_, correlation_);
-    work_ = g_hat_.array().rowwise() * c_hat_.conjugate().array();
+    detail::multiply_rows<true, false>(g_hat_, c_hat_.data(), work_);
     fft::inverse(plan_, work_, dX, T(1) / static_cast<T>(n_));
   }
 

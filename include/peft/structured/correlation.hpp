@@ -8,6 +8,7 @@
 
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
+#include <peft/structured/spectral.hpp>
 
 namespace peft::structured::detail {
 
@@ -22,7 +23,7 @@ struct CorrelationScratch {
 template <class Plan, class T = typename Plan::Scalar>
 void add_correlation(Plan& plan, const fft::ComplexMatrix<T>& x_hat, const fft::ComplexMatrix<T>& g_hat, T* out,
                      Index count, CorrelationScratch<T>& scratch) {
-  scratch.sum = (x_hat.conjugate().array() * g_hat.array()).colwise().sum();
+  sum_conj_products(x_hat, g_hat, scratch.sum);
   scratch.row.resize(plan.size());
   plan.inverse(scratch.sum.data(), plan.bins(), scratch.row.data(), plan.size(), 1, T(1) / static_cast<T>(plan.size()));
   Eigen::Map<Vector<T>>(out, count) += scratch.row.head(count).transpose();

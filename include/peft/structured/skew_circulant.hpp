@@ -13,6 +13,7 @@
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
 #include <peft/structured/correlation.hpp>
+#include <peft/structured/spectral.hpp>
 
 namespace peft::structured {
 
@@ -50,7 +51,7 @@ class SkewCirculant {
     padded_.setZero(X.rows(), 2 * n_);
     padded_.leftCols(n_) = X;
     fft::forward(plan_, padded_, x_hat_);
-    work_ = x_hat_.array().rowwise() * h_hat_.array();
+    detail::multiply_rows<false, false>(x_hat_, h_hat_.data(), work_);
     fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(2 * n_));
     Y = wide_.leftCols(n_) - wide_.rightCols(n_);
   }
@@ -66,7 +67,7 @@ class SkewCirculant {
     padded_.rightCols(n_) = -G;
     fft::forward(plan_, padded_, g_hat_);
     if (dh != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dh, n_, correlation_);
-    work_ = g_hat_.array().rowwise() * h_hat_.conjugate().array();
+    detail::multiply_rows<true, false>(g_hat_, h_hat_.data(), work_);
     fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(2 * n_));
     dX = wide_.leftCols(n_);
   }

@@ -16,6 +16,7 @@
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
 #include <peft/structured/correlation.hpp>
+#include <peft/structured/spectral.hpp>
 #include <peft/fft/stockham.hpp>
 
 namespace peft::structured {
@@ -63,7 +64,7 @@ class Toeplitz {
     padded_.setZero(X.rows(), L_);
     padded_.leftCols(n_) = X;
     fft::forward(plan_, padded_, x_hat_);
-    work_ = x_hat_.array().rowwise() * t_hat_.array();
+    detail::multiply_rows<false, false>(x_hat_, t_hat_.data(), work_);
     fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(L_));
     Y = wide_.middleCols(n_ - 1, m_);
   }
@@ -78,7 +79,7 @@ class Toeplitz {
     padded_.middleCols(n_ - 1, m_) = G;
     fft::forward(plan_, padded_, g_hat_);
     if (dt != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dt, num_params(), correlation_);
-    work_ = g_hat_.array().rowwise() * t_hat_.conjugate().array();
+    detail::multiply_rows<true, false>(g_hat_, t_hat_.data(), work_);
     fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(L_));
     dX = wide_.leftCols(n_);
   }
