@@ -95,16 +95,15 @@ class C3A : public OwnsParameters<T> {
     const Index N = X.rows();
     kernel_spectra();
     x_ = X;  // contiguous: N·n blocks of b
-    spectra_of(x_.data(), N * n_, x_hat_);
-    y_hat_.resize(N * m_, bins());
-    for (Index k = 0; k < bins(); ++k) {
-      gather(x_hat_, k, N, n_, xk_);
-      yk_.noalias() = xk_ * kk_[static_cast<std::size_t>(k)].conjugate().transpose();
-      scatter(yk_, k, y_hat_);
-    }
-    block_out_.resize(N * m_, b_);
-    plan_.inverse(y_hat_.data(), bins(), block_out_.data(), b_, N * m_, T(1) / static_cast<T>(b_ * d_in_));
-    Y += Eigen::Map<const Matrix<T>>(block_out_.data(), N, d_out_);
+    spectra_of(x_.data(), N * n_, in_spectra_);
+    to_frequency_major(in_spectra_, x_f_);  // kept for the kernel gradient
+    y_f_.resize(bins(), N * m_);
+    for (Index k = 0; k < bins(); ++k)
+      at(y_f_, k, N, m_).noalias() = at(x_f_, k, N, n_) * at(k_f_, k, m_, n_).conjugate().transpose();
+    from_frequency_major(y_f_, out_spectra_);
+    out_blocks_.resize(N * m_, b_);
+    plan_.inverse(out_spectra_.data(), bins(), out_blocks_.data(), b_, N * m_, T(1) / static_cast<T>(b_ * d_in_));
+    Y += Eigen::Map<const Matrix<T>>(out_blocks_.data(), N, d_out_);
     rows_ = N;
   }
 
@@ -115,25 +114,24 @@ class C3A : public OwnsParameters<T> {
                  ::peft::detail::shape_str(dY.rows(), dY.cols()));
     const Index N = dY.rows();
     g_ = dY;
-    spectra_of(g_.data(), N * m_, g_hat_);
-    dx_hat_.resize(N * n_, bins());
-    s_hat_.resize(m_ * n_, bins());
+    spectra_of(g_.data(), N * m_, out_spectra_);
+    to_frequency_major(out_spectra_, g_f_);
+    dx_f_.resize(bins(), N * n_);
+    s_f_.resize(bins(), m_ * n_);
     for (Index k = 0; k < bins(); ++k) {
-      gather(g_hat_, k, N, m_, gk_);
-      gather(x_hat_, k, N, n_, xk_);
-      yk_.noalias() = gk_ * kk_[static_cast<std::size_t>(k)];  // dX̂_k, N x n
-      scatter(yk_, k, dx_hat_);
-      sk_.noalias() = gk_.conjugate().transpose() * xk_;  // m x n
-      for (Index i = 0; i < m_; ++i)
-        for (Index j = 0; j < n_; ++j) s_hat_(i * n_ + j, k) = sk_(i, j);
+      const auto gk = at(g_f_, k, N, m_);
+      at(dx_f_, k, N, n_).noalias() = gk * at(k_f_, k, m_, n_);          // dX̂_k, N x n
+      at(s_f_, k, m_, n_).noalias() = gk.conjugate().transpose() * at(x_f_, k, N, n_);  // dK̂_k, m x n
     }
     const T scale = T(1) / static_cast<T>(b_ * d_in_);
-    block_out_.resize(N * n_, b_);
-    plan_.inverse(dx_hat_.data(), bins(), block_out_.data(), b_, N * n_, scale);
-    dX += Eigen::Map<const Matrix<T>>(block_out_.data(), N, d_in_);
-    block_out_.resize(m_ * n_, b_);
-    plan_.inverse(s_hat_.data(), bins(), block_out_.data(), b_, m_ * n_, scale);
-    params_.grad(0) += Eigen::Map<const Matrix<T>>(block_out_.data(), m_, n_ * b_);
+    from_frequency_major(dx_f_, in_spectra_);
+    in_blocks_.resize(N * n_, b_);
+    plan_.inverse(in_spectra_.data(), bins(), in_blocks_.data(), b_, N * n_, scale);
+    dX += Eigen::Map<const Matrix<T>>(in_blocks_.data(), N, d_in_);
+    from_frequency_major(s_f_, kernel_spectra_);
+    kernel_blocks_.resize(m_ * n_, b_);
+    plan_.inverse(kernel_spectra_.data(), bins(), kernel_blocks_.data(), b_, m_ * n_, scale);
+    params_.grad(0) += Eigen::Map<const Matrix<T>>(kernel_blocks_.data(), m_, n_ * b_);
   }
 
  private:
@@ -152,32 +150,47 @@ class C3A : public OwnsParameters<T> {
     plan_.forward(data, b_, out.data(), bins(), rows);
   }
 
-  /// K̂_k (m x n) for every frequency k, from the current kernel.
+  /// K̂ in frequency-major layout (bins x m·n), from the current kernel.
   void kernel_spectra() {
-    spectra_of(params_.value(0).data(), m_ * n_, k_hat_);
-    kk_.resize(static_cast<std::size_t>(bins()));
-    for (Index k = 0; k < bins(); ++k) gather(k_hat_, k, m_, n_, kk_[static_cast<std::size_t>(k)]);
+    spectra_of(params_.value(0).data(), m_ * n_, kernel_spectra_);
+    to_frequency_major(kernel_spectra_, k_f_);
   }
 
-  /// out = the rows x cols matrix of bin k from spectra laid out as (rows·cols) x bins.
-  static void gather(const CMatrix& spectra, Index k, Index rows, Index cols, CMatrix& out) {
-    out.resize(rows, cols);
-    for (Index r = 0; r < rows; ++r)
-      for (Index c = 0; c < cols; ++c) out(r, c) = spectra(r * cols + c, k);
+  /// Bin k of a frequency-major block (bins x rows·cols) as a rows x cols matrix, in place.
+  static Eigen::Map<CMatrix> at(CMatrix& f, Index k, Index rows, Index cols) {
+    return Eigen::Map<CMatrix>(f.data() + k * f.cols(), rows, cols);
+  }
+  static Eigen::Map<const CMatrix> at(const CMatrix& f, Index k, Index rows, Index cols) {
+    return Eigen::Map<const CMatrix>(f.data() + k * f.cols(), rows, cols);
   }
 
-  static void scatter(const CMatrix& m, Index k, CMatrix& spectra) {
-    for (Index r = 0; r < m.rows(); ++r)
-      for (Index c = 0; c < m.cols(); ++c) spectra(r * m.cols() + c, k) = m(r, c);
+  /// (R x bins) spectra -> (bins x R), in tiles of rows so that both sides
+  /// stay in cache (a per-bin gather would stride over the whole block once
+  /// per bin).
+  static void to_frequency_major(const CMatrix& spectra, CMatrix& out) {
+    const Index R = spectra.rows(), B = spectra.cols();
+    out.resize(B, R);
+    for (Index r0 = 0; r0 < R; r0 += kTile)
+      for (Index k = 0; k < B; ++k)
+        for (Index r = r0; r < std::min(R, r0 + kTile); ++r) out(k, r) = spectra(r, k);
   }
+  static void from_frequency_major(const CMatrix& f, CMatrix& spectra) {
+    const Index B = f.rows(), R = f.cols();
+    spectra.resize(R, B);
+    for (Index r0 = 0; r0 < R; r0 += kTile)
+      for (Index k = 0; k < B; ++k)
+        for (Index r = r0; r < std::min(R, r0 + kTile); ++r) spectra(r, k) = f(k, r);
+  }
+  static constexpr Index kTile = 16;
 
   Index d_in_, d_out_, b_;
   fft::RealFFT<T> plan_;
   C3AConfig config_;
   Index n_ = 1, m_ = 1, rows_ = -1;
-  std::vector<CMatrix> kk_;
-  CMatrix k_hat_, x_hat_, g_hat_, y_hat_, dx_hat_, s_hat_, xk_, yk_, gk_, sk_;
-  Matrix<T> x_, g_, block_out_;
+  // Spectra in FFT layout (rows x bins) and frequency-major (bins x rows, for the
+  // per-bin GEMMs); one buffer per shape, so none is resized in steady state.
+  CMatrix in_spectra_, out_spectra_, kernel_spectra_, k_f_, x_f_, y_f_, g_f_, dx_f_, s_f_;
+  Matrix<T> x_, g_, in_blocks_, out_blocks_, kernel_blocks_;
 };
 
 }  // namespace peft
