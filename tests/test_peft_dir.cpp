@@ -457,6 +457,26 @@ TEST(PeftDir, ConfigsBuiltFromOurAdapterConfigsDescribeTheirAdapters) {
   save_and_reload(io::ia3_peft_config({"fc"}, {"fc"}), IA3<double>(8, 6, {.feedforward = true}));
 }
 
+TEST(PeftDir, BiasAllKeepsTheBiasesOfLayersWithoutAnAdapter) {
+  TempDir tmp;
+  const auto dir = copy_golden(tmp, "lora_f64");
+  auto tensors = io::read_safetensors(dir / "adapter_model.safetensors").tensors();
+  const Vector<double> b1 = random_matrix<double>(64, 1, 5), b3 = random_matrix<double>(7, 1, 6);
+  tensors.emplace("base_model.model.fc1.base_layer.bias", io::Tensor::from(b1.transpose(), {64}, "F64"));
+  tensors.emplace("base_model.model.fc3.bias", io::Tensor::from(b3.transpose(), {7}, "F64"));
+  io::write_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
+  std::string config = read_text(dir / "adapter_config.json");
+  config.replace(config.find("\"bias\": \"none\""), 14, "\"bias\": \"all\"");
+  write_text(dir / "adapter_config.json", config);
+  const auto adapters = io::load_peft<double>(dir);
+  EXPECT_EQ(adapters.config().bias, "all");
+  EXPECT_EQ(adapters.modules(), (std::vector<std::string>{"fc1", "fc2"}));
+  EXPECT_EQ(*adapters.saved_bias("fc3"), b3);
+  EXPECT_FALSE(adapters.saved_bias("fc2").has_value());
+  GoldenCase golden("lora_f64");
+  EXPECT_EQ(adapters.wrap("fc1", golden.base("fc1")).base().bias(), b1);  // the trained bias replaces the base's
+}
+
 TEST(PeftDirErrors, SaveRefusesModulesTheConfigDoesNotDescribe) {
   TempDir tmp;
   Rng rng(1);

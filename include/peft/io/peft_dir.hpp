@@ -298,6 +298,20 @@ class PeftAdapters {
   /// LoRTA: the factors every wrapped layer shares (one set per load).
   std::shared_ptr<LoRTAFactors<T>> lorta_factors() const { return factors_; }
 
+  /// A trained base bias the file carries for `module` (bias = "lora_only" or
+  /// "all"; with "all" also for modules without an adapter), if any.
+  std::optional<Vector<T>> saved_bias(const std::string& module) const {
+    for (const char* name : {".base_layer.bias", ".bias"}) {
+      const std::string key = std::string(kPeftKeyPrefix) + module + name;
+      if (!tensors_.contains(key)) continue;
+      const Tensor& t = tensors_.at(key);
+      PEFT_REQUIRE(t.shape.size() == 1, who(), ": tensor '", key, "' has shape ", detail::shape_text(t.shape),
+                   ", a bias must be 1-D");
+      return t.to_vector<T>();
+    }
+    return std::nullopt;
+  }
+
   /// The (d_in, d_out) a module's tensors imply, where they determine it: not
   /// for IA3 and RED (which scale one side of W), and SURM's length-n
   /// structures are taken as square (n x n).
@@ -352,13 +366,10 @@ class PeftAdapters {
     PEFT_REQUIRE(contains(module), who(), ": no adapter for module '", module, "'; the directory adapts ",
                  module_list());
     const std::string prefix = std::string(kPeftKeyPrefix) + module + ".";
-    for (const char* name : {"base_layer.bias", "bias"}) {
-      const std::string key = prefix + name;
-      if (!tensors_.contains(key)) continue;
-      const Tensor& t = tensors_.at(key);
-      PEFT_REQUIRE(t.shape.size() == 1 && t.shape[0] == base.out_features(), who(), ": tensor '", key,
-                   "' has shape ", detail::shape_text(t.shape), ", the layer's bias needs [", base.out_features(), "]");
-      base.bias() = t.to_vector<T>();
+    if (auto bias = saved_bias(module)) {
+      PEFT_REQUIRE(bias->size() == base.out_features(), who(), ": the saved bias of '", module, "' has ",
+                   bias->size(), " entries, the layer's bias needs ", base.out_features());
+      base.bias() = std::move(*bias);
     }
     AdaptedLayer<T> layer = [&] {
       try {
