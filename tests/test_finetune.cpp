@@ -27,7 +27,9 @@ std::string idx_bytes(std::vector<std::uint32_t> dims, std::size_t elements, uns
 
 class Idx : public ::testing::Test {
  protected:
-  fs::path dir = fs::temp_directory_path() / "peft_idx_test";
+  // One directory per test: ctest runs the tests of this suite in parallel.
+  fs::path dir = fs::temp_directory_path() /
+                 ("peft_idx_test_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
   void SetUp() override { fs::create_directories(dir); }
   void TearDown() override { fs::remove_all(dir); }
   std::string plain(const std::string& name, const std::string& bytes) {
