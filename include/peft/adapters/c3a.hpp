@@ -96,11 +96,11 @@ class C3A : public OwnsParameters<T> {
     kernel_spectra();
     x_ = X;  // contiguous: N·n blocks of b
     spectra_of(x_.data(), N * n_, in_spectra_);
-    to_frequency_major(in_spectra_, x_f_);  // kept for the kernel gradient
+    transpose_tiled(in_spectra_, x_f_);  // kept for the kernel gradient
     y_f_.resize(bins(), N * m_);
     for (Index k = 0; k < bins(); ++k)
       at(y_f_, k, N, m_).noalias() = at(x_f_, k, N, n_) * at(k_f_, k, m_, n_).conjugate().transpose();
-    from_frequency_major(y_f_, out_spectra_);
+    transpose_tiled(y_f_, out_spectra_);
     out_blocks_.resize(N * m_, b_);
     plan_.inverse(out_spectra_.data(), bins(), out_blocks_.data(), b_, N * m_, T(1) / static_cast<T>(b_ * d_in_));
     Y += Eigen::Map<const Matrix<T>>(out_blocks_.data(), N, d_out_);
@@ -115,7 +115,7 @@ class C3A : public OwnsParameters<T> {
     const Index N = dY.rows();
     g_ = dY;
     spectra_of(g_.data(), N * m_, out_spectra_);
-    to_frequency_major(out_spectra_, g_f_);
+    transpose_tiled(out_spectra_, g_f_);
     dx_f_.resize(bins(), N * n_);
     s_f_.resize(bins(), m_ * n_);
     for (Index k = 0; k < bins(); ++k) {
@@ -124,11 +124,11 @@ class C3A : public OwnsParameters<T> {
       at(s_f_, k, m_, n_).noalias() = gk.conjugate().transpose() * at(x_f_, k, N, n_);  // dK̂_k, m x n
     }
     const T scale = T(1) / static_cast<T>(b_ * d_in_);
-    from_frequency_major(dx_f_, in_spectra_);
+    transpose_tiled(dx_f_, in_spectra_);
     in_blocks_.resize(N * n_, b_);
     plan_.inverse(in_spectra_.data(), bins(), in_blocks_.data(), b_, N * n_, scale);
     dX += Eigen::Map<const Matrix<T>>(in_blocks_.data(), N, d_in_);
-    from_frequency_major(s_f_, kernel_spectra_);
+    transpose_tiled(s_f_, kernel_spectra_);
     kernel_blocks_.resize(m_ * n_, b_);
     plan_.inverse(kernel_spectra_.data(), bins(), kernel_blocks_.data(), b_, m_ * n_, scale);
     params_.grad(0) += Eigen::Map<const Matrix<T>>(kernel_blocks_.data(), m_, n_ * b_);
@@ -153,7 +153,7 @@ class C3A : public OwnsParameters<T> {
   /// K̂ in frequency-major layout (bins x m·n), from the current kernel.
   void kernel_spectra() {
     spectra_of(params_.value(0).data(), m_ * n_, kernel_spectra_);
-    to_frequency_major(kernel_spectra_, k_f_);
+    transpose_tiled(kernel_spectra_, k_f_);
   }
 
   /// Bin k of a frequency-major block (bins x rows·cols) as a rows x cols matrix, in place.
@@ -164,22 +164,15 @@ class C3A : public OwnsParameters<T> {
     return Eigen::Map<const CMatrix>(f.data() + k * f.cols(), rows, cols);
   }
 
-  /// (R x bins) spectra -> (bins x R), in tiles of rows so that both sides
-  /// stay in cache (a per-bin gather would stride over the whole block once
-  /// per bin).
-  static void to_frequency_major(const CMatrix& spectra, CMatrix& out) {
-    const Index R = spectra.rows(), B = spectra.cols();
-    out.resize(B, R);
+  /// out = inᵀ, in tiles of rows so that both sides stay in cache: spectra
+  /// (R x bins) <-> frequency-major (bins x R). A per-bin gather would stride
+  /// over the whole block once per bin.
+  static void transpose_tiled(const CMatrix& in, CMatrix& out) {
+    const Index R = in.rows(), C = in.cols();
+    out.resize(C, R);
     for (Index r0 = 0; r0 < R; r0 += kTile)
-      for (Index k = 0; k < B; ++k)
-        for (Index r = r0; r < std::min(R, r0 + kTile); ++r) out(k, r) = spectra(r, k);
-  }
-  static void from_frequency_major(const CMatrix& f, CMatrix& spectra) {
-    const Index B = f.rows(), R = f.cols();
-    spectra.resize(R, B);
-    for (Index r0 = 0; r0 < R; r0 += kTile)
-      for (Index k = 0; k < B; ++k)
-        for (Index r = r0; r < std::min(R, r0 + kTile); ++r) spectra(r, k) = f(k, r);
+      for (Index c = 0; c < C; ++c)
+        for (Index r = r0; r < std::min(R, r0 + kTile); ++r) out(c, r) = in(r, c);
   }
   static constexpr Index kTile = 16;
 

@@ -174,6 +174,19 @@ std::shared_ptr<LoRTAFactors<T>> make_lorta_factors(const PeftConfig& c) {
                                                        .dropout = c.lora_dropout});
 }
 
+/// Creates `dir` and writes both files of an adapter directory.
+inline void write_directory(const std::filesystem::path& dir, const PeftConfig& config, const TensorMap& tensors,
+                            const Metadata& metadata, const std::string& who) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  PEFT_REQUIRE(!ec, who, ": cannot create the directory: ", ec.message());
+  write_safetensors(dir / kWeightsFile, tensors, metadata);
+  std::ofstream out(dir / kConfigFile, std::ios::trunc);
+  out << config.to_json().dump(2) << "\n";
+  out.flush();
+  PEFT_REQUIRE(static_cast<bool>(out), who, ": cannot write '", (dir / kConfigFile).string(), "'");
+}
+
 }  // namespace detail
 
 /// The config that describes adapters built from one of our configs, for
@@ -552,29 +565,15 @@ void save_peft(const std::filesystem::path& dir, PeftConfig config, const std::v
       put(std::string(kLoRTAKeyPrefix) + std::string(block.name(i)), block.value(i), block.shape(i));
   }
 
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  PEFT_REQUIRE(!ec, who, ": cannot create the directory: ", ec.message());
-  write_safetensors(dir / kWeightsFile, tensors, {{"format", "pt"}});
-  std::ofstream out(dir / kConfigFile, std::ios::trunc);
-  out << config.to_json().dump(2) << "\n";
-  out.flush();
-  PEFT_REQUIRE(static_cast<bool>(out), who, ": cannot write '", (dir / kConfigFile).string(), "'");
+  detail::write_directory(dir, config, tensors, {{"format", "pt"}}, who);
 }
 
 /// Writes a loaded directory back: the same config fields and the same tensor
 /// bytes (dtype and values unchanged).
 template <class T>
 void save_peft(const std::filesystem::path& dir, const PeftAdapters<T>& adapters) {
-  const std::string who = "save_peft('" + dir.string() + "')";
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  PEFT_REQUIRE(!ec, who, ": cannot create the directory: ", ec.message());
-  write_safetensors(dir / kWeightsFile, adapters.tensors().tensors(), adapters.tensors().metadata());
-  std::ofstream out(dir / kConfigFile, std::ios::trunc);
-  out << adapters.config().to_json().dump(2) << "\n";
-  out.flush();
-  PEFT_REQUIRE(static_cast<bool>(out), who, ": cannot write '", (dir / kConfigFile).string(), "'");
+  detail::write_directory(dir, adapters.config(), adapters.tensors().tensors(), adapters.tensors().metadata(),
+                          "save_peft('" + dir.string() + "')");
 }
 
 }  // namespace peft::io
