@@ -275,6 +275,20 @@ TEST(PeftConfig, TargetModulesRegexMustMatchTheWholeName) {
   EXPECT_FALSE(c.targets("v_proj"));  // the regex needs the dot
 }
 
+TEST(PeftConfig, OverlongRegexNumbersAreRefusedBeforeStdRegexSeesThem) {
+  // A 20-digit back-reference or repeat count overflows inside libstdc++'s regex compiler.
+  const std::string digits(20, '9');
+  for (const std::string& pattern : {".*\\\\" + digits + "x", "a{" + digits + "}", "a{1," + digits + "}"}) {
+    const std::string json = R"({"peft_type": "LORA", "target_modules": ")" + pattern + R"("})";
+    EXPECT_PEFT_ERROR(io::PeftConfig::parse(json, "inline"), "'target_modules'");
+    EXPECT_PEFT_ERROR(io::PeftConfig::parse(json, "inline"), "has 20 digits; at most 9 are accepted");
+  }
+  // Short counts, and digits after an escaped backslash (a literal), still compile.
+  EXPECT_NO_THROW(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": "a{0,99}"})", "inline"));
+  EXPECT_NO_THROW(
+      io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": "a\\\\12345678901234567890"})", "inline"));
+}
+
 TEST(PeftConfig, RankAndAlphaPatternsFollowPeft) {
   const auto c = io::PeftConfig::parse(
       R"({"peft_type": "LORA", "target_modules": ["q", "v"], "r": 8, "lora_alpha": 16,

@@ -132,8 +132,31 @@ namespace detail {
 using ::peft::detail::raise;
 using Json = nlohmann::ordered_json;
 
+/// libstdc++'s regex compiler reads a repeat count `{n,m}` or a back-reference
+/// `\n` into a `long` without an overflow check (undefined behaviour on 19+
+/// digits, found by fuzz_peft_config), so numbers that long are refused first.
+inline void check_regex_numbers(const std::string& pattern, const std::string& who) {
+  constexpr std::size_t max_digits = 9;
+  bool in_braces = false;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    const bool starts_number = (c == '\\' || c == '{' || (in_braces && c == ','));
+    if (c == '{') in_braces = true;
+    if (c == '}') in_braces = false;
+    if (!starts_number) continue;
+    std::size_t digits = 0;
+    while (i + 1 + digits < pattern.size() && pattern[i + 1 + digits] >= '0' && pattern[i + 1 + digits] <= '9')
+      ++digits;
+    if (digits > max_digits)
+      raise(who, ": a repeat count or back-reference in '", pattern, "' has ", digits,
+            " digits; at most ", max_digits, " are accepted");
+    if (c == '\\') ++i;  // the escaped character is not itself a `\`, `{` or `,`
+  }
+}
+
 /// std::regex with the error turned into peft::Error.
 inline std::regex compile_regex(const std::string& pattern, const std::string& who) {
+  check_regex_numbers(pattern, who);
   try {
     return std::regex(pattern, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
