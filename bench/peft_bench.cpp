@@ -1,12 +1,14 @@
 // peft-bench: trainable parameters and forward+backward speed of each adapter
 // next to the frozen layer it wraps, for standard layer shapes. Prints a
-// markdown table (or JSON with --json); progress goes to stderr.
+// markdown table (or JSON with --json), optionally a parameters-vs-overhead
+// plot (--svg); progress goes to stderr.
 //
-//   peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--double] [--json]
+//   peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--double] [--json] [--svg FILE]
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -14,10 +16,16 @@
 #include <string>
 #include <vector>
 
+#include <Eigen/Core>
 #include <nlohmann/json.hpp>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <peft/peft.hpp>
 
+#include "svg_scatter.hpp"
 #include "timing.hpp"
 
 namespace {
@@ -28,9 +36,16 @@ struct Options {
   std::vector<Index> dims{768, 4096};
   Index rows = 256;
   int rounds = 15;
+  std::vector<Index> threads{1};
   bool json = false;
   bool use_double = false;
+  std::string svg;
 };
+
+constexpr const char* usage =
+    "usage: peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--double] [--json] [--svg FILE]\n"
+    "  --threads  Eigen threads for each run (a list compares them: speedup column)\n"
+    "  --svg      also write a parameters-vs-overhead plot";
 
 std::vector<Index> parse_list(const std::string& text) {
   std::vector<Index> out;
@@ -50,15 +65,21 @@ Options parse(int argc, char** argv) {
     if (arg == "--d") o.dims = parse_list(value());
     else if (arg == "--N") o.rows = std::stol(value());
     else if (arg == "--rounds") o.rounds = std::stoi(value());
+    else if (arg == "--threads") o.threads = parse_list(value());
     else if (arg == "--json") o.json = true;
     else if (arg == "--double") o.use_double = true;
+    else if (arg == "--svg") o.svg = value();
     else if (arg == "-h" || arg == "--help") {
-      std::puts("usage: peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--double] [--json]");
+      std::puts(usage);
       std::exit(0);
     } else {
       throw std::invalid_argument("peft-bench: unknown argument '" + arg + "' (try --help)");
     }
   }
+  if (o.dims.empty() || o.threads.empty() || o.rows < 1 || o.rounds < 1)
+    throw std::invalid_argument("peft-bench: --d, --N, --rounds and --threads need positive values");
+  for (const Index t : o.threads)
+    if (t < 1) throw std::invalid_argument("peft-bench: --threads needs counts >= 1");
   return o;
 }
 
@@ -68,13 +89,40 @@ struct Case {
   Index params = 0;
   double flops = 0;
   std::function<void()> forward_backward;
+  std::function<double()> held_bytes;
 };
 
 struct Result {
   std::string name;
-  Index d = 0, rows = 0, params = 0;
-  double seconds = 0, overhead = 0, gflops = 0;
+  Index d = 0, rows = 0, params = 0, threads = 1;
+  double seconds = 0, overhead = 0, gflops = 0, held_bytes = 0, speedup = 0;
 };
+
+/// Heap bytes in use (glibc's allocator statistics; Eigen allocates through
+/// malloc, so operator new hooks would miss it). 0 where unavailable.
+double heap_in_use() {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  const auto info = mallinfo2();
+  return static_cast<double>(info.uordblks + info.hblkhd);
+#else
+  return 0.0;
+#endif
+}
+
+/// Memory a layer keeps from forward to backward: the heap that its first
+/// forward() leaves allocated (saved activations, spectra, workspaces), with
+/// the output buffer allocated beforehand. Called on a fresh layer.
+template <class Layer, class T>
+std::function<double()> held_bytes(std::shared_ptr<Layer> layer, const peft::Matrix<T>& X, const peft::Matrix<T>& dY) {
+  return [layer, &X, &dY] {
+    peft::Matrix<T> Y(X.rows(), dY.cols()), dX(X.rows(), X.cols());
+    const double before = heap_in_use();
+    layer->forward(X, Y);
+    const double after = heap_in_use();
+    layer->backward(dY, dX);
+    return std::max(0.0, after - before);
+  };
+}
 
 template <class Layer, class T>
 std::function<void()> runner(std::shared_ptr<Layer> layer, const peft::Matrix<T>& X, const peft::Matrix<T>& dY) {
@@ -95,11 +143,13 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
   const auto base = peft::Linear<T>::random(d, d, rng);
 
   std::vector<Case> cases;
-  cases.push_back({"frozen base", 0, base.flops(o.rows), runner(std::make_shared<peft::Linear<T>>(base), X, dY)});
+  const auto frozen = std::make_shared<peft::Linear<T>>(base);
+  cases.push_back({"frozen base", 0, base.flops(o.rows), runner(frozen, X, dY), held_bytes(frozen, X, dY)});
   auto add = [&](std::string name, auto adapter) {
     using A = decltype(adapter);
     auto layer = std::make_shared<peft::Adapted<A>>(base, std::move(adapter));
-    cases.push_back({std::move(name), layer->adapter().num_params(), layer->flops(o.rows), runner(layer, X, dY)});
+    cases.push_back({std::move(name), layer->adapter().num_params(), layer->flops(o.rows), runner(layer, X, dY),
+                     held_bytes(layer, X, dY)});
   };
   for (const Index r : {8, 64})
     add("LoRA r=" + std::to_string(r), peft::LoRA<T>(d, d, {.r = r, .alpha = 2.0 * r, .init = peft::LoRAInit::None}));
@@ -122,22 +172,47 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
   add("IA3", peft::IA3<T>(d, d));
   add("IA3 feed-forward", peft::IA3<T>(d, d, {.feedforward = true}));
 
+  std::vector<double> held;
+  for (const auto& c : cases) held.push_back(c.held_bytes());  // first calls: fresh layers
   std::vector<std::function<void()>> runs;
   for (const auto& c : cases) runs.push_back(c.forward_backward);
-  const auto medians = peft::bench::interleaved_medians(runs, o.rounds);
   std::vector<Result> results;
-  for (std::size_t i = 0; i < cases.size(); ++i)
-    results.push_back({cases[i].name, d, o.rows, cases[i].params, medians[i], medians[i] / medians[0] - 1.0,
-                       cases[i].flops / medians[i] * 1e-9});
+  std::vector<double> first_medians;  // the first thread count's, for the speedup column
+  for (const Index threads : o.threads) {
+    Eigen::setNbThreads(static_cast<int>(threads));
+    const auto medians = peft::bench::interleaved_medians(runs, o.rounds, 1, [&](int round) {
+      std::fprintf(stderr, "\rpeft-bench: d = %ld, N = %ld, %ld thread(s): round %d/%d ", static_cast<long>(d),
+                   static_cast<long>(o.rows), static_cast<long>(threads), round, o.rounds);
+    });
+    std::fprintf(stderr, "\n");
+    if (first_medians.empty()) first_medians = medians;
+    for (std::size_t i = 0; i < cases.size(); ++i)
+      results.push_back({cases[i].name, d, o.rows, cases[i].params, threads, medians[i],
+                         medians[i] / medians[0] - 1.0, cases[i].flops / medians[i] * 1e-9, held[i],
+                         first_medians[i] / medians[i]});
+  }
+  Eigen::setNbThreads(static_cast<int>(o.threads.front()));  // what the table's header reports
   return results;
 }
 
+std::string mebibytes(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", bytes / (1024.0 * 1024.0));
+  return text;
+}
+
 void print_markdown(const std::vector<Result>& results, const Options& o) {
+  const bool compare_threads = o.threads.size() > 1;
   std::printf("peft-bench: forward+backward of one d x d layer, N = %ld rows, %s, median of %d interleaved rounds\n",
               static_cast<long>(o.rows), o.use_double ? "double" : "float", o.rounds);
-  std::printf("machine: %s\n\n", peft::bench::machine_description().c_str());
-  std::printf("| adapter | d | trainable params | params / LoRA r=8 | fwd+bwd ms | overhead vs frozen | GFLOP/s |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("machine: %s\n", peft::bench::machine_description().c_str());
+  std::printf("memory held: heap left allocated by the first forward() until backward() (activations, spectra, "
+              "workspaces)\n\n");
+  std::printf("| adapter | d |%s trainable params | params / LoRA r=8 | fwd+bwd ms | overhead vs frozen | GFLOP/s | "
+              "memory held MiB |%s\n",
+              compare_threads ? " threads |" : "", compare_threads ? " speedup vs 1st |" : "");
+  std::printf("|---|---:|%s---:|---:|---:|---:|---:|---:|%s\n", compare_threads ? "---:|" : "",
+              compare_threads ? "---:|" : "");
   for (const auto& r : results) {
     const double lora8 = 8.0 * 2.0 * static_cast<double>(r.d);  // r (d_in + d_out) at r = 8
     char ratio[32] = "-", overhead[32] = "-";
@@ -145,9 +220,34 @@ void print_markdown(const std::vector<Result>& results, const Options& o) {
       std::snprintf(ratio, sizeof ratio, "%.2fx", static_cast<double>(r.params) / lora8);
       std::snprintf(overhead, sizeof overhead, "%+.1f%%", 100.0 * r.overhead);
     }
-    std::printf("| %s | %ld | %ld | %s | %.3f | %s | %.1f |\n", r.name.c_str(), static_cast<long>(r.d),
-                static_cast<long>(r.params), ratio, r.seconds * 1e3, overhead, r.gflops);
+    char threads[32] = "", speedup[32] = "";
+    if (compare_threads) {
+      std::snprintf(threads, sizeof threads, " %ld |", static_cast<long>(r.threads));
+      std::snprintf(speedup, sizeof speedup, " %.2fx |", r.speedup);
+    }
+    std::printf("| %s | %ld |%s %ld | %s | %.3f | %s | %.1f | %s |%s\n", r.name.c_str(), static_cast<long>(r.d),
+                threads, static_cast<long>(r.params), ratio, r.seconds * 1e3, overhead, r.gflops,
+                mebibytes(r.held_bytes).c_str(), speedup);
   }
+}
+
+/// Parameters vs overhead, one point per adapter (first thread count only).
+void write_svg(const std::vector<Result>& results, const Options& o) {
+  std::vector<peft::bench::ScatterPoint> points;
+  const char* colors[] = {"#2471a3", "#c0392b", "#1e8449", "#7d3c98"};
+  for (std::size_t k = 0; k < o.dims.size(); ++k)
+    for (const auto& r : results)
+      if (r.params && r.d == o.dims[k] && r.threads == o.threads.front())
+        points.push_back({r.name + " (d=" + std::to_string(r.d) + ")", static_cast<double>(r.params),
+                          100.0 * r.overhead, colors[k % 4]});
+  const std::string title = "peft-bench: trainable parameters vs forward+backward overhead, N = " +
+                            std::to_string(o.rows) + ", " + (o.use_double ? "double" : "float");
+  std::ofstream file(o.svg);
+  file << peft::bench::scatter_svg(points, {.title = title,
+                                            .x_label = "trainable parameters",
+                                            .y_label = "overhead over the frozen layer",
+                                            .y_unit = "%"});
+  if (!file) throw std::runtime_error("peft-bench: could not write " + o.svg);
 }
 
 void print_json(const std::vector<Result>& results, const Options& o) {
@@ -159,10 +259,13 @@ void print_json(const std::vector<Result>& results, const Options& o) {
     out["results"].push_back({{"adapter", r.name},
                               {"d", r.d},
                               {"N", r.rows},
+                              {"threads", r.threads},
                               {"params", r.params},
                               {"seconds", r.seconds},
                               {"overhead", r.overhead},
-                              {"gflops", r.gflops}});
+                              {"gflops", r.gflops},
+                              {"held_bytes", r.held_bytes},
+                              {"speedup_vs_first_threads", r.speedup}});
   std::cout << out.dump(2) << '\n';
 }
 
@@ -172,12 +275,12 @@ int main(int argc, char** argv) try {
   const Options o = parse(argc, argv);
   std::vector<Result> results;
   for (const Index d : o.dims) {
-    std::fprintf(stderr, "peft-bench: d = %ld, N = %ld ...\n", static_cast<long>(d), static_cast<long>(o.rows));
     auto part = o.use_double ? run_dimension<double>(d, o) : run_dimension<float>(d, o);
     results.insert(results.end(), part.begin(), part.end());
   }
   if (o.json) print_json(results, o);
   else print_markdown(results, o);
+  if (!o.svg.empty()) write_svg(results, o);
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());
   return 1;

@@ -28,15 +28,18 @@ inline double seconds_of(const std::function<void()>& run) {
 }
 
 /// Runs every case once per round for `rounds` rounds after `warmup` untimed
-/// rounds; returns each case's median time in seconds.
+/// rounds; returns each case's median time in seconds. `on_round(k)` is
+/// called before timed round k (1-based), e.g. for progress output.
 inline std::vector<double> interleaved_medians(const std::vector<std::function<void()>>& cases, int rounds,
-                                               int warmup = 1) {
+                                               int warmup = 1, const std::function<void(int)>& on_round = {}) {
   std::vector<std::vector<double>> samples(cases.size());
-  for (int round = -warmup; round < rounds; ++round)
+  for (int round = -warmup; round < rounds; ++round) {
+    if (round >= 0 && on_round) on_round(round + 1);
     for (std::size_t c = 0; c < cases.size(); ++c) {
       const double t = seconds_of(cases[c]);
       if (round >= 0) samples[c].push_back(t);
     }
+  }
   std::vector<double> medians;
   for (auto& s : samples) medians.push_back(median(std::move(s)));
   return medians;

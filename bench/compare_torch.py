@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""peft-cpp vs PyTorch on the CPU, in one run, at the same shapes and threads.
+
+Times forward+backward (input gradient, and parameter gradients of the
+trainable parts) of one d x d layer for N rows in PyTorch: the frozen base,
+LoRA r=8, a circulant adapter through torch.fft, RED, and, when the `peft`
+package imports, Hugging Face PEFT's own LoRA, IA3 and C3A. Then runs
+`peft-bench --json` with the same d, N and thread counts and prints
+peft-cpp / PyTorch time ratios (< 1: peft-cpp is faster).
+
+    python3 bench/compare_torch.py [--peft-bench build/bench/bench/peft-bench]
+                                   [--d 768,4096] [--N 256] [--threads 1] [--rounds 15]
+
+Without PyTorch it prints why and exits 0: the comparison is optional.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+# Debian's OpenBLAS reads these at load time; they are tuned for other CPUs
+# on some machines and slow its GEMM down, so unset them before torch loads.
+for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    os.environ.pop(variable, None)
+
+try:
+    import torch
+except ImportError:
+    print("compare_torch: PyTorch is not importable here; comparison skipped "
+          "(Debian: apt-get install python3-torch; or PyTorch 2.x from pip)")
+    sys.exit(0)
+
+try:
+    import peft as hf_peft
+except ImportError:
+    hf_peft = None
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser.add_argument("--peft-bench", default=os.path.join(here, "..", "build", "bench", "bench", "peft-bench"))
+    parser.add_argument("--d", default="768,4096")
+    parser.add_argument("--N", type=int, default=256)
+    parser.add_argument("--threads", default="1")
+    parser.add_argument("--rounds", type=int, default=15)
+    return parser.parse_args()
+
+
+def blas_of_torch():
+    """The BLAS/LAPACK lines of torch's build configuration."""
+    lines = [line.strip() for line in torch.__config__.show().splitlines()]
+    picked = [line for line in lines if "BLAS" in line or "MKL" in line or "oneDNN" in line or "LAPACK" in line]
+    return "; ".join(picked[:4]) or "unknown"
+
+
+class Circulant(torch.nn.Module):
+    """y = base(x) + circ(g) x, the product computed with real FFTs."""
+
+    def __init__(self, base, d):
+        super().__init__()
+        self.base, self.d = base, d
+        self.g = torch.nn.Parameter(torch.randn(d) / d)
+
+    def forward(self, x):
+        spectrum = torch.fft.rfft(x, dim=-1) * torch.fft.rfft(self.g)
+        return self.base(x) + torch.fft.irfft(spectrum, n=self.d, dim=-1)
+
+
+class LoRA(torch.nn.Module):
+    """y = base(x) + (alpha / r) B A x, written directly (no PEFT)."""
+
+    def __init__(self, base, d, r=8):
+        super().__init__()
+        self.base, self.scale = base, 2.0
+        self.A = torch.nn.Parameter(torch.randn(r, d) / d ** 0.5)
+        self.B = torch.nn.Parameter(torch.randn(d, r) / r ** 0.5)
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.A.t()) @ self.B.t() * self.scale
+
+
+class RED(torch.nn.Module):
+    """y = base(x) * scale + bias."""
+
+    def __init__(self, base, d):
+        super().__init__()
+        self.base = base
+        self.scale = torch.nn.Parameter(torch.ones(d))
+        self.bias = torch.nn.Parameter(torch.zeros(d))
+
+    def forward(self, x):
+        return self.base(x) * self.scale + self.bias
+
+
+class Wrapper(torch.nn.Module):
+    """A one-layer model whose Linear is named `fc`, for PEFT to target."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.fc = base
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def frozen_linear(d):
+    base = torch.nn.Linear(d, d)
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return base
+
+
+def hf_peft_layers(d):
+    """Hugging Face PEFT's LoRA r=8, IA3 and C3A b=64 around a fresh frozen layer."""
+    if hf_peft is None:
+        return {}
+    configs = {
+        "PEFT LoRA r=8": hf_peft.LoraConfig(r=8, lora_alpha=16, target_modules=["fc"], init_lora_weights=False),
+        "PEFT IA3": hf_peft.IA3Config(target_modules=["fc"], feedforward_modules=[]),
+    }
+    if hasattr(hf_peft, "C3AConfig"):
+        configs["PEFT C3A b=64"] = hf_peft.C3AConfig(block_size=64, target_modules=["fc"])
+    return {name: hf_peft.get_peft_model(Wrapper(frozen_linear(d)), config) for name, config in configs.items()}
+
+
+def torch_layers(d):
+    """PyTorch layer name -> (module, name of the matching peft-bench row)."""
+    layers = {
+        "frozen base": (frozen_linear(d), "frozen base"),
+        "LoRA r=8": (LoRA(frozen_linear(d), d), "LoRA r=8"),
+        "circulant (torch.fft)": (Circulant(frozen_linear(d), d), "SURM circulant"),
+        "RED": (RED(frozen_linear(d), d), "RED"),
+    }
+    ours = {"PEFT LoRA r=8": "LoRA r=8", "PEFT IA3": "IA3", "PEFT C3A b=64": "C3A b=64"}
+    for name, module in hf_peft_layers(d).items():
+        layers[name] = (module, ours[name])
+    return layers
+
+
+def time_layers(layers, d, rows, rounds):
+    """Median forward+backward seconds per layer, timed interleaved round-robin."""
+    x0, dy = torch.randn(rows, d), torch.randn(rows, d)
+    samples = {name: [] for name in layers}
+    for round_index in range(rounds + 1):  # round 0 warms up
+        for name, (module, _) in layers.items():
+            x = x0.clone().requires_grad_(True)
+            start = time.perf_counter()
+            module(x).backward(dy)
+            elapsed = time.perf_counter() - start
+            module.zero_grad(set_to_none=True)
+            if round_index:
+                samples[name].append(elapsed)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def run_peft_bench(args):
+    command = [args.peft_bench, "--json", "--d", args.d, "--N", str(args.N), "--threads", args.threads,
+               "--rounds", str(args.rounds)]
+    result = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(result.stdout)
+
+
+def main():
+    args = parse_args()
+    if not os.path.exists(args.peft_bench):
+        sys.exit(f"compare_torch: {args.peft_bench} not found; build it first: bash scripts/bench.sh --d 768")
+    dims = [int(d) for d in args.d.split(",")]
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    torch.manual_seed(0)
+
+    print(f"peer: PyTorch {torch.__version__} ({blas_of_torch()})"
+          + (f", Hugging Face PEFT {hf_peft.__version__}" if hf_peft else ", Hugging Face PEFT not importable"))
+    ours = run_peft_bench(args)
+    print(f"ours: peft-bench ({ours['machine']})")
+    ours_seconds = {(r["adapter"], r["d"], r["threads"]): r["seconds"] for r in ours["results"]}
+
+    print(f"\nforward+backward of one d x d layer, N = {args.N}, float32, median of {args.rounds} rounds\n")
+    print("| layer | d | threads | PyTorch ms | peft-cpp row | peft-cpp ms | peft-cpp / PyTorch |")
+    print("|---|---:|---:|---:|---|---:|---:|")
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for d in dims:
+            layers = torch_layers(d)
+            medians = time_layers(layers, d, args.N, args.rounds)
+            for name, (_, our_name) in layers.items():
+                mine = ours_seconds.get((our_name, d, threads))
+                ratio = f"{mine / medians[name]:.2f}" if mine else "-"
+                mine_ms = f"{mine * 1e3:.3f}" if mine else "-"
+                print(f"| {name} | {d} | {threads} | {medians[name] * 1e3:.3f} | {our_name} | {mine_ms} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
