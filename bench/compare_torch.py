@@ -17,6 +17,7 @@ Without PyTorch it prints why and exits 0: the comparison is optional.
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,13 @@ import time
 # on some machines and slow its GEMM down, so unset them before torch loads.
 for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
     os.environ.pop(variable, None)
+# BLAS libraries size their thread pools when they load, outside
+# torch.set_num_threads: with one --threads value, pin them to it first.
+_threads = argparse.ArgumentParser(add_help=False)
+_threads.add_argument("--threads", default="1")
+if "," not in _threads.parse_known_args()[0].threads:
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = _threads.parse_known_args()[0].threads
 
 try:
     import torch
@@ -52,10 +60,16 @@ def parse_args():
 
 
 def blas_of_torch():
-    """The BLAS/LAPACK lines of torch's build configuration."""
-    lines = [line.strip() for line in torch.__config__.show().splitlines()]
-    picked = [line for line in lines if "BLAS" in line or "MKL" in line or "oneDNN" in line or "LAPACK" in line]
-    return "; ".join(picked[:4]) or "unknown"
+    """Which BLAS torch's GEMMs run on: MKL, or for a "generic" build (Debian's)
+    the library the system's libblas.so.3 resolves to (netlib's reference
+    BLAS is slow; OpenBLAS is what a fair Debian peer uses)."""
+    match = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    info = match.group(1) if match else "unknown"
+    if info == "generic":
+        for candidate in ("/usr/lib/x86_64-linux-gnu/libblas.so.3", "/usr/lib/aarch64-linux-gnu/libblas.so.3"):
+            if os.path.exists(candidate):
+                return f"BLAS_INFO=generic -> {os.path.realpath(candidate)}"
+    return f"BLAS_INFO={info}"
 
 
 class Circulant(torch.nn.Module):

@@ -45,7 +45,7 @@ inline std::string xml_escape(const std::string& text) {
 }
 
 inline std::string scatter_svg(const std::vector<ScatterPoint>& points, const ScatterAxes& axes) {
-  const double W = 820, legend_line = 14, left = 70, right = 260, top = 34, bottom = 56;
+  const double W = 900, legend_line = 14, left = 84, right = 320, top = 34, bottom = 56;
   const double H = std::max(460.0, top + legend_line * static_cast<double>(points.size()) + bottom);
   double xlo = 1e300, xhi = 1, ylo = 1e300, yhi = -1e300;
   for (const auto& p : points) {
@@ -69,13 +69,17 @@ inline std::string scatter_svg(const std::vector<ScatterPoint>& points, const Sc
       << "'>1e" << e << "</text>\n";
   for (double y = y0; y <= y1 + step * 1e-6; y += step)
     s << "<line x1='" << left << "' y1='" << Y(y) << "' x2='" << W - right << "' y2='" << Y(y)
-      << "' stroke='#eee'/><text x='" << left - 52 << "' y='" << Y(y) + 4 << "'>" << std::round(y * 100) / 100
+      << "' stroke='#eee'/><text x='" << left - 50 << "' y='" << Y(y) + 4 << "'>" << std::round(y * 100) / 100
       << axes.y_unit << "</text>\n";
   s << "<text x='" << left << "' y='" << H - 14 << "'>" << xml_escape(axes.x_label) << " (log scale)</text>\n"
     << "<text transform='translate(14," << (H - bottom) << ") rotate(-90)'>" << xml_escape(axes.y_label) << "</text>\n";
-  for (std::size_t i = 0; i < points.size(); ++i) {
-    const auto& p = points[i];
-    const double px = X(p.x), py = Y(p.y), ly = top + legend_line * static_cast<double>(i);
+  // Legend entries in the order of the points' heights, so leader lines rarely cross.
+  std::vector<std::size_t> order(points.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return points[a].y > points[b].y; });
+  for (std::size_t slot = 0; slot < order.size(); ++slot) {
+    const auto& p = points[order[slot]];
+    const double px = X(p.x), py = Y(p.y), ly = top + legend_line * static_cast<double>(slot);
     s << "<circle cx='" << px << "' cy='" << py << "' r='4' fill='" << p.color << "'/>\n"
       << "<line x1='" << px << "' y1='" << py << "' x2='" << W - right + 10 << "' y2='" << ly << "' stroke='"
       << p.color << "' stroke-opacity='0.3'/><text x='" << W - right + 14 << "' y='" << ly + 4 << "' fill='"

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "finetune.hpp"
+#include "svg_scatter.hpp"
 #include "idx.hpp"
 
 namespace {
@@ -42,42 +43,16 @@ void progress_bar(const std::string& label, Index step, Index total, double loss
 }
 
 std::string svg_plot(const std::vector<Result>& results) {
-  const double W = 760, H = 460, left = 70, right = 200, top = 30, bottom = 60;
-  double lo = 1e300, hi = 0, amin = 1, amax = 0;
+  std::vector<peft::bench::ScatterPoint> points;
   for (const auto& r : results) {
-    const double p = std::max<double>(1, static_cast<double>(r.adapter_params + r.head_params));
-    lo = std::min(lo, p), hi = std::max(hi, p);
-    amin = std::min(amin, r.accuracy), amax = std::max(amax, r.accuracy);
-  }
-  const double x0 = std::floor(std::log10(lo)), x1 = std::ceil(std::log10(hi));
-  const double y0 = std::floor(amin * 50) / 50, y1 = std::ceil(amax * 50) / 50 + 1e-9;
-  auto X = [&](double p) { return left + (std::log10(p) - x0) / (x1 - x0) * (W - left - right); };
-  auto Y = [&](double a) { return H - bottom - (a - y0) / (y1 - y0) * (H - top - bottom); };
-  std::ostringstream s;
-  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
-    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
-  s << "<text x='" << W / 2 - 150 << "' y='18' font-size='14'>Fashion-MNIST 5–9: test accuracy vs trainable parameters</text>\n";
-  for (double e = x0; e <= x1; ++e)
-    s << "<line x1='" << X(std::pow(10, e)) << "' y1='" << top << "' x2='" << X(std::pow(10, e)) << "' y2='"
-      << H - bottom << "' stroke='#ddd'/><text x='" << X(std::pow(10, e)) - 12 << "' y='" << H - bottom + 18
-      << "'>1e" << e << "</text>\n";
-  for (double a = y0; a <= y1 + 1e-9; a += 0.01)
-    s << "<line x1='" << left << "' y1='" << Y(a) << "' x2='" << W - right << "' y2='" << Y(a)
-      << "' stroke='#eee'/><text x='" << left - 45 << "' y='" << Y(a) + 4 << "'>" << std::round(a * 1000) / 10
-      << "%</text>\n";
-  s << "<text x='" << (W - right) / 2 << "' y='" << H - 15 << "'>trainable parameters (adapter + head, log scale)</text>\n";
-  int i = 0;
-  for (const auto& r : results) {
-    const double px = X(std::max<double>(1, static_cast<double>(r.adapter_params + r.head_params))), py = Y(r.accuracy);
     const char* color = r.method.rfind("SURM", 0) == 0 ? "#c0392b" : r.method.rfind("LoRA", 0) == 0 ? "#2471a3" : "#444";
-    s << "<circle cx='" << px << "' cy='" << py << "' r='4' fill='" << color << "'/>\n";
-    s << "<line x1='" << px << "' y1='" << py << "' x2='" << W - right + 10 << "' y2='" << top + 14 * i
-      << "' stroke='" << color << "' stroke-opacity='0.3'/><text x='" << W - right + 14 << "' y='"
-      << top + 14 * i + 4 << "' fill='" << color << "'>" << r.method << "</text>\n";
-    ++i;
+    points.push_back({r.method, static_cast<double>(r.adapter_params + r.head_params), 100 * r.accuracy, color});
   }
-  s << "</svg>\n";
-  return s.str();
+  return peft::bench::scatter_svg(points, {.title = "Fashion-MNIST 5–9: test accuracy vs trainable parameters",
+                                           .x_label = "trainable parameters (adapter + head)",
+                                           .y_label = "test accuracy",
+                                           .y_unit = "%",
+                                           .y_step = 1.0});
 }
 
 /// Accuracy of a deployed model: merged hidden layers (or frozen ones) and a plain head.
