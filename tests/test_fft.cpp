@@ -158,6 +158,27 @@ TYPED_TEST(FFTTest, StridedRowsAndRepeatedCalls) {
   EXPECT_EQ(out_wide.rightCols(2).cwiseAbs().maxCoeff(), T(0));  // nothing written past each row
 }
 
+TYPED_TEST(FFTTest, InverseCanAccumulateIntoStridedRows) {
+  using T = typename TestFixture::T;
+  for (const Index n : {1, 7, 96, 1021}) {
+    const Index rows = 19;  // a full panel and a ragged one for every lane width
+    auto plan = make_plan<TypeParam>(n);
+    const Matrix<T> x = random_matrix<T>(rows, n, 5);
+    fft::ComplexMatrix<T> S;
+    fft::forward(plan, x, S);
+    const Matrix<T> held = random_matrix<T>(rows, n + 3, 6);
+    Matrix<T> out = held;
+    const T scale = T(-2) / static_cast<T>(n);
+    plan.inverse(S.data(), S.cols(), out.data(), out.cols(), rows, scale, true);
+    const Matrix<T> want = held.leftCols(n) + T(-2) * x;
+    EXPECT_LE(max_rel_diff(out.leftCols(n).eval(), want), 10 * TestFixture::tol()) << "n = " << n;
+    EXPECT_EQ(out.rightCols(3), held.rightCols(3)) << "nothing written past each row, n = " << n;
+    Matrix<T> tight = held.leftCols(n);
+    fft::inverse_add(plan, S, tight, scale);
+    EXPECT_LE(max_rel_diff(tight, want), 10 * TestFixture::tol()) << "n = " << n;
+  }
+}
+
 TEST(FFT, RejectsBadInput) {
   EXPECT_PEFT_ERROR(fft::VectorizedFFT<float>(0), "VectorizedFFT: length must be >= 1, got 0");
   EXPECT_PEFT_ERROR(fft::KissFFT<double>(-3), "KissFFT: length must be >= 1, got -3");
@@ -167,6 +188,9 @@ TEST(FFT, RejectsBadInput) {
   Matrix<double> X;
   EXPECT_PEFT_ERROR(fft::inverse(plan, fft::ComplexMatrix<double>::Zero(2, 4), X, 1.0),
                     "fft::inverse: spectra must have n/2 + 1 = 5 bins, got 2 x 4");
+  Matrix<double> wrong = Matrix<double>::Zero(3, 8);
+  EXPECT_PEFT_ERROR(fft::inverse_add(plan, fft::ComplexMatrix<double>::Zero(2, 5), wrong, 1.0),
+                    "fft::inverse_add: the output must be 2 x 8, got 3 x 8");
 }
 
 }  // namespace

@@ -119,6 +119,44 @@ TYPED_TEST(StructuredTest, GradientsMatchFiniteDifferences) {
   }
 }
 
+/// forward/backward with a scale and `accumulate` equal scale × the plain
+/// product added to what the outputs held; the kernel gradient is scaled too.
+/// Row counts change between calls (the Toeplitz padding buffers are reused).
+template <class Op>
+void expect_scaled_accumulate_matches_plain(Op& op, const Vector<double>& kernel, Index in, Index out) {
+  op.set_kernel(kernel.data());
+  for (const Index rows : {5, 3, 5}) {
+    const Matrix<double> X = random_matrix<double>(rows, in, 11), G = random_matrix<double>(rows, out, 12);
+    Matrix<double> Y, dX;
+    Vector<double> dk = Vector<double>::Zero(kernel.size());
+    op.forward(X, Y);
+    op.backward(G, dX, dk.data());
+    const Matrix<double> Y0 = random_matrix<double>(rows, out, 13), dX0 = random_matrix<double>(rows, in, 14);
+    Matrix<double> Yacc = Y0, dXacc = dX0;
+    Vector<double> dk_scaled = Vector<double>::Ones(kernel.size());
+    op.forward(X, Yacc, -0.75, true);
+    op.backward(G, dXacc, dk_scaled.data(), -0.75, true);
+    EXPECT_LT(max_rel_diff(Yacc, (Y0 - 0.75 * Y).eval()), 1e-12);
+    EXPECT_LT(max_rel_diff(dXacc, (dX0 - 0.75 * dX).eval()), 1e-12);
+    EXPECT_LT(max_rel_diff(dk_scaled, (Vector<double>::Ones(kernel.size()) - 0.75 * dk).eval()), 1e-12);
+    Matrix<double> wrong(rows + 1, out);
+    EXPECT_PEFT_ERROR(op.forward(X, wrong, 1.0, true), "the output to accumulate into must be");
+  }
+}
+
+TYPED_TEST(StructuredTest, ScaledAndAccumulatedProductsMatchThePlainOnes) {
+  if constexpr (std::is_same_v<typename TestFixture::T, double>) {
+    for (const Index n : {1, 7, 64}) {
+      structured::Circulant<double, TypeParam> circ(n);
+      expect_scaled_accumulate_matches_plain(circ, random_matrix<double>(n, 1, 21), n, n);
+    }
+    for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {16, 10}}) {
+      structured::Toeplitz<double, TypeParam> toep(m, n);
+      expect_scaled_accumulate_matches_plain(toep, random_matrix<double>(m + n - 1, 1, 22), n, m);
+    }
+  }
+}
+
 TEST(Structured, RejectsBadShapes) {
   structured::Circulant<double> circ(8);
   Matrix<double> Y, dX;

@@ -142,29 +142,28 @@ class SURM : public OwnsParameters<T> {
   /// Y += α·(P_out·S·P_inᵀ applied to each row of X).
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     detail::check_delta_shapes<T>("SURM::forward_delta", X, Y, d_in_, d_out_);
+    rows_ = X.rows();
+    if (circulant() && d_in_ == d_out_) {  // square: no padding, the product lands in Y directly
+      set_circulant_kernel();
+      circulants_[0]->forward(X, Y, alpha_, true);
+      return;
+    }
     if (config_.structure == Structure::Toeplitz || config_.structure == Structure::Kronecker) {
       if (config_.structure == Structure::Toeplitz) {
         toeplitz_a_->set_kernel(params_.value(0).data());
-        toeplitz_a_->forward(X, z_);
-        Y += alpha_ * z_;
+        toeplitz_a_->forward(X, Y, alpha_, true);
       } else {
         kronecker_.forward(params_.value(1), params_.value(0), kronecker_scale(), X, z_);
         Y += z_;
       }
-      rows_ = X.rows();
       return;
     }
     xp_.setZero(X.rows(), n_);
     xp_.leftCols(d_in_) = X;
     switch (config_.structure) {
-      case Structure::Circulant: {
-        const Vector<T> g = circulant_kernel();
-        circulants_[0]->set_kernel(g.data());
-        circulants_[0]->forward(xp_, z_);
-        break;
-      }
+      case Structure::Circulant:
       case Structure::CirculantSingle:
-        circulants_[0]->set_kernel(params_.value(0).data());
+        set_circulant_kernel();
         circulants_[0]->forward(xp_, z_);
         break;
       case Structure::SymToeplitz: {
@@ -180,7 +179,6 @@ class SURM : public OwnsParameters<T> {
         ldr_->forward(xp_, z_);
     }
     Y += alpha_ * z_.leftCols(d_out_);
-    rows_ = X.rows();
   }
 
   /// dX += α·(P_out·S·P_inᵀ)ᵀ applied to dY's rows; parameter gradients accumulate.
@@ -188,10 +186,12 @@ class SURM : public OwnsParameters<T> {
     PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == d_out_, "SURM::backward_delta: dY must be ",
                  ::peft::detail::shape_str(rows_, d_out_), " (N x d_out of the last forward), got ",
                  ::peft::detail::shape_str(dY.rows(), dY.cols()));
+    if (circulant() && d_in_ == d_out_) {
+      add_circulant_backward(dY, dX, true);
+      return;
+    }
     if (config_.structure == Structure::Toeplitz) {
-      gp_ = alpha_ * dY;
-      toeplitz_a_->backward(gp_, dxp_, params_.grad(0).data());
-      dX += dxp_;
+      toeplitz_a_->backward(dY, dX, params_.grad(0).data(), alpha_, true);
       return;
     }
     if (config_.structure == Structure::Kronecker) {
@@ -203,15 +203,9 @@ class SURM : public OwnsParameters<T> {
     gp_.setZero(dY.rows(), n_);
     gp_.leftCols(d_out_) = alpha_ * dY;
     switch (config_.structure) {
-      case Structure::Circulant: {
-        Vector<T> dg = Vector<T>::Zero(n_);
-        circulants_[0]->backward(gp_, dxp_, dg.data());
-        params_.grad(0).row(0).array() += dg.transpose().array() * params_.value(1).row(0).array();
-        params_.grad(1).row(0).array() += dg.transpose().array() * params_.value(0).row(0).array();
-        break;
-      }
+      case Structure::Circulant:
       case Structure::CirculantSingle:
-        circulants_[0]->backward(gp_, dxp_, params_.grad(0).data());
+        add_circulant_backward(gp_, dxp_, false);
         break;
       case Structure::SymToeplitz: {
         Vector<T> da = Vector<T>::Zero(2 * n_ - 1), db = Vector<T>::Zero(2 * n_ - 1);
@@ -230,8 +224,37 @@ class SURM : public OwnsParameters<T> {
  private:
   T kronecker_scale() const { return alpha_ / static_cast<T>(config_.rank); }
 
+  bool circulant() const {
+    return config_.structure == Structure::Circulant || config_.structure == Structure::CirculantSingle;
+  }
+
+  /// Circ(A ⊙ B) for Circulant, Circ(A) for CirculantSingle.
+  void set_circulant_kernel() {
+    if (config_.structure == Structure::CirculantSingle) {
+      circulants_[0]->set_kernel(params_.value(0).data());
+      return;
+    }
+    kernel_ = circulant_kernel();
+    circulants_[0]->set_kernel(kernel_.data());
+  }
+
   Vector<T> circulant_kernel() const {
     return (params_.value(0).row(0).array() * params_.value(1).row(0).array()).matrix().transpose();
+  }
+
+  /// The circulant product's backward. Square (`scaled_in_place`): G = dY,
+  /// scaled by α here and added straight into dX. Padded: G = α·P_out·dY
+  /// already, dX is the padded scratch.
+  void add_circulant_backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, bool scaled_in_place) {
+    const T scale = scaled_in_place ? alpha_ : T(1);
+    kernel_grad_.setZero(n_);
+    circulants_[0]->backward(G, dX, kernel_grad_.data(), scale, scaled_in_place);
+    if (config_.structure == Structure::CirculantSingle) {
+      params_.grad(0).row(0) += kernel_grad_.transpose();
+      return;
+    }
+    params_.grad(0).row(0).array() += kernel_grad_.transpose().array() * params_.value(1).row(0).array();
+    params_.grad(1).row(0).array() += kernel_grad_.transpose().array() * params_.value(0).row(0).array();
   }
 
   /// t = [v_{n−1}..v_1, v_0, v_1..v_{n−1}]: T(v) as a general Toeplitz kernel.
@@ -258,6 +281,7 @@ class SURM : public OwnsParameters<T> {
   std::unique_ptr<structured::Toeplitz<T>> toeplitz_a_, toeplitz_b_;
   structured::Kronecker<T> kronecker_;
   Matrix<T> xp_, gp_, u_, z_, du_, dxp_, dA_, dB_;
+  Vector<T> kernel_, kernel_grad_;
 };
 
 }  // namespace peft

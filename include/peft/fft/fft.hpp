@@ -3,9 +3,9 @@
 // uses. A plan for length n transforms `rows` rows at once:
 //   forward(in, in_stride, out, out_stride, rows)
 //     out[r][k] = Σ_j in[r][j]·e^{−2πi jk/n},  k < bins() = n/2 + 1  (unscaled)
-//   inverse(in, in_stride, out, out_stride, rows, scale)
+//   inverse(in, in_stride, out, out_stride, rows, scale, accumulate = false)
 //     out[r][j] = scale·Σ_k X_k·e^{+2πi jk/n} over the Hermitian spectrum
-//     (scale = 1/n is the true inverse)
+//     (scale = 1/n is the true inverse); `accumulate` adds into out instead
 // Strides count elements between row starts (row-major blocks).
 //
 // Backends, chosen at compile time like Eigen's FFT backend:
@@ -61,6 +61,17 @@ void inverse(Plan& plan, const ComplexMatrix<typename Plan::Scalar>& S, Matrix<t
                ::peft::detail::shape_str(S.rows(), S.cols()));
   X.resize(S.rows(), plan.size());
   plan.inverse(S.data(), S.cols(), X.data(), X.cols(), S.rows(), scale);
+}
+
+/// X += scale · inverse transform of every row of S (X must be rows x n).
+template <class Plan>
+void inverse_add(Plan& plan, const ComplexMatrix<typename Plan::Scalar>& S, Matrix<typename Plan::Scalar>& X,
+                 typename Plan::Scalar scale) {
+  PEFT_REQUIRE(S.cols() == plan.bins(), "fft::inverse_add: spectra must have n/2 + 1 = ", plan.bins(), " bins, got ",
+               ::peft::detail::shape_str(S.rows(), S.cols()));
+  PEFT_REQUIRE(X.rows() == S.rows() && X.cols() == plan.size(), "fft::inverse_add: the output must be ",
+               ::peft::detail::shape_str(S.rows(), plan.size()), ", got ", ::peft::detail::shape_str(X.rows(), X.cols()));
+  plan.inverse(S.data(), S.cols(), X.data(), X.cols(), S.rows(), scale, true);
 }
 
 }  // namespace peft::fft

@@ -14,6 +14,7 @@
 #include <map>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include <fftw3.h>
 
@@ -98,8 +99,17 @@ class FFTWPlan {
                  src, dst);
   }
 
-  void inverse(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale) {
+  /// With `accumulate`, out += the scaled inverse (transformed into a scratch block first).
+  void inverse(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale,
+               bool accumulate = false) {
     if (rows == 0) return;
+    if (accumulate) {
+      sum_.resize(static_cast<std::size_t>(rows * n_));
+      inverse(in, in_stride, sum_.data(), n_, rows, scale, false);
+      for (Index r = 0; r < rows; ++r)
+        for (Index j = 0; j < n_; ++j) out[r * out_stride + j] += sum_[static_cast<std::size_t>(r * n_ + j)];
+      return;
+    }
     // c2r overwrites its input, so transform a copy.
     spectrum_.resize(static_cast<std::size_t>(rows * bins()));
     for (Index r = 0; r < rows; ++r)
@@ -141,6 +151,7 @@ class FFTWPlan {
   unsigned flags_;
   std::map<Key, typename API::plan> plans_;
   std::vector<Complex> spectrum_;
+  std::vector<T> sum_;  // accumulate's scratch
 };
 
 }  // namespace peft::fft

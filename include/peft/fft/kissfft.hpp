@@ -4,6 +4,7 @@
 // Eigen's FFT object caches its plans inside itself, never in statics.
 
 #include <complex>
+#include <vector>
 
 #include <unsupported/Eigen/FFT>
 
@@ -35,19 +36,24 @@ class KissFFT {
     }
   }
 
-  void inverse(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale) {
+  /// With `accumulate`, out += the scaled inverse (through a scratch row).
+  void inverse(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale,
+               bool accumulate = false) {
+    if (accumulate) row_.resize(static_cast<std::size_t>(n_));
     for (Index r = 0; r < rows; ++r) {
-      T* row = out + r * out_stride;
+      T* dst = out + r * out_stride;
+      T* row = accumulate ? row_.data() : dst;
       // Always pass n: with a half spectrum Eigen would otherwise infer an even length.
       if (n_ == 1) row[0] = in[r * in_stride].real();
       else fft_.inv(row, in + r * in_stride, n_);
-      for (Index j = 0; j < n_; ++j) row[j] *= scale;
+      for (Index j = 0; j < n_; ++j) dst[j] = (accumulate ? dst[j] : T(0)) + scale * row[j];
     }
   }
 
  private:
   Index n_;
   Eigen::FFT<T> fft_;
+  std::vector<T> row_;  // accumulate's scratch
 };
 
 }  // namespace peft::fft

@@ -68,12 +68,26 @@ class VectorizedFFT {
 
   /// out[r][j] = scale·Σ_k X_k·e^{+2πi jk/n} over the Hermitian spectrum whose
   /// first bins() entries are in[r] (imaginary parts of DC and, for even n,
-  /// Nyquist are ignored). scale = 1/n gives the true inverse.
-  void inverse(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale) {
+  /// Nyquist are ignored). scale = 1/n gives the true inverse. With
+  /// `accumulate`, out[r][j] += that instead (added while scattering the
+  /// panel back, so no second pass over the rows).
+  void inverse(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale,
+               bool accumulate = false) {
+    inverse_of_product(in, in_stride, nullptr, false, out, out_stride, rows, scale, accumulate);
+  }
+
+  /// inverse() of the rows of `in` times w (bins() entries, conjugated if
+  /// conj_w; none if w is null). The product is taken in the lane buffer
+  /// after the gather: the spectra are read once and no product is stored.
+  void inverse_of_product(const Complex* in, Index in_stride, const Complex* w, bool conj_w, T* out, Index out_stride,
+                          Index rows, T scale, bool accumulate) {
+    const Weights weights{w, conj_w};
     for (Index r0 = 0; r0 < rows; r0 += L) {
       const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
-      if (even_) inverse_even_panel(in + r0 * in_stride, in_stride, out + r0 * out_stride, out_stride, lanes, scale);
-      else inverse_odd_panel(in + r0 * in_stride, in_stride, out + r0 * out_stride, out_stride, lanes, scale);
+      const Complex* panel_in = in + r0 * in_stride;
+      T* panel_out = out + r0 * out_stride;
+      if (even_) inverse_even_panel(panel_in, in_stride, weights, panel_out, out_stride, lanes, scale, accumulate);
+      else inverse_odd_panel(panel_in, in_stride, weights, panel_out, out_stride, lanes, scale, accumulate);
     }
   }
 
@@ -127,8 +141,9 @@ class VectorizedFFT {
       }
   }
 
-  /// The reverse of rows_to_lanes, times scale: row[2j], row[2j+1] ← scale·z[j].
-  void lanes_to_rows(T* out, Index out_stride, int lanes, Index count, T scale) {
+  /// The reverse of rows_to_lanes, times scale: row[2j], row[2j+1] ← scale·z[j]
+  /// (or += with `accumulate`).
+  void lanes_to_rows(T* out, Index out_stride, int lanes, Index count, T scale, bool accumulate = false) {
     const C* z = z_.data();
     constexpr Index half = L / 2;
     const Index full = count - count % half;
@@ -139,18 +154,46 @@ class VectorizedFFT {
         block[2 * c + 1] = z[j0 + c].im * scale;
       }
       detail::transpose<T>(block);
-      for (int l = 0; l < lanes; ++l) std::memcpy(out + l * out_stride + 2 * j0, &block[l], sizeof(V));
+      for (int l = 0; l < lanes; ++l) {
+        T* dst = out + l * out_stride + 2 * j0;
+        if (accumulate) {
+          V held;
+          std::memcpy(&held, dst, sizeof(V));
+          block[l] += held;
+        }
+        std::memcpy(dst, &block[l], sizeof(V));
+      }
     }
     const T* zf = flat();
     for (int l = 0; l < lanes; ++l)
       for (Index j = full; j < count; ++j) {
-        out[l * out_stride + 2 * j] = scale * zf[re(j) + l];
-        out[l * out_stride + 2 * j + 1] = scale * zf[im(j) + l];
+        T* dst = out + l * out_stride + 2 * j;
+        const T held_re = accumulate ? dst[0] : T(0), held_im = accumulate ? dst[1] : T(0);
+        dst[0] = held_re + scale * zf[re(j) + l];
+        dst[1] = held_im + scale * zf[im(j) + l];
       }
   }
 
   void gather_complex(const Complex* in, Index in_stride, int lanes, Index count) {
     rows_to_lanes(reinterpret_cast<const T*>(in), 2 * in_stride, lanes, count);
+  }
+
+  /// A per-bin factor for inverse_of_product (none when w is null).
+  struct Weights {
+    const Complex* w = nullptr;
+    bool conj = false;
+  };
+
+  /// z[k] ← z[k]·w[k] (or conj w[k]) for k < count, the same factor in every lane.
+  void apply_weights(const Weights& weights, Index count) {
+    if (weights.w == nullptr) return;
+    C* z = z_.data();
+    for (Index k = 0; k < count; ++k) {
+      const T wr = weights.w[k].real(), wi = weights.conj ? -weights.w[k].imag() : weights.w[k].imag();
+      const V re = z[k].re * wr - z[k].im * wi;
+      z[k].im = z[k].re * wi + z[k].im * wr;
+      z[k].re = re;
+    }
   }
   void scatter_complex(Complex* out, Index out_stride, int lanes, Index count) {
     lanes_to_rows(reinterpret_cast<T*>(out), 2 * out_stride, lanes, count, T(1));
@@ -180,11 +223,13 @@ class VectorizedFFT {
     x.im = ei + orr * w.imag() + oi * w.real();
   }
 
-  void inverse_even_panel(const Complex* in, Index in_stride, T* out, Index out_stride, int lanes, T scale) {
+  void inverse_even_panel(const Complex* in, Index in_stride, const Weights& weights, T* out, Index out_stride,
+                          int lanes, T scale, bool accumulate) {
     const Index m = n_ / 2;
     C* z = z_.data();  // holds X_0..X_m, then Z_0..Z_{m−1} in place
     if (lanes < L) clear_lanes(m + 1);
     gather_complex(in, in_stride, lanes, m + 1);
+    apply_weights(weights, m + 1);
     z[0].im = V{};
     z[m].im = V{};
     // Pairs (k, m − k) are read together and both overwritten.
@@ -195,7 +240,7 @@ class VectorizedFFT {
       if (k2 != k && k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
     }
     plan_.template transform<true>(z, scratch_.data());
-    lanes_to_rows(out, out_stride, lanes, m, scale);
+    lanes_to_rows(out, out_stride, lanes, m, scale, accumulate);
   }
 
   /// Z = (a + conj b) + i·conj(w)·(a − conj b), with a = X_k, b = X_{m−k}, w = W^k.
@@ -224,10 +269,12 @@ class VectorizedFFT {
     scatter_complex(out, out_stride, lanes, bins());
   }
 
-  void inverse_odd_panel(const Complex* in, Index in_stride, T* out, Index out_stride, int lanes, T scale) {
+  void inverse_odd_panel(const Complex* in, Index in_stride, const Weights& weights, T* out, Index out_stride,
+                         int lanes, T scale, bool accumulate) {
     C* z = z_.data();
     if (lanes < L) clear_lanes(n_);
     gather_complex(in, in_stride, lanes, bins());
+    apply_weights(weights, bins());
     z[0].im = V{};
     for (Index k = 1; k < bins(); ++k) {
       z[n_ - k].re = z[k].re;
@@ -239,7 +286,10 @@ class VectorizedFFT {
       const Index j1 = std::min(n_, j0 + kBlock);
       for (int l = 0; l < lanes; ++l) {
         T* row = out + l * out_stride;
-        for (Index j = j0; j < j1; ++j) row[j] = scale * zf[re(j) + l];
+        if (accumulate)
+          for (Index j = j0; j < j1; ++j) row[j] += scale * zf[re(j) + l];
+        else
+          for (Index j = j0; j < j1; ++j) row[j] = scale * zf[re(j) + l];
       }
     }
   }

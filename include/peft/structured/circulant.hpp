@@ -39,25 +39,26 @@ class Circulant {
     plan_.forward(c, n_, c_hat_.data(), bins(), 1);
   }
 
-  /// Y = rows Circ(c)·x of X (N x n).
-  void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+  /// Y = scale · rows Circ(c)·x of X (N x n); with `accumulate`, Y (N x n)
+  /// += that instead (an adapter adds its update to the base output in place).
+  void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
     PEFT_REQUIRE(X.cols() == n_, "Circulant::forward: X must have n = ", n_, " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
     fft::forward(plan_, X, x_hat_);
-    detail::multiply_rows<false, false>(x_hat_, c_hat_.data(), work_);
-    fft::inverse(plan_, work_, Y, T(1) / static_cast<T>(n_));
+    detail::inverse_of_product<false>(plan_, x_hat_, c_hat_.data(), work_, Y, scale / static_cast<T>(n_), accumulate,
+                                      "Circulant::forward");
   }
 
-  /// dX = rows Circ(c)ᵀ·g of G; dc (n entries) += Σ_rows x ⋆ g, with x from
-  /// the last forward.
-  void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dc) {
+  /// dX = scale · rows Circ(c)ᵀ·g of G (or += with `accumulate`); dc (n
+  /// entries) += scale · Σ_rows x ⋆ g, with x from the last forward.
+  void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dc, T scale = T(1), bool accumulate = false) {
     PEFT_REQUIRE(G.cols() == n_ && G.rows() == x_hat_.rows(), "Circulant::backward: G must be ",
                  ::peft::detail::shape_str(x_hat_.rows(), n_), " like the last forward, got ",
                  ::peft::detail::shape_str(G.rows(), G.cols()));
     fft::forward(plan_, G, g_hat_);
-    if (dc != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dc, n_, correlation_);
-    detail::multiply_rows<true, false>(g_hat_, c_hat_.data(), work_);
-    fft::inverse(plan_, work_, dX, T(1) / static_cast<T>(n_));
+    if (dc != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dc, n_, correlation_, scale);
+    detail::inverse_of_product<true>(plan_, g_hat_, c_hat_.data(), work_, dX, scale / static_cast<T>(n_), accumulate,
+                                     "Circulant::backward");
   }
 
   /// The spectrum of X from the last forward (rows x n/2+1).

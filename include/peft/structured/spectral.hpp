@@ -41,6 +41,27 @@ void multiply_rows(const fft::ComplexMatrix<T>& a, const std::complex<T>* w, fft
   }
 }
 
+/// out = scale · inverse FFT of the rows of a times w (conjugated if ConjW),
+/// or out (rows x n) += that with `accumulate`. Our engine takes the product
+/// inside its inverse (no stored product); other plans go through `work`.
+template <bool ConjW, class Plan, class T = typename Plan::Scalar>
+void inverse_of_product(Plan& plan, const fft::ComplexMatrix<T>& a, const std::complex<T>* w,
+                        fft::ComplexMatrix<T>& work, Matrix<T>& out, T scale, bool accumulate, const char* who) {
+  if (accumulate)
+    PEFT_REQUIRE(out.rows() == a.rows() && out.cols() == plan.size(), who, ": the output to accumulate into must be ",
+                 ::peft::detail::shape_str(a.rows(), plan.size()), ", got ",
+                 ::peft::detail::shape_str(out.rows(), out.cols()));
+  else
+    out.resize(a.rows(), plan.size());
+  if constexpr (requires { plan.inverse_of_product(a.data(), a.cols(), w, ConjW, out.data(), out.cols(), a.rows(),
+                                                    scale, accumulate); }) {
+    plan.inverse_of_product(a.data(), a.cols(), w, ConjW, out.data(), out.cols(), a.rows(), scale, accumulate);
+  } else {
+    multiply_rows<ConjW, false>(a, w, work);
+    plan.inverse(work.data(), work.cols(), out.data(), out.cols(), work.rows(), scale, accumulate);
+  }
+}
+
 /// sum[k] = Σ_r conj(x[r][k])·g[r][k] (sum resized to bins).
 template <class T>
 void sum_conj_products(const fft::ComplexMatrix<T>& x, const fft::ComplexMatrix<T>& g,

@@ -57,31 +57,31 @@ class Toeplitz {
     plan_.forward(pad_.data(), L_, t_hat_.data(), bins(), 1);
   }
 
-  /// Y (N x m) = rows T(t)·x of X (N x n).
-  void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+  /// Y (N x m) = scale · rows T(t)·x of X (N x n); with `accumulate`, Y
+  /// (N x m) += that instead.
+  void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
     PEFT_REQUIRE(X.cols() == n_, "Toeplitz::forward: X must have n = ", n_, " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
-    padded_.setZero(X.rows(), L_);
-    padded_.leftCols(n_) = X;
-    fft::forward(plan_, padded_, x_hat_);
-    detail::multiply_rows<false, false>(x_hat_, t_hat_.data(), work_);
-    fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(L_));
-    Y = wide_.middleCols(n_ - 1, m_);
+    zero_padded(padded_x_, X.rows()).leftCols(n_) = X;
+    fft::forward(plan_, padded_x_, x_hat_);
+    detail::inverse_of_product<false>(plan_, x_hat_, t_hat_.data(), work_, wide_, scale / static_cast<T>(L_), false,
+                                      "Toeplitz::forward");
+    store(wide_.middleCols(n_ - 1, m_), Y, accumulate, "Toeplitz::forward");
   }
 
-  /// dX (N x n) = rows T(t)ᵀ·g of G (N x m); dt (m + n − 1 entries) += its
-  /// gradient, with x from the last forward.
-  void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dt) {
+  /// dX (N x n) = scale · rows T(t)ᵀ·g of G (N x m) (or += with
+  /// `accumulate`); dt (m + n − 1 entries) += scale · its gradient, with x
+  /// from the last forward.
+  void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dt, T scale = T(1), bool accumulate = false) {
     PEFT_REQUIRE(G.cols() == m_ && G.rows() == x_hat_.rows(), "Toeplitz::backward: G must be ",
                  ::peft::detail::shape_str(x_hat_.rows(), m_), " like the last forward, got ",
                  ::peft::detail::shape_str(G.rows(), G.cols()));
-    padded_.setZero(G.rows(), L_);
-    padded_.middleCols(n_ - 1, m_) = G;
-    fft::forward(plan_, padded_, g_hat_);
-    if (dt != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dt, num_params(), correlation_);
-    detail::multiply_rows<true, false>(g_hat_, t_hat_.data(), work_);
-    fft::inverse(plan_, work_, wide_, T(1) / static_cast<T>(L_));
-    dX = wide_.leftCols(n_);
+    zero_padded(padded_g_, G.rows()).middleCols(n_ - 1, m_) = G;
+    fft::forward(plan_, padded_g_, g_hat_);
+    if (dt != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dt, num_params(), correlation_, scale);
+    detail::inverse_of_product<true>(plan_, g_hat_, t_hat_.data(), work_, wide_, scale / static_cast<T>(L_), false,
+                                     "Toeplitz::backward");
+    store(wide_.leftCols(n_), dX, accumulate, "Toeplitz::backward");
   }
 
  private:
@@ -91,11 +91,31 @@ class Toeplitz {
   }
   Index bins() const { return L_ / 2 + 1; }
 
+  /// A rows x L buffer whose padding columns are zero. Forward and backward
+  /// each keep their own and always write the same columns, so the padding
+  /// is zeroed only when the row count changes.
+  Matrix<T>& zero_padded(Matrix<T>& buffer, Index rows) {
+    if (buffer.rows() != rows || buffer.cols() != L_) buffer.setZero(rows, L_);
+    return buffer;
+  }
+
+  template <class Block>
+  static void store(const Block& result, Matrix<T>& out, bool accumulate, const char* who) {
+    if (!accumulate) {
+      out = result;
+      return;
+    }
+    PEFT_REQUIRE(out.rows() == result.rows() && out.cols() == result.cols(), who,
+                 ": the output to accumulate into must be ", ::peft::detail::shape_str(result.rows(), result.cols()),
+                 ", got ", ::peft::detail::shape_str(out.rows(), out.cols()));
+    out += result;
+  }
+
   Index m_, n_, L_;
   Plan plan_;
   Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> t_hat_;
   detail::CorrelationScratch<T> correlation_;
-  Matrix<T> pad_, padded_, wide_;
+  Matrix<T> pad_, padded_x_, padded_g_, wide_;
   fft::ComplexMatrix<T> x_hat_, g_hat_, work_;
 };
 
