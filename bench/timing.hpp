@@ -28,14 +28,17 @@ inline double seconds_of(const std::function<void()>& run) {
 }
 
 /// Runs every case once per round for `rounds` rounds after `warmup` untimed
-/// rounds; returns each case's median time in seconds. `on_round(k)` is
-/// called before timed round k (1-based), e.g. for progress output.
+/// rounds; returns each case's median time in seconds. Each round starts one
+/// case later than the last, so no case always runs first or always follows
+/// the same neighbour (whose cache and clock state it would inherit).
+/// `on_round(k)` is called before timed round k (1-based), e.g. for progress.
 inline std::vector<double> interleaved_medians(const std::vector<std::function<void()>>& cases, int rounds,
                                                int warmup = 1, const std::function<void(int)>& on_round = {}) {
   std::vector<std::vector<double>> samples(cases.size());
   for (int round = -warmup; round < rounds; ++round) {
     if (round >= 0 && on_round) on_round(round + 1);
-    for (std::size_t c = 0; c < cases.size(); ++c) {
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const std::size_t c = (i + static_cast<std::size_t>(round + warmup)) % cases.size();
       const double t = seconds_of(cases[c]);
       if (round >= 0) samples[c].push_back(t);
     }
