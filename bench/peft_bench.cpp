@@ -180,16 +180,16 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
   std::vector<double> first_medians;  // the first thread count's, for the speedup column
   for (const Index threads : o.threads) {
     Eigen::setNbThreads(static_cast<int>(threads));
-    const auto medians = peft::bench::interleaved_medians(runs, o.rounds, 1, [&](int round) {
+    const auto timed = peft::bench::paired_medians(runs, o.rounds, 1, [&](int round) {
       std::fprintf(stderr, "\rpeft-bench: d = %ld, N = %ld, %ld thread(s): round %d/%d ", static_cast<long>(d),
                    static_cast<long>(o.rows), static_cast<long>(threads), round, o.rounds);
     });
     std::fprintf(stderr, "\n");
+    const auto& medians = timed.medians;
     if (first_medians.empty()) first_medians = medians;
     for (std::size_t i = 0; i < cases.size(); ++i)
-      results.push_back({cases[i].name, d, o.rows, cases[i].params, threads, medians[i],
-                         medians[i] / medians[0] - 1.0, cases[i].flops / medians[i] * 1e-9, held[i],
-                         first_medians[i] / medians[i]});
+      results.push_back({cases[i].name, d, o.rows, cases[i].params, threads, medians[i], timed.ratios[i] - 1.0,
+                         cases[i].flops / medians[i] * 1e-9, held[i], first_medians[i] / medians[i]});
   }
   Eigen::setNbThreads(static_cast<int>(o.threads.front()));  // what the table's header reports
   return results;
@@ -203,7 +203,8 @@ std::string mebibytes(double bytes) {
 
 void print_markdown(const std::vector<Result>& results, const Options& o) {
   const bool compare_threads = o.threads.size() > 1;
-  std::printf("peft-bench: forward+backward of one d x d layer, N = %ld rows, %s, median of %d interleaved rounds\n",
+  std::printf("peft-bench: forward+backward of one d x d layer, N = %ld rows, %s, median of %d rounds; overhead: "
+              "median ratio to the frozen layer timed right before it\n",
               static_cast<long>(o.rows), o.use_double ? "double" : "float", o.rounds);
   std::printf("machine: %s\n", peft::bench::machine_description().c_str());
   std::printf("memory held: heap left allocated by the first forward() until backward() (activations, spectra, "

@@ -48,6 +48,38 @@ inline std::vector<double> interleaved_medians(const std::vector<std::function<v
   return medians;
 }
 
+/// Medians of `cases` timed like interleaved_medians, with cases[0] (the
+/// reference, e.g. the frozen layer) timed again right before every other
+/// case: each case's ratio to the reference is the median of those adjacent
+/// pairs, which cancels the slow drift a shared machine adds to both.
+struct PairedTimes {
+  std::vector<double> medians;  // seconds, per case (the reference: all its samples)
+  std::vector<double> ratios;   // median of t_case / t_reference over adjacent pairs (1 for the reference)
+};
+
+inline PairedTimes paired_medians(const std::vector<std::function<void()>>& cases, int rounds, int warmup = 1,
+                                  const std::function<void(int)>& on_round = {}) {
+  std::vector<std::vector<double>> samples(cases.size()), ratios(cases.size());
+  const std::size_t others = cases.size() - 1;
+  for (int round = -warmup; round < rounds; ++round) {
+    if (round >= 0 && on_round) on_round(round + 1);
+    for (std::size_t i = 0; i < others; ++i) {
+      const std::size_t c = 1 + (i + static_cast<std::size_t>(round + warmup)) % others;
+      const double reference = seconds_of(cases[0]), t = seconds_of(cases[c]);
+      if (round < 0) continue;
+      samples[0].push_back(reference);
+      samples[c].push_back(t);
+      ratios[c].push_back(t / reference);
+    }
+  }
+  PairedTimes out;
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    out.medians.push_back(median(samples[c]));
+    out.ratios.push_back(c == 0 ? 1.0 : median(ratios[c]));
+  }
+  return out;
+}
+
 /// "AMD EPYC ... (avx512)" style description of where the numbers come from.
 inline std::string machine_description() {
   std::string model = "unknown CPU";
