@@ -51,6 +51,25 @@ TEST(C3A, ReproducesPeftGoldenWithTheExactGradient) {
   golden.check(fc1, fc2, 1e-5, [](const std::string&, std::string_view name) { return std::string(name) + ".default"; });
 }
 
+TEST(C3A, StridedInputsGiveTheSameResultAsContiguousOnes) {
+  // X and dY as column blocks of wider matrices (outer stride > columns).
+  C3A<double> c3a(12, 8, {.block_size = 4, .init = C3AInit::Gaussian});
+  const Matrix<double> wide_x = random_matrix<double>(3, 15, 1), wide_g = random_matrix<double>(3, 11, 2);
+  const Matrix<double> x = wide_x.leftCols(12), g = wide_g.leftCols(8);
+  Matrix<double> y_strided = Matrix<double>::Ones(3, 8), y = y_strided;
+  Matrix<double> dx_strided = Matrix<double>::Ones(3, 12), dx = dx_strided;
+  c3a.forward_delta(wide_x.leftCols(12), y_strided);
+  c3a.backward_delta(wide_g.leftCols(8), dx_strided);
+  const Matrix<double> grad_strided = c3a.parameters()[0].grad;
+  c3a.zero_grad();
+  c3a.forward_delta(x, y);
+  c3a.backward_delta(g, dx);
+  EXPECT_LT(max_rel_diff(y_strided, y), 1e-15);
+  EXPECT_LT(max_rel_diff(dx_strided, dx), 1e-15);
+  EXPECT_LT(max_rel_diff(grad_strided, Matrix<double>(c3a.parameters()[0].grad)), 1e-15);
+  EXPECT_LT(max_rel_diff(y, (Matrix<double>::Ones(3, 8) + x * c3a.delta_weight().transpose()).eval()), 1e-12);
+}
+
 TEST(C3A, RejectsBadInput) {
   EXPECT_PEFT_ERROR(C3A<double>(48, 64, {.block_size = 5}), "C3A: block_size must divide d_in = 48 and d_out = 64, got 5");
   EXPECT_PEFT_ERROR(C3A<double>(48, 64, {.block_size = 0}), "got 0");
@@ -58,6 +77,9 @@ TEST(C3A, RejectsBadInput) {
   Matrix<double> Y(2, 8), dX(2, 8);
   EXPECT_PEFT_ERROR(c3a.forward_delta(Matrix<double>::Zero(2, 7), Y), "C3A::forward_delta: expected X with d_in = 8");
   EXPECT_PEFT_ERROR(c3a.backward_delta(Matrix<double>::Zero(2, 8), dX), "C3A::backward_delta: dY must be -1 x 8");
+  c3a.forward_delta(Matrix<double>::Zero(2, 8), Y);
+  Matrix<double> wrong_dx(3, 8);
+  EXPECT_PEFT_ERROR(c3a.backward_delta(Matrix<double>::Zero(2, 8), wrong_dx), "C3A::backward_delta: dX must be 2 x 8");
 }
 
 }  // namespace

@@ -94,16 +94,14 @@ class C3A : public OwnsParameters<T> {
     detail::check_delta_shapes<T>("C3A::forward_delta", X, Y, d_in_, d_out_);
     const Index N = X.rows();
     kernel_spectra();
-    x_ = X;  // contiguous: N·n blocks of b
-    spectra_of(x_.data(), N * n_, in_spectra_);
+    spectra_of(contiguous(X, x_), N * n_, in_spectra_);
     transpose_tiled(in_spectra_, x_f_);  // kept for the kernel gradient
     y_f_.resize(bins(), N * m_);
     for (Index k = 0; k < bins(); ++k)
       at(y_f_, k, N, m_).noalias() = at(x_f_, k, N, n_) * at(k_f_, k, m_, n_).conjugate().transpose();
     transpose_tiled(y_f_, out_spectra_);
-    out_blocks_.resize(N * m_, b_);
-    plan_.inverse(out_spectra_.data(), bins(), out_blocks_.data(), b_, N * m_, T(1) / static_cast<T>(b_ * d_in_));
-    Y += Eigen::Map<const Matrix<T>>(out_blocks_.data(), N, d_out_);
+    // Y's rows are N·m blocks of b back to back: the inverse adds into them.
+    plan_.inverse(out_spectra_.data(), bins(), Y.data(), b_, N * m_, T(1) / static_cast<T>(b_ * d_in_), true);
     rows_ = N;
   }
 
@@ -112,9 +110,11 @@ class C3A : public OwnsParameters<T> {
     PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == d_out_, "C3A::backward_delta: dY must be ",
                  ::peft::detail::shape_str(rows_, d_out_), " (N x d_out of the last forward), got ",
                  ::peft::detail::shape_str(dY.rows(), dY.cols()));
+    PEFT_REQUIRE(dX.rows() == rows_ && dX.cols() == d_in_, "C3A::backward_delta: dX must be ",
+                 ::peft::detail::shape_str(rows_, d_in_), " (it is added to), got ",
+                 ::peft::detail::shape_str(dX.rows(), dX.cols()));
     const Index N = dY.rows();
-    g_ = dY;
-    spectra_of(g_.data(), N * m_, out_spectra_);
+    spectra_of(contiguous(dY, g_), N * m_, out_spectra_);
     transpose_tiled(out_spectra_, g_f_);
     dx_f_.resize(bins(), N * n_);
     s_f_.resize(bins(), m_ * n_);
@@ -125,9 +125,7 @@ class C3A : public OwnsParameters<T> {
     }
     const T scale = T(1) / static_cast<T>(b_ * d_in_);
     transpose_tiled(dx_f_, in_spectra_);
-    in_blocks_.resize(N * n_, b_);
-    plan_.inverse(in_spectra_.data(), bins(), in_blocks_.data(), b_, N * n_, scale);
-    dX += Eigen::Map<const Matrix<T>>(in_blocks_.data(), N, d_in_);
+    plan_.inverse(in_spectra_.data(), bins(), dX.data(), b_, N * n_, scale, true);  // dX: N·n blocks of b
     transpose_tiled(s_f_, kernel_spectra_);
     kernel_blocks_.resize(m_ * n_, b_);
     plan_.inverse(kernel_spectra_.data(), bins(), kernel_blocks_.data(), b_, m_ * n_, scale);
@@ -143,6 +141,14 @@ class C3A : public OwnsParameters<T> {
   }
 
   Index bins() const { return b_ / 2 + 1; }
+
+  /// M's data as rows·cols/b blocks of b back to back: M itself when its rows
+  /// are contiguous, else a copy in `scratch`.
+  static const T* contiguous(const ConstMatrixRef<T>& M, Matrix<T>& scratch) {
+    if (M.outerStride() == M.cols()) return M.data();
+    scratch = M;
+    return scratch.data();
+  }
 
   /// Row-wise real FFT of `rows` blocks of length b starting at data.
   void spectra_of(const T* data, Index rows, CMatrix& out) {
@@ -183,7 +189,7 @@ class C3A : public OwnsParameters<T> {
   // Spectra in FFT layout (rows x bins) and frequency-major (bins x rows, for the
   // per-bin GEMMs); one buffer per shape, so none is resized in steady state.
   CMatrix in_spectra_, out_spectra_, kernel_spectra_, k_f_, x_f_, y_f_, g_f_, dx_f_, s_f_;
-  Matrix<T> x_, g_, in_blocks_, out_blocks_, kernel_blocks_;
+  Matrix<T> x_, g_, kernel_blocks_;  // x_, g_: copies of strided inputs only
 };
 
 }  // namespace peft
