@@ -27,31 +27,12 @@ inline double seconds_of(const std::function<void()>& run) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-/// Runs every case once per round for `rounds` rounds after `warmup` untimed
-/// rounds; returns each case's median time in seconds. Each round starts one
-/// case later than the last, so no case always runs first or always follows
-/// the same neighbour (whose cache and clock state it would inherit).
-/// `on_round(k)` is called before timed round k (1-based), e.g. for progress.
-inline std::vector<double> interleaved_medians(const std::vector<std::function<void()>>& cases, int rounds,
-                                               int warmup = 1, const std::function<void(int)>& on_round = {}) {
-  std::vector<std::vector<double>> samples(cases.size());
-  for (int round = -warmup; round < rounds; ++round) {
-    if (round >= 0 && on_round) on_round(round + 1);
-    for (std::size_t i = 0; i < cases.size(); ++i) {
-      const std::size_t c = (i + static_cast<std::size_t>(round + warmup)) % cases.size();
-      const double t = seconds_of(cases[c]);
-      if (round >= 0) samples[c].push_back(t);
-    }
-  }
-  std::vector<double> medians;
-  for (auto& s : samples) medians.push_back(median(std::move(s)));
-  return medians;
-}
-
-/// Medians of `cases` timed like interleaved_medians, with cases[0] (the
-/// reference, e.g. the frozen layer) timed again right before every other
-/// case: each case's ratio to the reference is the median of those adjacent
-/// pairs, which cancels the slow drift a shared machine adds to both.
+/// Medians of `cases` over `rounds` rounds (after `warmup` untimed ones), with
+/// cases[0] (the reference, e.g. the frozen layer) timed again right before
+/// every other case: each case's ratio to the reference is the median of those
+/// adjacent pairs, which cancels the slow drift a shared machine adds to both.
+/// Each round starts one case later, so no case always follows the same
+/// neighbour. `on_round(k)` is called before timed round k (1-based).
 struct PairedTimes {
   std::vector<double> medians;  // seconds, per case (the reference: all its samples)
   std::vector<double> ratios;   // median of t_case / t_reference over adjacent pairs (1 for the reference)

@@ -63,15 +63,4 @@ void inverse(Plan& plan, const ComplexMatrix<typename Plan::Scalar>& S, Matrix<t
   plan.inverse(S.data(), S.cols(), X.data(), X.cols(), S.rows(), scale);
 }
 
-/// X += scale · inverse transform of every row of S (X must be rows x n).
-template <class Plan>
-void inverse_add(Plan& plan, const ComplexMatrix<typename Plan::Scalar>& S, Matrix<typename Plan::Scalar>& X,
-                 typename Plan::Scalar scale) {
-  PEFT_REQUIRE(S.cols() == plan.bins(), "fft::inverse_add: spectra must have n/2 + 1 = ", plan.bins(), " bins, got ",
-               ::peft::detail::shape_str(S.rows(), S.cols()));
-  PEFT_REQUIRE(X.rows() == S.rows() && X.cols() == plan.size(), "fft::inverse_add: the output must be ",
-               ::peft::detail::shape_str(S.rows(), plan.size()), ", got ", ::peft::detail::shape_str(X.rows(), X.cols()));
-  plan.inverse(S.data(), S.cols(), X.data(), X.cols(), S.rows(), scale, true);
-}
-
 }  // namespace peft::fft
