@@ -1,6 +1,7 @@
 // Real FFT plans: every backend, float and double, the same test bodies.
 // Oracle: a naive O(n²) DFT in long double.
 #include <peft/fft/fft.hpp>
+#include <peft/fft/negacyclic.hpp>
 
 #include <cmath>
 #include <map>
@@ -176,15 +177,58 @@ TYPED_TEST(FFTTest, InverseCanAccumulateIntoStridedRows) {
   }
 }
 
+// The negacyclic transform on each backend (our engine's right-angle fold for
+// even n, the zero-padded 2n real FFT otherwise): each kept bin against its
+// naive sum, the round trip, and accumulation into strided rows.
+TYPED_TEST(FFTTest, NegacyclicBinsMatchNaiveSumsAndRoundTrip) {
+  using T = typename TestFixture::T;
+  for (const Index n : {1, 2, 3, 4, 7, 8, 30, 96, 105, 768, 1000}) {
+    fft::NegacyclicFFT<T, TypeParam> plan(n);
+    ASSERT_EQ(plan.bins(), (n + 1) / 2);
+    std::vector<std::complex<LD>> roots(static_cast<std::size_t>(2 * n));  // e^{−iπp/n}
+    for (Index p = 0; p < 2 * n; ++p)
+      roots[static_cast<std::size_t>(p)] = std::polar(LD(1), -std::numbers::pi_v<LD> * static_cast<LD>(p) / static_cast<LD>(n));
+    for (const Index rows : {1, 17, 33}) {
+      const Matrix<T> X = signal(n).topRows(rows).template cast<T>();
+      fft::ComplexMatrix<T> S;
+      fft::forward(plan, X, S);
+      double err = 0, scale = 0;
+      for (const Index r : {Index{0}, rows - 1})
+        for (Index k = 0; k < plan.bins(); ++k) {
+          std::complex<LD> want = 0;
+          for (Index j = 0; j < n; ++j)
+            want += static_cast<LD>(X(r, j)) * roots[static_cast<std::size_t>((j * plan.frequency(k)) % (2 * n))];
+          err = std::max(err, static_cast<double>(std::abs(std::complex<LD>(S(r, k).real(), S(r, k).imag()) - want)));
+          scale = std::max(scale, static_cast<double>(std::abs(want)));
+        }
+      EXPECT_LE(err / scale, TestFixture::tol()) << "n = " << n << ", rows = " << rows;
+      Matrix<T> back;
+      fft::inverse(plan, S, back, T(1) / static_cast<T>(n));
+      EXPECT_LE(max_rel_diff(back, X), TestFixture::tol()) << "round trip, n = " << n << ", rows = " << rows;
+      const Matrix<T> held = random_matrix<T>(rows, n + 3, 7);
+      Matrix<T> out = held;
+      plan.inverse(S.data(), S.cols(), out.data(), out.cols(), rows, T(3) / static_cast<T>(n), true);
+      EXPECT_LE(max_rel_diff(out.leftCols(n).eval(), (held.leftCols(n) + T(3) * X).eval()), 10 * TestFixture::tol());
+      EXPECT_EQ(out.rightCols(3), held.rightCols(3)) << "nothing written past each row, n = " << n;
+    }
+  }
+}
+
 TEST(FFT, RejectsBadInput) {
   EXPECT_PEFT_ERROR(fft::VectorizedFFT<float>(0), "VectorizedFFT: length must be >= 1, got 0");
   EXPECT_PEFT_ERROR(fft::KissFFT<double>(-3), "KissFFT: length must be >= 1, got -3");
+  EXPECT_PEFT_ERROR(fft::NegacyclicFFT<float>(0), "NegacyclicFFT: size must be >= 1, got 0");
+  fft::VectorizedFFT<float> odd(7);
+  std::vector<float> x(7);
+  std::vector<std::complex<float>> s(4);
+  EXPECT_PEFT_ERROR(odd.negacyclic_forward(x.data(), 7, s.data(), 4, 1),
+                    "VectorizedFFT::negacyclic_forward: the negacyclic transform needs an even length, got n = 7");
   fft::RealFFT<double> plan(8);
   fft::ComplexMatrix<double> S;
   EXPECT_PEFT_ERROR(fft::forward(plan, Matrix<double>::Zero(2, 9), S), "fft::forward: rows must have the plan's length 8, got 2 x 9");
   Matrix<double> X;
   EXPECT_PEFT_ERROR(fft::inverse(plan, fft::ComplexMatrix<double>::Zero(2, 4), X, 1.0),
-                    "fft::inverse: spectra must have n/2 + 1 = 5 bins, got 2 x 4");
+                    "fft::inverse: spectra must have the plan's 5 bins, got 2 x 4");
 }
 
 }  // namespace

@@ -57,7 +57,7 @@ void forward(Plan& plan, const ConstMatrixRef<typename Plan::Scalar>& X, Complex
 template <class Plan>
 void inverse(Plan& plan, const ComplexMatrix<typename Plan::Scalar>& S, Matrix<typename Plan::Scalar>& X,
              typename Plan::Scalar scale) {
-  PEFT_REQUIRE(S.cols() == plan.bins(), "fft::inverse: spectra must have n/2 + 1 = ", plan.bins(), " bins, got ",
+  PEFT_REQUIRE(S.cols() == plan.bins(), "fft::inverse: spectra must have the plan's ", plan.bins(), " bins, got ",
                ::peft::detail::shape_str(S.rows(), S.cols()));
   X.resize(S.rows(), plan.size());
   plan.inverse(S.data(), S.cols(), X.data(), X.cols(), S.rows(), scale);

@@ -13,6 +13,12 @@
 //   x_{2j} = Re z_j, x_{2j+1} = Im z_j.
 // Odd n: a complex FFT of length n on (x_j, 0); the inverse completes the
 // Hermitian spectrum and keeps the real part.
+// Even n also gets the negacyclic (skew) transform of negacyclic.hpp through
+// the same length-m complex FFT, the "right-angle" fold:
+//   R_k = Σ_j θ^j·(x_j − i·x_{j+m})·e^{−2πi jk/m},  θ = e^{−iπ/n},  k < m,
+// which is Σ_{j<n} x_j·e^{−iπ j(4k+1)/n}: every other odd bin of the length-2n
+// DFT of [x, 0], and, with the conjugates of the others, all of them. Its
+// inverse: s = θ^{−j}·IFFT_m(R), x_j = 2·Re s_j, x_{j+m} = −2·Im s_j (times scale).
 // Plans own their twiddles and scratch: no allocation per call. A plan is not
 // safe to use from two threads at once; give each thread its own.
 
@@ -51,6 +57,11 @@ class VectorizedFFT {
         const Wide angle = -2 * std::numbers::pi_v<Wide> * static_cast<Wide>(k) / static_cast<Wide>(n);
         twiddle_[static_cast<std::size_t>(k)] = Complex(static_cast<T>(std::cos(angle)), static_cast<T>(std::sin(angle)));
       }
+      twist_.resize(static_cast<std::size_t>(m));
+      for (Index j = 0; j < m; ++j) {
+        const Wide angle = -std::numbers::pi_v<Wide> * static_cast<Wide>(j) / static_cast<Wide>(n);
+        twist_[static_cast<std::size_t>(j)] = Complex(static_cast<T>(std::cos(angle)), static_cast<T>(std::sin(angle)));
+      }
     }
   }
 
@@ -88,6 +99,57 @@ class VectorizedFFT {
       T* panel_out = out + r0 * out_stride;
       if (even_) inverse_even_panel(panel_in, in_stride, weights, panel_out, out_stride, lanes, scale, accumulate);
       else inverse_odd_panel(panel_in, in_stride, weights, panel_out, out_stride, lanes, scale, accumulate);
+    }
+  }
+
+  /// The negacyclic spectrum R (n/2 bins, above) of each row; even n only.
+  void negacyclic_forward(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
+    require_even("negacyclic_forward");
+    const Index m = n_ / 2;
+    C* z = z_.data();
+    for (Index r0 = 0; r0 < rows; r0 += L) {
+      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+      if (lanes < L) clear_lanes(m);
+      const T* panel = in + r0 * in_stride;
+      reals_to_lanes(panel, in_stride, lanes, m, &C::re);
+      reals_to_lanes(panel + m, in_stride, lanes, m, &C::im);
+      // θ^j·(re − i·im)
+      for (Index j = 0; j < m; ++j) {
+        const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
+        const V re = z[j].re * c + z[j].im * s;
+        z[j].im = z[j].re * s - z[j].im * c;
+        z[j].re = re;
+      }
+      plan_.template transform<false>(z, scratch_.data());
+      scatter_complex(out + r0 * out_stride, out_stride, lanes, m);
+    }
+  }
+
+  /// scale · the inverse negacyclic transform of the rows of `in` (n/2 bins)
+  /// times w (conjugated if conj_w; none if null), or += with `accumulate`.
+  /// scale = 1/n gives the true inverse. Even n only.
+  void negacyclic_inverse_of_product(const Complex* in, Index in_stride, const Complex* w, bool conj_w, T* out,
+                                     Index out_stride, Index rows, T scale, bool accumulate) {
+    require_even("negacyclic_inverse_of_product");
+    const Index m = n_ / 2;
+    C* z = z_.data();
+    for (Index r0 = 0; r0 < rows; r0 += L) {
+      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+      if (lanes < L) clear_lanes(m);
+      gather_complex(in + r0 * in_stride, in_stride, lanes, m);
+      apply_weights(Weights{w, conj_w}, m);
+      plan_.template transform<true>(z, scratch_.data());
+      // θ^{−j}·s with the sign of its imaginary part flipped, so that both
+      // halves come out with +2·scale: x_j = 2·Re, x_{j+m} = −2·Im.
+      for (Index j = 0; j < m; ++j) {
+        const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
+        const V re = z[j].re * c + z[j].im * s;
+        z[j].im = z[j].re * s - z[j].im * c;
+        z[j].re = re;
+      }
+      T* panel = out + r0 * out_stride;
+      lanes_to_reals(panel, out_stride, lanes, m, &C::re, 2 * scale, accumulate);
+      lanes_to_reals(panel + m, out_stride, lanes, m, &C::im, 2 * scale, accumulate);
     }
   }
 
@@ -174,6 +236,53 @@ class VectorizedFFT {
       }
   }
 
+  /// (z[j].*part) ← row[j] per lane for j < count: plain real rows into one
+  /// part of the lanes, by blocks of L values transposed in registers.
+  void reals_to_lanes(const T* in, Index in_stride, int lanes, Index count, V C::*part) {
+    C* z = z_.data();
+    const Index full = count - count % L;
+    V block[L];
+    for (Index j0 = 0; j0 < full; j0 += L) {
+      for (int l = 0; l < L; ++l) {
+        if (l < lanes) std::memcpy(&block[l], in + l * in_stride + j0, sizeof(V));
+        else block[l] = V{};
+      }
+      detail::transpose<T>(block);
+      for (Index c = 0; c < L; ++c) z[j0 + c].*part = block[c];
+    }
+    for (int l = 0; l < lanes; ++l)
+      for (Index j = full; j < count; ++j) (z[j].*part)[l] = in[l * in_stride + j];
+  }
+
+  /// The reverse of reals_to_lanes: row[j] ← scale·(z[j].*part) (+= with accumulate).
+  void lanes_to_reals(T* out, Index out_stride, int lanes, Index count, V C::*part, T scale, bool accumulate) {
+    const C* z = z_.data();
+    const Index full = count - count % L;
+    V block[L];
+    for (Index j0 = 0; j0 < full; j0 += L) {
+      for (Index c = 0; c < L; ++c) block[c] = z[j0 + c].*part * scale;
+      detail::transpose<T>(block);
+      for (int l = 0; l < lanes; ++l) {
+        T* dst = out + l * out_stride + j0;
+        if (accumulate) {
+          V held;
+          std::memcpy(&held, dst, sizeof(V));
+          block[l] += held;
+        }
+        std::memcpy(dst, &block[l], sizeof(V));
+      }
+    }
+    for (int l = 0; l < lanes; ++l)
+      for (Index j = full; j < count; ++j) {
+        T* dst = out + l * out_stride + j;
+        *dst = (accumulate ? *dst : T(0)) + scale * (z[j].*part)[l];
+      }
+  }
+
+  void require_even(const char* who) const {
+    PEFT_REQUIRE(even_, "VectorizedFFT::", who, ": the negacyclic transform needs an even length, got n = ", n_);
+  }
+
   void gather_complex(const Complex* in, Index in_stride, int lanes, Index count) {
     rows_to_lanes(reinterpret_cast<const T*>(in), 2 * in_stride, lanes, count);
   }
@@ -208,7 +317,7 @@ class VectorizedFFT {
     // X_k and X_{m−k} both come from Z_k and Z_{m−k}: compute the pair in place.
     for (Index k = 0; k <= m / 2; ++k) {
       const Index k2 = m - k;
-      const C a = z[k], b = z[k2 % m];
+      const C a = z[k], b = z[k == 0 ? 0 : k2];
       post_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
       if (k2 != k) post_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
     }
@@ -299,6 +408,7 @@ class VectorizedFFT {
   detail::ComplexPlan<T> plan_;
   std::vector<C> z_, scratch_;
   std::vector<Complex> twiddle_;  // W^k, k = 0..m (even n)
+  std::vector<Complex> twist_;    // θ^j = e^{−iπj/n}, j < m (even n)
 };
 
 }  // namespace peft::fft

@@ -1,0 +1,109 @@
+#pragma once
+// The negacyclic (skew-circulant) transform: the spectrum in which a
+// skew-circulant product is pointwise, as the real FFT's is for a circulant.
+//   F_k(x) = Σ_{j<n} x_j·e^{−iπ j(2k+1)/n},  k < n,
+// the odd bins of the length-2n DFT of [x, 0]. For real x, F_{n−1−k} =
+// conj F_k, so a plan keeps bins() independent ones. With these:
+//   F(Skew(h)·x) = F(h) ⊙ F(x)
+//   x = (1/n) Σ_{k<n} F_k·e^{+iπ j(2k+1)/n}   (inverse() with scale = 1/n)
+//   Σ_j a_j b_j = (1/n) Σ_{k<n} conj F_k(a)·F_k(b)   (Parseval)
+// so a plan has the real FFT plan's interface (size, bins, forward, inverse,
+// inverse_of_product) and the circulant code runs on it unchanged.
+//
+// Which bins are kept depends on the plan: our engine, for even n, computes
+// the right-angle fold of vectorized.hpp (one complex FFT of length n/2, the
+// cost of a real FFT of length n; bins F_0, F_2, .., F_{n−2}); every other
+// plan and odd n take the odd bins 1, 3, .. of a real FFT of length 2n of the
+// zero-padded rows (bins F_0 .. F_{⌈n/2⌉−1}), about twice the work.
+
+#include <algorithm>
+#include <complex>
+
+#include <peft/core/error.hpp>
+#include <peft/core/types.hpp>
+#include <peft/fft/fft.hpp>
+
+namespace peft::fft {
+
+template <class T, class Plan = RealFFT<T>>
+class NegacyclicFFT {
+ public:
+  using Scalar = T;
+  using Complex = std::complex<T>;
+
+  explicit NegacyclicFFT(Index n) : n_(checked(n)), right_angle_(has_right_angle && n % 2 == 0), plan_(plan_length(n)) {}
+
+  Index size() const { return n_; }
+  Index bins() const { return (n_ + 1) / 2; }
+  /// The odd frequency 2κ + 1 whose F_κ is kept as bin k:
+  /// bin k = Σ_j x_j·e^{−iπ j·frequency(k)/n}.
+  Index frequency(Index k) const { return right_angle_ ? 4 * k + 1 : 2 * k + 1; }
+
+  /// out[r][k] = the kept bins of F(in[r]), r < rows (unscaled).
+  void forward(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
+    if constexpr (has_right_angle) {
+      if (right_angle_) return plan_.negacyclic_forward(in, in_stride, out, out_stride, rows);
+    }
+    padded_.resize(rows, 2 * n_);
+    padded_.rightCols(n_).setZero();
+    for (Index r = 0; r < rows; ++r) std::copy(in + r * in_stride, in + r * in_stride + n_, padded_.row(r).data());
+    wide_.resize(rows, plan_.bins());
+    plan_.forward(padded_.data(), 2 * n_, wide_.data(), wide_.cols(), rows);
+    for (Index r = 0; r < rows; ++r)
+      for (Index k = 0; k < bins(); ++k) out[r * out_stride + k] = wide_(r, 2 * k + 1);
+  }
+
+  /// out[r] = scale · Σ_{k<n} F_k·e^{+iπ j(2k+1)/n} over the conjugate-completed
+  /// bins in[r] (scale = 1/n: the inverse), or += with `accumulate`.
+  void inverse(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale,
+               bool accumulate = false) {
+    inverse_of_product(in, in_stride, nullptr, false, out, out_stride, rows, scale, accumulate);
+  }
+
+  /// inverse() of the bins times w (bins() entries, conjugated if conj_w; none if null).
+  void inverse_of_product(const Complex* in, Index in_stride, const Complex* w, bool conj_w, T* out, Index out_stride,
+                          Index rows, T scale, bool accumulate) {
+    if constexpr (has_right_angle) {
+      if (right_angle_)
+        return plan_.negacyclic_inverse_of_product(in, in_stride, w, conj_w, out, out_stride, rows, scale, accumulate);
+    }
+    // Odd bins only: the 2n-point inverse of that spectrum is n·[x, −x]·scale.
+    wide_.setZero(rows, plan_.bins());
+    for (Index r = 0; r < rows; ++r)
+      for (Index k = 0; k < bins(); ++k) {
+        const Complex weight = w == nullptr ? Complex(1) : conj_w ? std::conj(w[k]) : w[k];
+        wide_(r, 2 * k + 1) = in[r * in_stride + k] * weight;
+      }
+    padded_.resize(rows, 2 * n_);
+    plan_.inverse(wide_.data(), wide_.cols(), padded_.data(), 2 * n_, rows, scale);
+    for (Index r = 0; r < rows; ++r) {
+      T* dst = out + r * out_stride;
+      const T* src = padded_.row(r).data();
+      if (accumulate)
+        for (Index j = 0; j < n_; ++j) dst[j] += src[j];
+      else
+        std::copy(src, src + n_, dst);
+    }
+  }
+
+ private:
+  static constexpr bool has_right_angle =
+      requires(Plan& p, const T* x, Complex* s, T* y) {
+        p.negacyclic_forward(x, Index{}, s, Index{}, Index{});
+        p.negacyclic_inverse_of_product(s, Index{}, s, bool{}, y, Index{}, Index{}, T{}, bool{});
+      };
+
+  static Index checked(Index n) {
+    PEFT_REQUIRE(n >= 1, "NegacyclicFFT: size must be >= 1, got ", n);
+    return n;
+  }
+  Index plan_length(Index n) const { return right_angle_ ? n : 2 * n; }
+
+  Index n_;
+  bool right_angle_;
+  Plan plan_;
+  Matrix<T> padded_;                             // rows x 2n, the zero-padded or unfolded rows
+  ComplexMatrix<T> wide_;                        // rows x (n + 1), the 2n-point half spectra
+};
+
+}  // namespace peft::fft
