@@ -149,6 +149,10 @@ TYPED_TEST(StructuredTest, ScaledAndAccumulatedProductsMatchThePlainOnes) {
     for (const Index n : {1, 7, 64}) {
       structured::Circulant<double, TypeParam> circ(n);
       expect_scaled_accumulate_matches_plain(circ, random_matrix<double>(n, 1, 21), n, n);
+      structured::SkewCirculant<double, TypeParam> skew(n);
+      expect_scaled_accumulate_matches_plain(skew, random_matrix<double>(n, 1, 23), n, n);
+      structured::LDR<double, TypeParam> ldr(n, 1);
+      expect_scaled_accumulate_matches_plain(ldr, random_matrix<double>(2 * n, 1, 24), n, n);
     }
     for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {16, 10}}) {
       structured::Toeplitz<double, TypeParam> toep(m, n);

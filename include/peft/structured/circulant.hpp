@@ -7,6 +7,8 @@
 //             the frequency domain, one inverse FFT)
 // Rows of X are the vectors (PyTorch layout). x̂ is kept from forward for dc.
 
+#include <string>
+
 #include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
@@ -25,57 +27,68 @@ Matrix<T> circulant_dense(const Eigen::Ref<const Vector<T>>& c) {
   return M;
 }
 
-template <class T, class Plan = fft::RealFFT<T>>
-class Circulant {
+namespace detail {
+
+/// y = scale · F⁻¹(ĉ ⊙ F(x)) for a plan F whose spectrum diagonalises the
+/// structure (the real FFT for circulants, the negacyclic transform for
+/// skew-circulants), with its transpose and kernel gradient:
+///   input   dx = F⁻¹(conj(ĉ) ⊙ F(g)),   kernel   dc = F⁻¹(Σ_rows conj(x̂) ⊙ ĝ)
+template <class T, class Plan>
+class DiagonalisedProduct {
  public:
-  explicit Circulant(Index n) : n_(checked_size(n)), plan_(n) {
-    c_hat_.resize(bins());
+  DiagonalisedProduct(Index n, const char* name)
+      : n_(checked_size(n, name)), plan_(n), name_(name), forward_who_(name_ + "::forward"),
+        backward_who_(name_ + "::backward") {
+    c_hat_.resize(plan_.bins());
   }
 
   Index size() const { return n_; }
 
   /// Sets c (n entries) and computes its spectrum once.
-  void set_kernel(const T* c) {
-    plan_.forward(c, n_, c_hat_.data(), bins(), 1);
-  }
+  void set_kernel(const T* c) { plan_.forward(c, n_, c_hat_.data(), plan_.bins(), 1); }
 
-  /// Y = scale · rows Circ(c)·x of X (N x n); with `accumulate`, Y (N x n)
+  /// Y = scale · rows M·x of X (N x n); with `accumulate`, Y (N x n)
   /// += that instead (an adapter adds its update to the base output in place).
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
-    PEFT_REQUIRE(X.cols() == n_, "Circulant::forward: X must have n = ", n_, " columns, got ",
+    PEFT_REQUIRE(X.cols() == n_, forward_who_, ": X must have n = ", n_, " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
     fft::forward(plan_, X, x_hat_);
     detail::inverse_of_product<false>(plan_, x_hat_, c_hat_.data(), work_, Y, scale / static_cast<T>(n_), accumulate,
-                                      "Circulant::forward");
+                                      forward_who_.c_str());
   }
 
-  /// dX = scale · rows Circ(c)ᵀ·g of G (or += with `accumulate`); dc (n
-  /// entries) += scale · Σ_rows x ⋆ g, with x from the last forward.
+  /// dX = scale · rows Mᵀ·g of G (or += with `accumulate`); dc (n entries,
+  /// may be null) += scale · its gradient, with x from the last forward.
   void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dc, T scale = T(1), bool accumulate = false) {
-    PEFT_REQUIRE(G.cols() == n_ && G.rows() == x_hat_.rows(), "Circulant::backward: G must be ",
+    PEFT_REQUIRE(G.cols() == n_ && G.rows() == x_hat_.rows(), backward_who_, ": G must be ",
                  ::peft::detail::shape_str(x_hat_.rows(), n_), " like the last forward, got ",
                  ::peft::detail::shape_str(G.rows(), G.cols()));
     fft::forward(plan_, G, g_hat_);
     if (dc != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dc, n_, correlation_, scale);
     detail::inverse_of_product<true>(plan_, g_hat_, c_hat_.data(), work_, dX, scale / static_cast<T>(n_), accumulate,
-                                     "Circulant::backward");
+                                     backward_who_.c_str());
   }
-
-  /// The spectrum of X from the last forward (rows x n/2+1).
-  const fft::ComplexMatrix<T>& input_spectrum() const { return x_hat_; }
 
  private:
-  static Index checked_size(Index n) {
-    PEFT_REQUIRE(n >= 1, "Circulant: size must be >= 1, got ", n);
+  static Index checked_size(Index n, const char* name) {
+    PEFT_REQUIRE(n >= 1, name, ": size must be >= 1, got ", n);
     return n;
   }
-  Index bins() const { return n_ / 2 + 1; }
 
   Index n_;
   Plan plan_;
+  std::string name_, forward_who_, backward_who_;
   Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> c_hat_;
   detail::CorrelationScratch<T> correlation_;
   fft::ComplexMatrix<T> x_hat_, g_hat_, work_;
+};
+
+}  // namespace detail
+
+template <class T, class Plan = fft::RealFFT<T>>
+class Circulant : public detail::DiagonalisedProduct<T, Plan> {
+ public:
+  explicit Circulant(Index n) : detail::DiagonalisedProduct<T, Plan>(n, "Circulant") {}
 };
 
 }  // namespace peft::structured

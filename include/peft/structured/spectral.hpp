@@ -41,18 +41,35 @@ void multiply_rows(const fft::ComplexMatrix<T>& a, const std::complex<T>* w, fft
   }
 }
 
-/// out = scale · inverse FFT of the rows of a times w (conjugated if ConjW),
-/// or out (rows x n) += that with `accumulate`. Our engine takes the product
-/// inside its inverse (no stored product); other plans go through `work`.
-template <bool ConjW, class Plan, class T = typename Plan::Scalar>
-void inverse_of_product(Plan& plan, const fft::ComplexMatrix<T>& a, const std::complex<T>* w,
-                        fft::ComplexMatrix<T>& work, Matrix<T>& out, T scale, bool accumulate, const char* who) {
+/// Sizes out for the inverse transform of a's rows: resized, or, to be
+/// accumulated into, checked to be rows x n already.
+template <class Plan, class T = typename Plan::Scalar>
+void prepare_inverse_output(const Plan& plan, const fft::ComplexMatrix<T>& a, Matrix<T>& out, bool accumulate,
+                            const char* who) {
   if (accumulate)
     PEFT_REQUIRE(out.rows() == a.rows() && out.cols() == plan.size(), who, ": the output to accumulate into must be ",
                  ::peft::detail::shape_str(a.rows(), plan.size()), ", got ",
                  ::peft::detail::shape_str(out.rows(), out.cols()));
   else
     out.resize(a.rows(), plan.size());
+}
+
+/// out = scale · inverse FFT of the rows of a, or out (rows x n) += that with `accumulate`.
+template <class Plan, class T = typename Plan::Scalar>
+void inverse_rows(Plan& plan, const fft::ComplexMatrix<T>& a, Matrix<T>& out, T scale, bool accumulate,
+                  const char* who) {
+  PEFT_ASSERT(a.cols() == plan.bins());
+  prepare_inverse_output(plan, a, out, accumulate, who);
+  plan.inverse(a.data(), a.cols(), out.data(), out.cols(), a.rows(), scale, accumulate);
+}
+
+/// out = scale · inverse FFT of the rows of a times w (conjugated if ConjW),
+/// or out (rows x n) += that with `accumulate`. Our engine takes the product
+/// inside its inverse (no stored product); other plans go through `work`.
+template <bool ConjW, class Plan, class T = typename Plan::Scalar>
+void inverse_of_product(Plan& plan, const fft::ComplexMatrix<T>& a, const std::complex<T>* w,
+                        fft::ComplexMatrix<T>& work, Matrix<T>& out, T scale, bool accumulate, const char* who) {
+  prepare_inverse_output(plan, a, out, accumulate, who);
   if constexpr (requires { plan.inverse_of_product(a.data(), a.cols(), w, ConjW, out.data(), out.cols(), a.rows(),
                                                     scale, accumulate); }) {
     plan.inverse_of_product(a.data(), a.cols(), w, ConjW, out.data(), out.cols(), a.rows(), scale, accumulate);
