@@ -113,7 +113,10 @@ class SURM : public OwnsParameters<T> {
       case Structure::Toeplitz: return rows * (5 * fft(static_cast<double>(d_in_ + d_out_)) + 12 * (d_in_ + d_out_));
       case Structure::Kronecker:  // three GEMMs on each factor side: forward, dX, and the factor's gradient
         return 6.0 * rows * static_cast<double>(config_.rank) * static_cast<double>(d_in_ + d_out_);
-      case Structure::LDR: return static_cast<double>(config_.rank) * rows * (5 * fft(n) + 5 * fft(2 * n) + 36 * n);
+      case Structure::LDR: {  // 2 + 2ρ length-n transforms each way (negacyclic ones cost a real FFT's)
+        const double rank = static_cast<double>(config_.rank);
+        return rows * ((4 + 4 * rank) * fft(n) + 36 * rank * n);
+      }
     }
     return 0;
   }
@@ -146,6 +149,11 @@ class SURM : public OwnsParameters<T> {
     if (circulant() && d_in_ == d_out_) {  // square: no padding, the product lands in Y directly
       set_circulant_kernel();
       circulants_[0]->forward(X, Y, alpha_, true);
+      return;
+    }
+    if (config_.structure == Structure::LDR && d_in_ == d_out_) {
+      ldr_->set_kernel(params_.value(0).data());
+      ldr_->forward(X, Y, alpha_, true);
       return;
     }
     if (config_.structure == Structure::Toeplitz || config_.structure == Structure::Kronecker) {
@@ -192,6 +200,10 @@ class SURM : public OwnsParameters<T> {
     }
     if (config_.structure == Structure::Toeplitz) {
       toeplitz_a_->backward(dY, dX, params_.grad(0).data(), alpha_, true);
+      return;
+    }
+    if (config_.structure == Structure::LDR && d_in_ == d_out_) {
+      ldr_->backward(dY, dX, params_.grad(0).data(), alpha_, true);
       return;
     }
     if (config_.structure == Structure::Kronecker) {
