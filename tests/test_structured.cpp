@@ -82,7 +82,7 @@ TYPED_TEST(StructuredTest, SkewCirculantMatchesDense) {
 
 TYPED_TEST(StructuredTest, ToeplitzMatchesDense) {
   using T = typename TestFixture::T;
-  for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {64, 40}, {48, 64}, {768, 768}, {1000, 1021}}) {
+  for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {64, 40}, {48, 64}, {7, 7}, {8, 8}, {768, 768}, {1000, 1000}, {1000, 1021}}) {
     const Vector<T> t = random_matrix<T>(m + n - 1, 1, static_cast<std::uint64_t>(m * n));
     structured::Toeplitz<T, TypeParam> op(m, n);
     op.set_kernel(t.data());
@@ -112,7 +112,7 @@ TYPED_TEST(StructuredTest, GradientsMatchFiniteDifferences) {
       structured::LDR<double, TypeParam> ldr(n, std::min<Index>(n, 2));
       expect_gradients_match(ldr, random_matrix<double>(2 * ldr.rank() * n, 1, 4), n, n);
     }
-    for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {16, 10}}) {
+    for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {16, 10}, {2, 2}, {8, 8}, {30, 30}}) {
       structured::Toeplitz<double, TypeParam> toep(m, n);
       expect_gradients_match(toep, random_matrix<double>(m + n - 1, 1, 3), n, m);
     }
@@ -154,7 +154,7 @@ TYPED_TEST(StructuredTest, ScaledAndAccumulatedProductsMatchThePlainOnes) {
       structured::LDR<double, TypeParam> ldr(n, 1);
       expect_scaled_accumulate_matches_plain(ldr, random_matrix<double>(2 * n, 1, 24), n, n);
     }
-    for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {16, 10}}) {
+    for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {16, 10}, {8, 8}}) {
       structured::Toeplitz<double, TypeParam> toep(m, n);
       expect_scaled_accumulate_matches_plain(toep, random_matrix<double>(m + n - 1, 1, 22), n, m);
     }
@@ -168,6 +168,14 @@ TEST(Structured, RejectsBadShapes) {
   circ.forward(Matrix<double>::Zero(2, 8), Y);
   EXPECT_PEFT_ERROR(circ.backward(Matrix<double>::Zero(3, 8), dX, nullptr), "Circulant::backward: G must be 2 x 8");
   EXPECT_PEFT_ERROR(structured::Toeplitz<double>(0, 3), "Toeplitz: sizes must be >= 1");
+  structured::Toeplitz<double> split(8, 8);  // square, even: the circulant + skew-circulant form
+  split.set_kernel(Vector<double>::Ones(15).eval().data());
+  EXPECT_PEFT_ERROR(split.forward(Matrix<double>::Zero(2, 7), Y), "Toeplitz::forward: X must have n = 8 columns, got 2 x 7");
+  split.forward(Matrix<double>::Zero(2, 8), Y);
+  EXPECT_PEFT_ERROR(split.backward(Matrix<double>::Zero(3, 8), dX, nullptr), "Toeplitz::backward: G must be 2 x 8");
+  Matrix<double> wrong(3, 8);
+  EXPECT_PEFT_ERROR(split.forward(Matrix<double>::Zero(2, 8), wrong, 1.0, true),
+                    "Toeplitz::forward: the output to accumulate into must be 2 x 8, got 3 x 8");
   EXPECT_PEFT_ERROR(structured::SkewCirculant<double>(0), "SkewCirculant: size must be >= 1");
   EXPECT_PEFT_ERROR(structured::LDR<double>(8, 0), "LDR: displacement rank must be in [1, n] = [1, 8], got 0");
   EXPECT_PEFT_ERROR(structured::toeplitz_dense<double>(Vector<double>::Zero(3), 2, 3), "t must have m + n - 1 = 4 entries, got 3");

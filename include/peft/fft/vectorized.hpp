@@ -216,7 +216,7 @@ class VectorizedFFT {
         block[2 * c + 1] = z[j0 + c].im * scale;
       }
       detail::transpose<T>(block);
-      for (int l = 0; l < lanes; ++l) {
+      for (int l = 0; l < std::min<int>(lanes, L); ++l) {  // lanes ≤ L, restated for GCC's -Warray-bounds
         T* dst = out + l * out_stride + 2 * j0;
         if (accumulate) {
           V held;
@@ -262,7 +262,7 @@ class VectorizedFFT {
     for (Index j0 = 0; j0 < full; j0 += L) {
       for (Index c = 0; c < L; ++c) block[c] = z[j0 + c].*part * scale;
       detail::transpose<T>(block);
-      for (int l = 0; l < lanes; ++l) {
+      for (int l = 0; l < std::min<int>(lanes, L); ++l) {  // lanes ≤ L, restated for GCC's -Warray-bounds
         T* dst = out + l * out_stride + j0;
         if (accumulate) {
           V held;

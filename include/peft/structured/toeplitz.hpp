@@ -8,14 +8,22 @@
 //   input     dx = irfft_L(conj(t̂) ⊙ û)[0 : n],  u = g placed at n − 1
 //   kernel    dt = irfft_L(Σ_rows conj(x̂) ⊙ û)[0 : m + n − 1]
 // No index wraps around: the embedding makes the circular products linear.
+// A square one of even, FFT-friendly n is split instead into a circulant and a
+// skew-circulant part, T = Circ(c) + Skew(s), with a_k = t[k + n − 1]:
+//   c_k = (a_k + a_{k−n})/2,  s_k = (a_k − a_{k−n})/2,  k < n  (a_{−n} = 0)
+// which is four length-n transforms each way (no padding) instead of two of
+// length 2n plus the padded copies.
 // Symmetric Toeplitz T(v)[i][j] = v[|i − j|] is the case t = [v_{n−1}..v_1, v_0, v_1..v_{n−1}].
 
 #include <algorithm>
+#include <optional>
 
 #include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
+#include <peft/structured/circulant.hpp>
 #include <peft/structured/correlation.hpp>
+#include <peft/structured/skew_circulant.hpp>
 #include <peft/structured/spectral.hpp>
 #include <peft/fft/stockham.hpp>
 
@@ -41,7 +49,13 @@ template <class T, class Plan = fft::RealFFT<T>>
 class Toeplitz {
  public:
   /// An m x n Toeplitz operator (m outputs, n inputs).
-  Toeplitz(Index m, Index n) : m_(m), n_(n), L_(checked_length(m, n)), plan_(L_) {
+  Toeplitz(Index m, Index n) : m_(m), n_(n), L_(checked_length(m, n)) {
+    if (m == n && n % 2 == 0 && smooth_length(n) == n) {
+      circulant_.emplace(n);
+      skew_.emplace(n);
+      return;
+    }
+    plan_.emplace(L_);
     t_hat_.resize(bins());
     pad_.setZero(1, L_);
   }
@@ -52,9 +66,21 @@ class Toeplitz {
 
   /// Sets t (m + n − 1 entries) and computes its spectrum once.
   void set_kernel(const T* t) {
+    if (circulant_) {
+      const Index n = n_;
+      parts_.resize(2, n);  // row 0: c, row 1: s
+      for (Index k = 0; k < n; ++k) {
+        const T a = t[k + n - 1], wrapped = k == 0 ? T(0) : t[k - 1];
+        parts_(0, k) = (a + wrapped) / 2;
+        parts_(1, k) = (a - wrapped) / 2;
+      }
+      circulant_->set_kernel(parts_.row(0).data());
+      skew_->set_kernel(parts_.row(1).data());
+      return;
+    }
     pad_.setZero(1, L_);
     std::copy(t, t + num_params(), pad_.data());
-    plan_.forward(pad_.data(), L_, t_hat_.data(), bins(), 1);
+    plan_->forward(pad_.data(), L_, t_hat_.data(), bins(), 1);
   }
 
   /// Y (N x m) = scale · rows T(t)·x of X (N x n); with `accumulate`, Y
@@ -62,9 +88,16 @@ class Toeplitz {
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
     PEFT_REQUIRE(X.cols() == n_, "Toeplitz::forward: X must have n = ", n_, " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
+    forward_rows_ = X.rows();
+    if (circulant_) {
+      if (accumulate) require_shape(Y, X.rows(), m_, "Toeplitz::forward");
+      circulant_->forward(X, Y, scale, accumulate);
+      skew_->forward(X, Y, scale, true);
+      return;
+    }
     zero_padded(padded_x_, X.rows()).leftCols(n_) = X;
-    fft::forward(plan_, padded_x_, x_hat_);
-    detail::inverse_of_product<false>(plan_, x_hat_, t_hat_.data(), work_, wide_, scale / static_cast<T>(L_), false,
+    fft::forward(*plan_, padded_x_, x_hat_);
+    detail::inverse_of_product<false>(*plan_, x_hat_, t_hat_.data(), work_, wide_, scale / static_cast<T>(L_), false,
                                       "Toeplitz::forward");
     store(wide_.middleCols(n_ - 1, m_), Y, accumulate, "Toeplitz::forward");
   }
@@ -73,18 +106,33 @@ class Toeplitz {
   /// `accumulate`); dt (m + n − 1 entries) += scale · its gradient, with x
   /// from the last forward.
   void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dt, T scale = T(1), bool accumulate = false) {
-    PEFT_REQUIRE(G.cols() == m_ && G.rows() == x_hat_.rows(), "Toeplitz::backward: G must be ",
-                 ::peft::detail::shape_str(x_hat_.rows(), m_), " like the last forward, got ",
+    PEFT_REQUIRE(G.cols() == m_ && G.rows() == forward_rows_, "Toeplitz::backward: G must be ",
+                 ::peft::detail::shape_str(forward_rows_, m_), " like the last forward, got ",
                  ::peft::detail::shape_str(G.rows(), G.cols()));
+    if (circulant_) return split_backward(G, dX, dt, scale, accumulate);
     zero_padded(padded_g_, G.rows()).middleCols(n_ - 1, m_) = G;
-    fft::forward(plan_, padded_g_, g_hat_);
-    if (dt != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dt, num_params(), correlation_, scale);
-    detail::inverse_of_product<true>(plan_, g_hat_, t_hat_.data(), work_, wide_, scale / static_cast<T>(L_), false,
+    fft::forward(*plan_, padded_g_, g_hat_);
+    if (dt != nullptr) detail::add_correlation(*plan_, x_hat_, g_hat_, dt, num_params(), correlation_, scale);
+    detail::inverse_of_product<true>(*plan_, g_hat_, t_hat_.data(), work_, wide_, scale / static_cast<T>(L_), false,
                                      "Toeplitz::backward");
     store(wide_.leftCols(n_), dX, accumulate, "Toeplitz::backward");
   }
 
  private:
+  /// backward() of the split form; dt gets the chain rule through c and s.
+  void split_backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dt, T scale, bool accumulate) {
+    const Index n = n_;
+    if (accumulate) require_shape(dX, G.rows(), n, "Toeplitz::backward");
+    if (dt != nullptr) parts_grad_.setZero(2, n);
+    circulant_->backward(G, dX, dt != nullptr ? parts_grad_.row(0).data() : nullptr, scale, accumulate);
+    skew_->backward(G, dX, dt != nullptr ? parts_grad_.row(1).data() : nullptr, scale, true);
+    if (dt == nullptr) return;
+    for (Index k = 0; k < n; ++k) {
+      dt[k + n - 1] += (parts_grad_(0, k) + parts_grad_(1, k)) / 2;
+      if (k > 0) dt[k - 1] += (parts_grad_(0, k) - parts_grad_(1, k)) / 2;
+    }
+  }
+
   static Index checked_length(Index m, Index n) {
     PEFT_REQUIRE(m >= 1 && n >= 1, "Toeplitz: sizes must be >= 1, got m = ", m, ", n = ", n);
     return smooth_length(m + n - 1);
@@ -105,14 +153,23 @@ class Toeplitz {
       out = result;
       return;
     }
-    PEFT_REQUIRE(out.rows() == result.rows() && out.cols() == result.cols(), who,
-                 ": the output to accumulate into must be ", ::peft::detail::shape_str(result.rows(), result.cols()),
-                 ", got ", ::peft::detail::shape_str(out.rows(), out.cols()));
+    require_shape(out, result.rows(), result.cols(), who);
     out += result;
   }
 
+  static void require_shape(const Matrix<T>& out, Index rows, Index cols, const char* who) {
+    PEFT_REQUIRE(out.rows() == rows && out.cols() == cols, who, ": the output to accumulate into must be ",
+                 ::peft::detail::shape_str(rows, cols), ", got ", ::peft::detail::shape_str(out.rows(), out.cols()));
+  }
+
   Index m_, n_, L_;
-  Plan plan_;
+  Index forward_rows_ = 0;
+  // The split form (square, even, FFT-friendly n): both parts set, plan_ not.
+  std::optional<Circulant<T, Plan>> circulant_;
+  std::optional<SkewCirculant<T, Plan>> skew_;
+  Matrix<T> parts_, parts_grad_;  // rows c and s, and their gradients
+  // The embedding (every other shape).
+  std::optional<Plan> plan_;
   Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> t_hat_;
   detail::CorrelationScratch<T> correlation_;
   Matrix<T> pad_, padded_x_, padded_g_, wide_;
