@@ -113,13 +113,7 @@ class VectorizedFFT {
       const T* panel = in + r0 * in_stride;
       reals_to_lanes(panel, in_stride, lanes, m, &C::re);
       reals_to_lanes(panel + m, in_stride, lanes, m, &C::im);
-      // θ^j·(re − i·im)
-      for (Index j = 0; j < m; ++j) {
-        const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
-        const V re = z[j].re * c + z[j].im * s;
-        z[j].im = z[j].re * s - z[j].im * c;
-        z[j].re = re;
-      }
+      twist_conjugates(m);  // θ^j·(re − i·im)
       plan_.template transform<false>(z, scratch_.data());
       scatter_complex(out + r0 * out_stride, out_stride, lanes, m);
     }
@@ -139,14 +133,8 @@ class VectorizedFFT {
       gather_complex(in + r0 * in_stride, in_stride, lanes, m);
       apply_weights(Weights{w, conj_w}, m);
       plan_.template transform<true>(z, scratch_.data());
-      // θ^{−j}·s with the sign of its imaginary part flipped, so that both
-      // halves come out with +2·scale: x_j = 2·Re, x_{j+m} = −2·Im.
-      for (Index j = 0; j < m; ++j) {
-        const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
-        const V re = z[j].re * c + z[j].im * s;
-        z[j].im = z[j].re * s - z[j].im * c;
-        z[j].re = re;
-      }
+      // conj(θ^{−j}·s) = θ^j·conj(s): x_j = 2·Re, x_{j+m} = 2·Im of it.
+      twist_conjugates(m);
       T* panel = out + r0 * out_stride;
       lanes_to_reals(panel, out_stride, lanes, m, &C::re, 2 * scale, accumulate);
       lanes_to_reals(panel + m, out_stride, lanes, m, &C::im, 2 * scale, accumulate);
@@ -277,6 +265,18 @@ class VectorizedFFT {
         T* dst = out + l * out_stride + j;
         *dst = (accumulate ? *dst : T(0)) + scale * (z[j].*part)[l];
       }
+  }
+
+  /// z_j ← θ^j·conj(z_j), j < count: the negacyclic transform's twist, the
+  /// same on the way in (x_j − i·x_{j+m} is conj of x_j + i·x_{j+m}) and out.
+  void twist_conjugates(Index count) {
+    C* z = z_.data();
+    for (Index j = 0; j < count; ++j) {
+      const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
+      const V re = z[j].re * c + z[j].im * s;
+      z[j].im = z[j].re * s - z[j].im * c;
+      z[j].re = re;
+    }
   }
 
   void require_even(const char* who) const {

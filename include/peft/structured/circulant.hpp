@@ -37,8 +37,8 @@ template <class T, class Plan>
 class DiagonalisedProduct {
  public:
   DiagonalisedProduct(Index n, const char* name)
-      : n_(checked_size(n, name)), plan_(n), name_(name), forward_who_(name_ + "::forward"),
-        backward_who_(name_ + "::backward") {
+      : n_(checked_size(n, name)), plan_(n), forward_who_(std::string(name) + "::forward"),
+        backward_who_(std::string(name) + "::backward") {
     c_hat_.resize(plan_.bins());
   }
 
@@ -77,7 +77,7 @@ class DiagonalisedProduct {
 
   Index n_;
   Plan plan_;
-  std::string name_, forward_who_, backward_who_;
+  std::string forward_who_, backward_who_;  // error-message prefixes
   Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> c_hat_;
   detail::CorrelationScratch<T> correlation_;
   fft::ComplexMatrix<T> x_hat_, g_hat_, work_;

@@ -41,15 +41,20 @@ void multiply_rows(const fft::ComplexMatrix<T>& a, const std::complex<T>* w, fft
   }
 }
 
+/// Checks that an output to accumulate into is rows x cols.
+template <class T>
+void require_accumulable(const Matrix<T>& out, Index rows, Index cols, const char* who) {
+  PEFT_REQUIRE(out.rows() == rows && out.cols() == cols, who, ": the output to accumulate into must be ",
+               ::peft::detail::shape_str(rows, cols), ", got ", ::peft::detail::shape_str(out.rows(), out.cols()));
+}
+
 /// Sizes out for the inverse transform of a's rows: resized, or, to be
 /// accumulated into, checked to be rows x n already.
 template <class Plan, class T = typename Plan::Scalar>
 void prepare_inverse_output(const Plan& plan, const fft::ComplexMatrix<T>& a, Matrix<T>& out, bool accumulate,
                             const char* who) {
   if (accumulate)
-    PEFT_REQUIRE(out.rows() == a.rows() && out.cols() == plan.size(), who, ": the output to accumulate into must be ",
-                 ::peft::detail::shape_str(a.rows(), plan.size()), ", got ",
-                 ::peft::detail::shape_str(out.rows(), out.cols()));
+    require_accumulable(out, a.rows(), plan.size(), who);
   else
     out.resize(a.rows(), plan.size());
 }

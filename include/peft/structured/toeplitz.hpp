@@ -90,7 +90,7 @@ class Toeplitz {
                  ::peft::detail::shape_str(X.rows(), X.cols()));
     forward_rows_ = X.rows();
     if (circulant_) {
-      if (accumulate) require_shape(Y, X.rows(), m_, "Toeplitz::forward");
+      if (accumulate) detail::require_accumulable(Y, X.rows(), m_, "Toeplitz::forward");
       circulant_->forward(X, Y, scale, accumulate);
       skew_->forward(X, Y, scale, true);
       return;
@@ -122,7 +122,7 @@ class Toeplitz {
   /// backward() of the split form; dt gets the chain rule through c and s.
   void split_backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dt, T scale, bool accumulate) {
     const Index n = n_;
-    if (accumulate) require_shape(dX, G.rows(), n, "Toeplitz::backward");
+    if (accumulate) detail::require_accumulable(dX, G.rows(), n, "Toeplitz::backward");
     if (dt != nullptr) parts_grad_.setZero(2, n);
     circulant_->backward(G, dX, dt != nullptr ? parts_grad_.row(0).data() : nullptr, scale, accumulate);
     skew_->backward(G, dX, dt != nullptr ? parts_grad_.row(1).data() : nullptr, scale, true);
@@ -153,13 +153,8 @@ class Toeplitz {
       out = result;
       return;
     }
-    require_shape(out, result.rows(), result.cols(), who);
+    detail::require_accumulable(out, result.rows(), result.cols(), who);
     out += result;
-  }
-
-  static void require_shape(const Matrix<T>& out, Index rows, Index cols, const char* who) {
-    PEFT_REQUIRE(out.rows() == rows && out.cols() == cols, who, ": the output to accumulate into must be ",
-                 ::peft::detail::shape_str(rows, cols), ", got ", ::peft::detail::shape_str(out.rows(), out.cols()));
   }
 
   Index m_, n_, L_;
