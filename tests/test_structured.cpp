@@ -28,10 +28,11 @@ TYPED_TEST_SUITE(StructuredTest, Plans);
 const Index kSizes[] = {1, 2, 3, 7, 8, 64, 768, 1000, 1021};
 
 /// forward equals dense·x and backward's dX equals G·dense, for an operator
-/// `op` with kernel `k` and dense matrix M (rows out x cols in).
+/// `op` with kernel `k` and dense matrix M (rows out x cols in). 21 rows:
+/// more than one panel of our engine, the last one ragged.
 template <class T, class Op>
 void expect_matches_dense(Op& op, const Matrix<T>& M, double tol, std::uint64_t seed) {
-  const Matrix<T> X = random_matrix<T>(5, M.cols(), seed), G = random_matrix<T>(5, M.rows(), seed + 1);
+  const Matrix<T> X = random_matrix<T>(21, M.cols(), seed), G = random_matrix<T>(21, M.rows(), seed + 1);
   Matrix<T> Y, dX;
   op.forward(X, Y);
   EXPECT_LT(max_rel_diff(Y, (X.template cast<double>() * M.template cast<double>().transpose()).eval()), tol);
@@ -42,9 +43,9 @@ void expect_matches_dense(Op& op, const Matrix<T>& M, double tol, std::uint64_t 
 /// Kernel gradient and input gradient against central differences of
 /// L = Σ Y ⊙ G (double only).
 template <class Op>
-void expect_gradients_match(Op& op, Vector<double> kernel, Index in, Index out) {
-  const Matrix<double> G = random_matrix<double>(4, out, 7);
-  Matrix<double> X = random_matrix<double>(4, in, 8);
+void expect_gradients_match(Op& op, Vector<double> kernel, Index in, Index out, Index rows = 4) {
+  const Matrix<double> G = random_matrix<double>(rows, out, 7);
+  Matrix<double> X = random_matrix<double>(rows, in, 8);
   Matrix<double> Y, dX;
   op.set_kernel(kernel.data());
   op.forward(X, Y);
@@ -112,6 +113,11 @@ TYPED_TEST(StructuredTest, GradientsMatchFiniteDifferences) {
       structured::LDR<double, TypeParam> ldr(n, std::min<Index>(n, 2));
       expect_gradients_match(ldr, random_matrix<double>(2 * ldr.rank() * n, 1, 4), n, n);
     }
+    // Kernel gradients summed over several panels, the last one ragged.
+    structured::Circulant<double, TypeParam> circ(8);
+    expect_gradients_match(circ, random_matrix<double>(8, 1, 5), 8, 8, 19);
+    structured::LDR<double, TypeParam> ldr(8, 2);
+    expect_gradients_match(ldr, random_matrix<double>(32, 1, 6), 8, 8, 19);
     for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {16, 10}, {2, 2}, {8, 8}, {30, 30}}) {
       structured::Toeplitz<double, TypeParam> toep(m, n);
       expect_gradients_match(toep, random_matrix<double>(m + n - 1, 1, 3), n, m);
@@ -121,11 +127,12 @@ TYPED_TEST(StructuredTest, GradientsMatchFiniteDifferences) {
 
 /// forward/backward with a scale and `accumulate` equal scale × the plain
 /// product added to what the outputs held; the kernel gradient is scaled too.
-/// Row counts change between calls (the Toeplitz padding buffers are reused).
+/// Row counts change between calls (the Toeplitz padding buffers and the
+/// kept spectra are reused).
 template <class Op>
 void expect_scaled_accumulate_matches_plain(Op& op, const Vector<double>& kernel, Index in, Index out) {
   op.set_kernel(kernel.data());
-  for (const Index rows : {5, 3, 5}) {
+  for (const Index rows : {5, 19, 3}) {
     const Matrix<double> X = random_matrix<double>(rows, in, 11), G = random_matrix<double>(rows, out, 12);
     Matrix<double> Y, dX;
     Vector<double> dk = Vector<double>::Zero(kernel.size());

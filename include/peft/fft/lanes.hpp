@@ -8,7 +8,10 @@
 // Lane vectors only ever travel by reference: passing them by value would
 // change the calling convention between targets (GCC's -Wpsabi).
 
+#include <complex>
 #include <utility>
+
+#include <peft/core/types.hpp>
 
 namespace peft::fft::detail {
 
@@ -56,6 +59,61 @@ inline void transpose_levels(V* v) {
 template <class T>
 inline void transpose(typename Lanes<T>::type* v) {
   transpose_levels<typename Lanes<T>::type, Lanes<T>::count, Lanes<T>::count / 2>(v);
+}
+
+/// out[k] = z[k]·w[k] (or conj w[k]) for k < count, the same factor in every
+/// lane; out may be z.
+template <class T>
+inline void product_lanes(const LaneComplex<T>* z, const std::complex<T>* w, bool conj_w, LaneComplex<T>* out,
+                          Index count) {
+  using V = typename Lanes<T>::type;
+  for (Index k = 0; k < count; ++k) {
+    const T wr = w[k].real(), wi = conj_w ? -w[k].imag() : w[k].imag();
+    const V re = z[k].re * wr - z[k].im * wi;
+    out[k].im = z[k].re * wi + z[k].im * wr;
+    out[k].re = re;
+  }
+}
+
+/// z[k] ← z[k]·w[k] (or conj w[k]) for k < count.
+template <class T>
+inline void multiply_lanes(LaneComplex<T>* z, const std::complex<T>* w, bool conj_w, Index count) {
+  product_lanes(z, w, conj_w, z, count);
+}
+
+/// sum[k] += z[k]·w[k] (or conj w[k]) for k < count.
+template <class T>
+inline void add_product_lanes(LaneComplex<T>* sum, const LaneComplex<T>* z, const std::complex<T>* w, bool conj_w,
+                              Index count) {
+  for (Index k = 0; k < count; ++k) {
+    const T wr = w[k].real(), wi = conj_w ? -w[k].imag() : w[k].imag();
+    sum[k].re += z[k].re * wr - z[k].im * wi;
+    sum[k].im += z[k].re * wi + z[k].im * wr;
+  }
+}
+
+/// sum[k] += conj(a[k])·b[k] per lane for k < count: a kernel gradient's
+/// batch sum, kept per lane until reduce_lanes.
+template <class T>
+inline void add_conj_products_lanes(LaneComplex<T>* sum, const LaneComplex<T>* a, const LaneComplex<T>* b,
+                                    Index count) {
+  for (Index k = 0; k < count; ++k) {
+    sum[k].re += a[k].re * b[k].re + a[k].im * b[k].im;
+    sum[k].im += a[k].re * b[k].im - a[k].im * b[k].re;
+  }
+}
+
+/// out[k] = the sum of z[k]'s lanes, k < count.
+template <class T>
+inline void reduce_lanes(const LaneComplex<T>* z, std::complex<T>* out, Index count) {
+  for (Index k = 0; k < count; ++k) {
+    T re = 0, im = 0;
+    for (int l = 0; l < Lanes<T>::count; ++l) {
+      re += z[k].re[l];
+      im += z[k].im[l];
+    }
+    out[k] = std::complex<T>(re, im);
+  }
 }
 
 }  // namespace peft::fft::detail

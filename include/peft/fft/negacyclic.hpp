@@ -31,6 +31,12 @@ class NegacyclicFFT {
   using Scalar = T;
   using Complex = std::complex<T>;
 
+  static constexpr bool has_right_angle =
+      requires(Plan& p, const T* x, Complex* s, T* y) {
+        p.negacyclic_forward(x, Index{}, s, Index{}, Index{});
+        p.negacyclic_inverse_of_product(s, Index{}, s, bool{}, y, Index{}, Index{}, T{}, bool{});
+      };
+
   explicit NegacyclicFFT(Index n) : n_(checked(n)), right_angle_(has_right_angle && n % 2 == 0), plan_(plan_length(n)) {}
 
   Index size() const { return n_; }
@@ -86,13 +92,27 @@ class NegacyclicFFT {
     }
   }
 
- private:
-  static constexpr bool has_right_angle =
-      requires(Plan& p, const T* x, Complex* s, T* y) {
-        p.negacyclic_forward(x, Index{}, s, Index{}, Index{});
-        p.negacyclic_inverse_of_product(s, Index{}, s, bool{}, y, Index{}, Index{}, T{}, bool{});
-      };
+  // Our engine's panel interface (fft/vectorized.hpp) for the right-angle
+  // fold; has_panels() says whether this plan computes it (even n).
+  static constexpr int panel_rows = [] {
+    if constexpr (has_right_angle) return Plan::panel_rows;
+    else return 0;
+  }();
+  using Lane = detail::LaneComplex<T>;
+  bool has_panels() const { return right_angle_; }
+  Index panel_slots() const requires has_right_angle { return plan_.panel_slots(); }
+  void load_panel(const T* in, Index in_stride, int lanes, Lane* z) requires has_right_angle {
+    plan_.template load_panel<Transform::negacyclic>(in, in_stride, lanes, z);
+  }
+  void forward_panel(Lane* z) requires has_right_angle { plan_.template forward_panel<Transform::negacyclic>(z); }
+  void inverse_panel(Lane* z) requires has_right_angle { plan_.template inverse_panel<Transform::negacyclic>(z); }
+  void store_panel(const Lane* z, T* out, Index out_stride, int lanes, T scale, bool accumulate)
+    requires has_right_angle
+  {
+    plan_.template store_panel<Transform::negacyclic>(z, out, out_stride, lanes, scale, accumulate);
+  }
 
+ private:
   static Index checked(Index n) {
     PEFT_REQUIRE(n >= 1, "NegacyclicFFT: size must be >= 1, got ", n);
     return n;

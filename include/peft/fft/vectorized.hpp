@@ -36,19 +36,27 @@
 
 namespace peft::fft {
 
+/// Which transform a panel operation computes: the real FFT, or (even n
+/// only) the negacyclic transform of negacyclic.hpp.
+enum class Transform { real, negacyclic };
+
 template <class T>
 class VectorizedFFT {
  public:
   using Scalar = T;
   using Complex = std::complex<T>;
+  /// One element of a panel: the same element of L rows, real and imaginary lanes.
+  using Lane = detail::LaneComplex<T>;
   static constexpr const char* name = "peft";
+  /// Rows per panel.
+  static constexpr int panel_rows = detail::Lanes<T>::count;
 
   explicit VectorizedFFT(Index n) : n_(n) {
     PEFT_REQUIRE(n >= 1, "VectorizedFFT: length must be >= 1, got ", n);
     even_ = n % 2 == 0;
     const Index m = even_ ? n / 2 : n;
     plan_ = detail::ComplexPlan<T>(m);
-    z_.resize(static_cast<std::size_t>(m + 1));
+    z_.resize(static_cast<std::size_t>(panel_slots()));
     scratch_.resize(static_cast<std::size_t>(std::max<Index>(plan_.scratch_size(), 1)));
     if (even_) {
       using Wide = std::conditional_t<std::is_same_v<T, float>, double, long double>;
@@ -70,11 +78,7 @@ class VectorizedFFT {
 
   /// out[r][k] = Σ_j in[r][j]·e^{−2πi jk/n} for k < bins(), r < rows (unscaled).
   void forward(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
-    for (Index r0 = 0; r0 < rows; r0 += L) {
-      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
-      if (even_) forward_even_panel(in + r0 * in_stride, in_stride, out + r0 * out_stride, out_stride, lanes);
-      else forward_odd_panel(in + r0 * in_stride, in_stride, out + r0 * out_stride, out_stride, lanes);
-    }
+    transform_rows<Transform::real>(in, in_stride, out, out_stride, rows);
   }
 
   /// out[r][j] = scale·Σ_k X_k·e^{+2πi jk/n} over the Hermitian spectrum whose
@@ -92,31 +96,13 @@ class VectorizedFFT {
   /// after the gather: the spectra are read once and no product is stored.
   void inverse_of_product(const Complex* in, Index in_stride, const Complex* w, bool conj_w, T* out, Index out_stride,
                           Index rows, T scale, bool accumulate) {
-    const Weights weights{w, conj_w};
-    for (Index r0 = 0; r0 < rows; r0 += L) {
-      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
-      const Complex* panel_in = in + r0 * in_stride;
-      T* panel_out = out + r0 * out_stride;
-      if (even_) inverse_even_panel(panel_in, in_stride, weights, panel_out, out_stride, lanes, scale, accumulate);
-      else inverse_odd_panel(panel_in, in_stride, weights, panel_out, out_stride, lanes, scale, accumulate);
-    }
+    inverse_rows<Transform::real>(in, in_stride, w, conj_w, out, out_stride, rows, scale, accumulate);
   }
 
   /// The negacyclic spectrum R (n/2 bins, above) of each row; even n only.
   void negacyclic_forward(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
     require_even("negacyclic_forward");
-    const Index m = n_ / 2;
-    C* z = z_.data();
-    for (Index r0 = 0; r0 < rows; r0 += L) {
-      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
-      if (lanes < L) clear_lanes(m);
-      const T* panel = in + r0 * in_stride;
-      reals_to_lanes(panel, in_stride, lanes, m, &C::re);
-      reals_to_lanes(panel + m, in_stride, lanes, m, &C::im);
-      twist_conjugates(m);  // θ^j·(re − i·im)
-      plan_.template transform<false>(z, scratch_.data());
-      scatter_complex(out + r0 * out_stride, out_stride, lanes, m);
-    }
+    transform_rows<Transform::negacyclic>(in, in_stride, out, out_stride, rows);
   }
 
   /// scale · the inverse negacyclic transform of the rows of `in` (n/2 bins)
@@ -125,50 +111,160 @@ class VectorizedFFT {
   void negacyclic_inverse_of_product(const Complex* in, Index in_stride, const Complex* w, bool conj_w, T* out,
                                      Index out_stride, Index rows, T scale, bool accumulate) {
     require_even("negacyclic_inverse_of_product");
-    const Index m = n_ / 2;
-    C* z = z_.data();
-    for (Index r0 = 0; r0 < rows; r0 += L) {
-      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
-      if (lanes < L) clear_lanes(m);
-      gather_complex(in + r0 * in_stride, in_stride, lanes, m);
-      apply_weights(Weights{w, conj_w}, m);
+    inverse_rows<Transform::negacyclic>(in, in_stride, w, conj_w, out, out_stride, rows, scale, accumulate);
+  }
+
+  // The panel interface: the steps the row functions above are made of, for
+  // callers that chain transforms and pointwise products on a panel without
+  // taking it back to rows in between (the structured products). A panel
+  // buffer holds panel_slots() Lanes; `lanes` ≤ panel_rows rows are used.
+  //   load_panel      rows → the transform's input layout (unused lanes zeroed)
+  //   forward_panel   in place: input layout → spectrum, bins 0..(bins − 1)
+  //   inverse_panel   in place: spectrum → n·signal in the input layout
+  //   store_panel     out rows = (or +=) scale · that signal
+  // Spectra have bins() (real) or n/2 (negacyclic) bins, as the row functions'.
+  // The negacyclic steps need even n.
+
+  /// Every length runs on panels (the negacyclic steps: even lengths).
+  bool has_panels() const { return true; }
+  /// Lanes a panel buffer needs.
+  Index panel_slots() const { return even_ ? n_ / 2 + 1 : n_; }
+
+  template <Transform K = Transform::real>
+  void load_panel(const T* in, Index in_stride, int lanes, Lane* z) {
+    if constexpr (K == Transform::negacyclic) {
+      const Index m = n_ / 2;
+      if (lanes < L) clear_lanes(z, m);
+      reals_to_lanes(z, in, in_stride, lanes, m, &Lane::re);
+      reals_to_lanes(z, in + m, in_stride, lanes, m, &Lane::im);
+    } else if (even_) {
+      if (lanes < L) clear_lanes(z, n_ / 2);
+      rows_to_lanes(z, in, in_stride, lanes, n_ / 2);
+    } else {
+      load_odd(z, in, in_stride, lanes);
+    }
+  }
+
+  template <Transform K = Transform::real>
+  void forward_panel(Lane* z) {
+    if constexpr (K == Transform::negacyclic) {
+      twist_conjugates(z, n_ / 2);  // θ^j·(x_j − i·x_{j+m})
+      plan_.template transform<false>(z, scratch_.data());
+    } else {
+      plan_.template transform<false>(z, scratch_.data());
+      if (even_) post_twiddle_all(z);
+    }
+  }
+
+  template <Transform K = Transform::real>
+  void inverse_panel(Lane* z) {
+    if constexpr (K == Transform::negacyclic) {
       plan_.template transform<true>(z, scratch_.data());
-      // conj(θ^{−j}·s) = θ^j·conj(s): x_j = 2·Re, x_{j+m} = 2·Im of it.
-      twist_conjugates(m);
-      T* panel = out + r0 * out_stride;
-      lanes_to_reals(panel, out_stride, lanes, m, &C::re, 2 * scale, accumulate);
-      lanes_to_reals(panel + m, out_stride, lanes, m, &C::im, 2 * scale, accumulate);
+      // conj(θ^{−j}·s) = θ^j·conj(s): x_j = 2·Re, x_{j+m} = 2·Im of it (store_panel doubles).
+      twist_conjugates(z, n_ / 2);
+    } else if (even_) {
+      pre_twiddle_all(z);
+      plan_.template transform<true>(z, scratch_.data());
+    } else {
+      complete_hermitian(z);
+      plan_.template transform<true>(z, scratch_.data());
+    }
+  }
+
+  template <Transform K = Transform::real>
+  void store_panel(const Lane* z, T* out, Index out_stride, int lanes, T scale, bool accumulate) {
+    if constexpr (K == Transform::negacyclic) {
+      const Index m = n_ / 2;
+      lanes_to_reals(z, out, out_stride, lanes, m, &Lane::re, 2 * scale, accumulate);
+      lanes_to_reals(z, out + m, out_stride, lanes, m, &Lane::im, 2 * scale, accumulate);
+    } else if (even_) {
+      lanes_to_rows(z, out, out_stride, lanes, n_ / 2, scale, accumulate);
+    } else {
+      store_odd(z, out, out_stride, lanes, scale, accumulate);
+    }
+  }
+
+  /// Re-lays a signal from the negacyclic layout (after inverse_panel<negacyclic>)
+  /// into the real one (ready for forward_panel<real>), times factor; "the
+  /// signal" is what store_panel with scale 1 would write. Even n; from ≠ to.
+  void negacyclic_to_real_layout(const Lane* from, Lane* to, T factor) const {
+    // from_j = (x_j, x_{j+m})/2 for j < m (store_panel doubles);  to_j = (x_{2j}, x_{2j+1}).
+    const Index m = n_ / 2;
+    const T f = 2 * factor;
+    for (Index i = 0; i < n_; i += 2) {
+      to[i / 2].re = (i < m ? from[i].re : from[i - m].im) * f;
+      to[i / 2].im = (i + 1 < m ? from[i + 1].re : from[i + 1 - m].im) * f;
+    }
+  }
+
+  /// The reverse: a signal in the real layout (after inverse_panel<real>)
+  /// into the negacyclic one (ready for forward_panel<negacyclic>), times factor.
+  void real_to_negacyclic_layout(const Lane* from, Lane* to, T factor) const {
+    const Index m = n_ / 2;
+    for (Index i = 0; i < n_; i += 2) {
+      const V& even = from[i / 2].re;
+      const V& odd = from[i / 2].im;
+      (i < m ? to[i].re : to[i - m].im) = even * factor;
+      (i + 1 < m ? to[i + 1].re : to[i + 1 - m].im) = odd * factor;
     }
   }
 
  private:
-  using C = detail::LaneComplex<T>;
+  using C = Lane;
   using V = typename detail::Lanes<T>::type;
   static constexpr int L = detail::Lanes<T>::count;
+
+  /// Panels of rows through load → forward → scatter of the spectrum.
+  template <Transform K>
+  void transform_rows(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
+    const Index count = K == Transform::negacyclic ? n_ / 2 : bins();
+    for (Index r0 = 0; r0 < rows; r0 += L) {
+      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+      load_panel<K>(in + r0 * in_stride, in_stride, lanes, z_.data());
+      forward_panel<K>(z_.data());
+      scatter_complex(z_.data(), out + r0 * out_stride, out_stride, lanes, count);
+    }
+  }
+
+  /// Panels of spectra through gather → times w → inverse → store.
+  template <Transform K>
+  void inverse_rows(const Complex* in, Index in_stride, const Complex* w, bool conj_w, T* out, Index out_stride,
+                    Index rows, T scale, bool accumulate) {
+    const Index count = K == Transform::negacyclic ? n_ / 2 : bins();
+    C* z = z_.data();
+    for (Index r0 = 0; r0 < rows; r0 += L) {
+      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+      if (lanes < L) clear_lanes(z, count);
+      gather_complex(z, in + r0 * in_stride, in_stride, lanes, count);
+      if (w != nullptr) detail::multiply_lanes(z, w, conj_w, count);
+      inverse_panel<K>(z);
+      store_panel<K>(z, out + r0 * out_stride, out_stride, lanes, scale, accumulate);
+    }
+  }
 
   // Moving data between rows and lanes is a transpose. The odd-length paths
   // run it in blocks of kBlock elements so the lane buffer's block stays in
   // L1 while every row of the panel passes through it.
   static constexpr Index kBlock = 64;
 
-  // The lane buffer seen as scalars: element j's real lanes start at re(j),
+  // A lane buffer seen as scalars: element j's real lanes start at re(j),
   // its imaginary lanes at im(j). Scalar access for the transposes avoids
   // read-modify-write of whole vectors (GCC lets a vector alias its elements).
-  T* flat() { return reinterpret_cast<T*>(z_.data()); }
+  static T* flat(C* z) { return reinterpret_cast<T*>(z); }
+  static const T* flat(const C* z) { return reinterpret_cast<const T*>(z); }
   static Index re(Index j) { return 2 * j * L; }
   static Index im(Index j) { return (2 * j + 1) * L; }
 
   /// Zeroes the unused lanes of a ragged panel so they stay finite.
-  void clear_lanes(Index count) {
-    for (Index j = 0; j < count; ++j) z_[static_cast<std::size_t>(j)].re = z_[static_cast<std::size_t>(j)].im = V{};
+  static void clear_lanes(C* z, Index count) {
+    for (Index j = 0; j < count; ++j) z[j].re = z[j].im = V{};
   }
 
   /// z[j] ← (row[2j], row[2j+1]) per lane for j < count: rows of
   /// interleaved pairs (real input seen as pairs, or complex rows) into lanes.
   /// Full blocks of L/2 elements load L values from each row and transpose
   /// them in registers; the tail moves scalars.
-  void rows_to_lanes(const T* in, Index in_stride, int lanes, Index count) {
-    C* z = z_.data();
+  static void rows_to_lanes(C* z, const T* in, Index in_stride, int lanes, Index count) {
     constexpr Index half = L / 2;
     const Index full = count - count % half;
     V block[L];
@@ -183,7 +279,7 @@ class VectorizedFFT {
         z[j0 + c].im = block[2 * c + 1];
       }
     }
-    T* zf = flat();
+    T* zf = flat(z);
     for (int l = 0; l < lanes; ++l)
       for (Index j = full; j < count; ++j) {
         zf[re(j) + l] = in[l * in_stride + 2 * j];
@@ -193,8 +289,8 @@ class VectorizedFFT {
 
   /// The reverse of rows_to_lanes, times scale: row[2j], row[2j+1] ← scale·z[j]
   /// (or += with `accumulate`).
-  void lanes_to_rows(T* out, Index out_stride, int lanes, Index count, T scale, bool accumulate = false) {
-    const C* z = z_.data();
+  static void lanes_to_rows(const C* z, T* out, Index out_stride, int lanes, Index count, T scale,
+                            bool accumulate = false) {
     constexpr Index half = L / 2;
     const Index full = count - count % half;
     V block[L];
@@ -214,7 +310,7 @@ class VectorizedFFT {
         std::memcpy(dst, &block[l], sizeof(V));
       }
     }
-    const T* zf = flat();
+    const T* zf = flat(z);
     for (int l = 0; l < lanes; ++l)
       for (Index j = full; j < count; ++j) {
         T* dst = out + l * out_stride + 2 * j;
@@ -226,8 +322,7 @@ class VectorizedFFT {
 
   /// (z[j].*part) ← row[j] per lane for j < count: plain real rows into one
   /// part of the lanes, by blocks of L values transposed in registers.
-  void reals_to_lanes(const T* in, Index in_stride, int lanes, Index count, V C::*part) {
-    C* z = z_.data();
+  static void reals_to_lanes(C* z, const T* in, Index in_stride, int lanes, Index count, V C::*part) {
     const Index full = count - count % L;
     V block[L];
     for (Index j0 = 0; j0 < full; j0 += L) {
@@ -243,8 +338,8 @@ class VectorizedFFT {
   }
 
   /// The reverse of reals_to_lanes: row[j] ← scale·(z[j].*part) (+= with accumulate).
-  void lanes_to_reals(T* out, Index out_stride, int lanes, Index count, V C::*part, T scale, bool accumulate) {
-    const C* z = z_.data();
+  static void lanes_to_reals(const C* z, T* out, Index out_stride, int lanes, Index count, V C::*part, T scale,
+                             bool accumulate) {
     const Index full = count - count % L;
     V block[L];
     for (Index j0 = 0; j0 < full; j0 += L) {
@@ -267,10 +362,16 @@ class VectorizedFFT {
       }
   }
 
+  static void gather_complex(C* z, const Complex* in, Index in_stride, int lanes, Index count) {
+    rows_to_lanes(z, reinterpret_cast<const T*>(in), 2 * in_stride, lanes, count);
+  }
+  static void scatter_complex(const C* z, Complex* out, Index out_stride, int lanes, Index count) {
+    lanes_to_rows(z, reinterpret_cast<T*>(out), 2 * out_stride, lanes, count, T(1));
+  }
+
   /// z_j ← θ^j·conj(z_j), j < count: the negacyclic transform's twist, the
   /// same on the way in (x_j − i·x_{j+m} is conj of x_j + i·x_{j+m}) and out.
-  void twist_conjugates(Index count) {
-    C* z = z_.data();
+  void twist_conjugates(C* z, Index count) const {
     for (Index j = 0; j < count; ++j) {
       const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
       const V re = z[j].re * c + z[j].im * s;
@@ -283,45 +384,16 @@ class VectorizedFFT {
     PEFT_REQUIRE(even_, "VectorizedFFT::", who, ": the negacyclic transform needs an even length, got n = ", n_);
   }
 
-  void gather_complex(const Complex* in, Index in_stride, int lanes, Index count) {
-    rows_to_lanes(reinterpret_cast<const T*>(in), 2 * in_stride, lanes, count);
-  }
-
-  /// A per-bin factor for inverse_of_product (none when w is null).
-  struct Weights {
-    const Complex* w = nullptr;
-    bool conj = false;
-  };
-
-  /// z[k] ← z[k]·w[k] (or conj w[k]) for k < count, the same factor in every lane.
-  void apply_weights(const Weights& weights, Index count) {
-    if (weights.w == nullptr) return;
-    C* z = z_.data();
-    for (Index k = 0; k < count; ++k) {
-      const T wr = weights.w[k].real(), wi = weights.conj ? -weights.w[k].imag() : weights.w[k].imag();
-      const V re = z[k].re * wr - z[k].im * wi;
-      z[k].im = z[k].re * wi + z[k].im * wr;
-      z[k].re = re;
-    }
-  }
-  void scatter_complex(Complex* out, Index out_stride, int lanes, Index count) {
-    lanes_to_rows(reinterpret_cast<T*>(out), 2 * out_stride, lanes, count, T(1));
-  }
-
-  void forward_even_panel(const T* in, Index in_stride, Complex* out, Index out_stride, int lanes) {
+  /// Z_0..Z_{m−1} → X_0..X_m in place (even n). X_k and X_{m−k} both come
+  /// from Z_k and Z_{m−k}: each pair is computed together.
+  void post_twiddle_all(C* z) const {
     const Index m = n_ / 2;
-    C* z = z_.data();
-    if (lanes < L) clear_lanes(m);
-    rows_to_lanes(in, in_stride, lanes, m);
-    plan_.template transform<false>(z, scratch_.data());
-    // X_k and X_{m−k} both come from Z_k and Z_{m−k}: compute the pair in place.
     for (Index k = 0; k <= m / 2; ++k) {
       const Index k2 = m - k;
       const C a = z[k], b = z[k == 0 ? 0 : k2];
       post_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
       if (k2 != k) post_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
     }
-    scatter_complex(out, out_stride, lanes, m + 1);
   }
 
   /// X = E + w·O with E = (a + conj b)/2, O = −i(a − conj b)/2, a = Z_k, b = Z_{m−k}, w = W^k.
@@ -332,24 +404,18 @@ class VectorizedFFT {
     x.im = ei + orr * w.imag() + oi * w.real();
   }
 
-  void inverse_even_panel(const Complex* in, Index in_stride, const Weights& weights, T* out, Index out_stride,
-                          int lanes, T scale, bool accumulate) {
+  /// X_0..X_m → the Z_0..Z_{m−1} whose inverse is n·x, in place (even n).
+  /// The imaginary parts of X_0 and X_m are ignored.
+  void pre_twiddle_all(C* z) const {
     const Index m = n_ / 2;
-    C* z = z_.data();  // holds X_0..X_m, then Z_0..Z_{m−1} in place
-    if (lanes < L) clear_lanes(m + 1);
-    gather_complex(in, in_stride, lanes, m + 1);
-    apply_weights(weights, m + 1);
     z[0].im = V{};
     z[m].im = V{};
-    // Pairs (k, m − k) are read together and both overwritten.
     for (Index k = 0; k <= m / 2; ++k) {
       const Index k2 = m - k;
       const C a = z[k], b = z[k2];
       pre_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
       if (k2 != k && k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
     }
-    plan_.template transform<true>(z, scratch_.data());
-    lanes_to_rows(out, out_stride, lanes, m, scale, accumulate);
   }
 
   /// Z = (a + conj b) + i·conj(w)·(a − conj b), with a = X_k, b = X_{m−k}, w = W^k.
@@ -363,34 +429,31 @@ class VectorizedFFT {
     z.im = si + tr;
   }
 
-  void forward_odd_panel(const T* in, Index in_stride, Complex* out, Index out_stride, int lanes) {
-    C* z = z_.data();
-    if (lanes < L) clear_lanes(n_);
+  /// Odd n: (x_j, 0) per lane, j < n.
+  void load_odd(C* z, const T* in, Index in_stride, int lanes) const {
+    if (lanes < L) clear_lanes(z, n_);
     for (Index j0 = 0; j0 < n_; j0 += kBlock) {
       const Index j1 = std::min(n_, j0 + kBlock);
       for (Index j = j0; j < j1; ++j) z[j].im = V{};
       for (int l = 0; l < lanes; ++l) {
         const T* row = in + l * in_stride;
-        for (Index j = j0; j < j1; ++j) flat()[re(j) + l] = row[j];
+        for (Index j = j0; j < j1; ++j) flat(z)[re(j) + l] = row[j];
       }
     }
-    plan_.template transform<false>(z, scratch_.data());
-    scatter_complex(out, out_stride, lanes, bins());
   }
 
-  void inverse_odd_panel(const Complex* in, Index in_stride, const Weights& weights, T* out, Index out_stride,
-                         int lanes, T scale, bool accumulate) {
-    C* z = z_.data();
-    if (lanes < L) clear_lanes(n_);
-    gather_complex(in, in_stride, lanes, bins());
-    apply_weights(weights, bins());
+  /// Odd n: the full spectrum from its first bins() (DC's imaginary part ignored).
+  void complete_hermitian(C* z) const {
     z[0].im = V{};
     for (Index k = 1; k < bins(); ++k) {
       z[n_ - k].re = z[k].re;
       z[n_ - k].im = -z[k].im;
     }
-    plan_.template transform<true>(z, scratch_.data());
-    const T* zf = flat();
+  }
+
+  /// Odd n: rows ← scale · the real parts (+= with accumulate).
+  void store_odd(const C* z, T* out, Index out_stride, int lanes, T scale, bool accumulate) const {
+    const T* zf = flat(z);
     for (Index j0 = 0; j0 < n_; j0 += kBlock) {
       const Index j1 = std::min(n_, j0 + kBlock);
       for (int l = 0; l < lanes; ++l) {
@@ -406,7 +469,7 @@ class VectorizedFFT {
   Index n_;
   bool even_ = true;
   detail::ComplexPlan<T> plan_;
-  std::vector<C> z_, scratch_;
+  std::vector<C> z_, scratch_;    // the row functions' panel buffer, the complex FFT's scratch
   std::vector<Complex> twiddle_;  // W^k, k = 0..m (even n)
   std::vector<Complex> twist_;    // θ^j = e^{−iπj/n}, j < m (even n)
 };

@@ -6,6 +6,8 @@
 //   kernel    dc = Σ_rows x ⋆ g    dc = irfft(Σ_rows conj(x̂) ⊙ ĝ)  (summed in
 //             the frequency domain, one inverse FFT)
 // Rows of X are the vectors (PyTorch layout). x̂ is kept from forward for dc.
+// On our engine each panel of rows goes through transform, product and
+// inverse in lanes (panels.hpp), and x̂ is kept in lane layout.
 
 #include <string>
 
@@ -13,6 +15,7 @@
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
 #include <peft/structured/correlation.hpp>
+#include <peft/structured/panels.hpp>
 #include <peft/structured/spectral.hpp>
 
 namespace peft::structured {
@@ -52,21 +55,83 @@ class DiagonalisedProduct {
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
     PEFT_REQUIRE(X.cols() == n_, forward_who_, ": X must have n = ", n_, " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
+    forward_rows_ = X.rows();
+    const T inverse_scale = scale / static_cast<T>(n_);
+    if (uses_panels(plan_)) {
+      prepare_output(Y, X.rows(), accumulate, forward_who_);
+      if constexpr (PanelPlan<Plan>) forward_panels(X, Y, inverse_scale, accumulate);
+      return;
+    }
     fft::forward(plan_, X, x_hat_);
-    detail::inverse_of_product<false>(plan_, x_hat_, c_hat_.data(), work_, Y, scale / static_cast<T>(n_), accumulate,
+    detail::inverse_of_product<false>(plan_, x_hat_, c_hat_.data(), work_, Y, inverse_scale, accumulate,
                                       forward_who_.c_str());
   }
 
   /// dX = scale · rows Mᵀ·g of G (or += with `accumulate`); dc (n entries,
   /// may be null) += scale · its gradient, with x from the last forward.
   void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dc, T scale = T(1), bool accumulate = false) {
-    PEFT_REQUIRE(G.cols() == n_ && G.rows() == x_hat_.rows(), backward_who_, ": G must be ",
-                 ::peft::detail::shape_str(x_hat_.rows(), n_), " like the last forward, got ",
+    PEFT_REQUIRE(G.cols() == n_ && G.rows() == forward_rows_, backward_who_, ": G must be ",
+                 ::peft::detail::shape_str(forward_rows_, n_), " like the last forward, got ",
                  ::peft::detail::shape_str(G.rows(), G.cols()));
+    const T inverse_scale = scale / static_cast<T>(n_);
+    if (uses_panels(plan_)) {
+      prepare_output(dX, G.rows(), accumulate, backward_who_);
+      if constexpr (PanelPlan<Plan>) backward_panels(G, dX, dc, inverse_scale, scale, accumulate);
+      return;
+    }
     fft::forward(plan_, G, g_hat_);
     if (dc != nullptr) detail::add_correlation(plan_, x_hat_, g_hat_, dc, n_, correlation_, scale);
-    detail::inverse_of_product<true>(plan_, g_hat_, c_hat_.data(), work_, dX, scale / static_cast<T>(n_), accumulate,
+    detail::inverse_of_product<true>(plan_, g_hat_, c_hat_.data(), work_, dX, inverse_scale, accumulate,
                                      backward_who_.c_str());
+  }
+
+ private:
+  void prepare_output(Matrix<T>& out, Index rows, bool accumulate, const std::string& who) const {
+    if (accumulate)
+      require_accumulable(out, rows, n_, who.c_str());
+    else
+      out.resize(rows, n_);
+  }
+
+  // Y (sized) = or += inverse_scale · F⁻¹(ĉ ⊙ F(x)) per panel; x̂ kept.
+  void forward_panels(const ConstMatrixRef<T>& X, Matrix<T>& Y, T inverse_scale, bool accumulate)
+    requires PanelPlan<Plan>
+  {
+    const Index bins = plan_.bins();
+    x_panels_.resize(X.rows(), bins);
+    panel_.resize(static_cast<std::size_t>(plan_.panel_slots()));
+    auto* z = panel_.data();
+    for_each_panel(X.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
+      plan_.load_panel(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, z);
+      plan_.forward_panel(z);
+      std::copy(z, z + bins, x_panels_.panel(p));
+      fft::detail::multiply_lanes(z, c_hat_.data(), false, bins);
+      plan_.inverse_panel(z);
+      plan_.store_panel(z, Y.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
+    });
+  }
+
+  // dX (sized) += inverse_scale · F⁻¹(conj(ĉ) ⊙ F(g)) per panel, and the
+  // kernel gradient summed per lane against the kept x̂.
+  void backward_panels(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dc, T inverse_scale, T scale, bool accumulate)
+    requires PanelPlan<Plan>
+  {
+    const Index bins = plan_.bins();
+    if (dc != nullptr) lane_sums_.reset(bins);
+    panel_.resize(static_cast<std::size_t>(plan_.panel_slots()));
+    auto* z = panel_.data();
+    for_each_panel(G.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
+      plan_.load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, z);
+      plan_.forward_panel(z);
+      if (dc != nullptr) fft::detail::add_conj_products_lanes(lane_sums_.data(), x_panels_.panel(p), z, bins);
+      fft::detail::multiply_lanes(z, c_hat_.data(), true, bins);
+      plan_.inverse_panel(z);
+      plan_.store_panel(z, dX.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
+    });
+    if (dc == nullptr) return;
+    correlation_.sum.resize(bins);
+    lane_sums_.reduce(correlation_.sum.data());
+    detail::add_inverse_of_sum(plan_, dc, n_, correlation_, scale);
   }
 
  private:
@@ -80,7 +145,12 @@ class DiagonalisedProduct {
   std::string forward_who_, backward_who_;  // error-message prefixes
   Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> c_hat_;
   detail::CorrelationScratch<T> correlation_;
-  fft::ComplexMatrix<T> x_hat_, g_hat_, work_;
+  Index forward_rows_ = 0;
+  fft::ComplexMatrix<T> x_hat_, g_hat_, work_;  // row path
+  // Panel path: x̂ in lane layout, the panel buffer, the per-lane dc sum.
+  PanelSpectra<T> x_panels_;
+  std::vector<fft::detail::LaneComplex<T>> panel_;
+  LaneSums<T> lane_sums_;
 };
 
 }  // namespace detail

@@ -19,14 +19,21 @@ struct CorrelationScratch {
   Eigen::Matrix<T, 1, Eigen::Dynamic> row;
 };
 
+/// out[0 : count] += scale · irfft(scratch.sum)[0 : count] / plan.size(), for a
+/// batch sum already in scratch.sum (plan.bins() entries).
+template <class Plan, class T = typename Plan::Scalar>
+void add_inverse_of_sum(Plan& plan, T* out, Index count, CorrelationScratch<T>& scratch, T scale) {
+  scratch.row.resize(plan.size());
+  plan.inverse(scratch.sum.data(), plan.bins(), scratch.row.data(), plan.size(), 1, scale / static_cast<T>(plan.size()));
+  Eigen::Map<Vector<T>>(out, count) += scratch.row.head(count).transpose();
+}
+
 /// out[0 : count] += scale · irfft(Σ_rows conj(x̂) ⊙ ĝ)[0 : count] / plan.size().
 template <class Plan, class T = typename Plan::Scalar>
 void add_correlation(Plan& plan, const fft::ComplexMatrix<T>& x_hat, const fft::ComplexMatrix<T>& g_hat, T* out,
                      Index count, CorrelationScratch<T>& scratch, T scale = T(1)) {
   sum_conj_products(x_hat, g_hat, scratch.sum);
-  scratch.row.resize(plan.size());
-  plan.inverse(scratch.sum.data(), plan.bins(), scratch.row.data(), plan.size(), 1, scale / static_cast<T>(plan.size()));
-  Eigen::Map<Vector<T>>(out, count) += scratch.row.head(count).transpose();
+  add_inverse_of_sum(plan, out, count, scratch, scale);
 }
 
 }  // namespace peft::structured::detail

@@ -7,7 +7,9 @@
 //   backward  Ĝ = F(g) once;  dg_i = F⁻¹(Σ_rows conj(û_i) ⊙ Ĝ);
 //             du_i = F⁻¹(conj(ĝ_i) ⊙ Ĝ),  D̃_i = N(du_i);
 //             dh_i = N⁻¹(Σ_rows conj(x̃) ⊙ D̃_i);  dx = N⁻¹(Σ_i conj(h̃_i) ⊙ D̃_i)
-// 2 + 2ρ transforms each way instead of 4ρ, each of length n.
+// 2 + 2ρ transforms each way instead of 4ρ, each of length n. On our engine
+// with even n, each panel of rows runs the whole chain in lanes (panels.hpp):
+// one load and one store per panel and direction, spectra kept in lane layout.
 // The kernel is one array [g_0 .. g_{ρ−1}, h_0 .. h_{ρ−1}] (2ρn entries), as
 // SURM's ldr_g and ldr_h sit in its parameter block.
 
@@ -19,6 +21,7 @@
 #include <peft/fft/negacyclic.hpp>
 #include <peft/structured/circulant.hpp>
 #include <peft/structured/correlation.hpp>
+#include <peft/structured/panels.hpp>
 #include <peft/structured/spectral.hpp>
 #include <peft/structured/skew_circulant.hpp>
 
@@ -60,6 +63,14 @@ class LDR {
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
     PEFT_REQUIRE(X.cols() == n_, "LDR::forward: X must have n = ", n_, " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
+    forward_rows_ = X.rows();
+    if (on_panels()) {
+      if constexpr (kPanels) {
+        prepare_output(Y, X.rows(), accumulate, "LDR::forward");
+        forward_panels(X, Y, scale * inverse_scale(), accumulate);
+      }
+      return;
+    }
     fft::forward(skew_plan_, X, x_hat_);
     sum_.setZero(X.rows(), plan_n_.bins());
     for (Index i = 0; i < rank_; ++i) {
@@ -75,9 +86,16 @@ class LDR {
   /// dX = scale · rows Sᵀ·g of G (or += with `accumulate`); dkernel (2ρn
   /// entries, may be null) += scale · [dg; dh], with x from the last forward.
   void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dkernel, T scale = T(1), bool accumulate = false) {
-    PEFT_REQUIRE(G.cols() == n_ && G.rows() == x_hat_.rows(), "LDR::backward: G must be ",
-                 ::peft::detail::shape_str(x_hat_.rows(), n_), " like the last forward, got ",
+    PEFT_REQUIRE(G.cols() == n_ && G.rows() == forward_rows_, "LDR::backward: G must be ",
+                 ::peft::detail::shape_str(forward_rows_, n_), " like the last forward, got ",
                  ::peft::detail::shape_str(G.rows(), G.cols()));
+    if (on_panels()) {
+      if constexpr (kPanels) {
+        prepare_output(dX, G.rows(), accumulate, "LDR::backward");
+        backward_panels(G, dX, dkernel, scale, accumulate);
+      }
+      return;
+    }
     fft::forward(plan_n_, G, g_in_hat_);
     dx_sum_.setZero(G.rows(), skew_plan_.bins());
     for (Index i = 0; i < rank_; ++i) {
@@ -96,6 +114,102 @@ class LDR {
   }
 
  private:
+  using SkewPlan = fft::NegacyclicFFT<T, Plan>;
+  using Lane = fft::detail::LaneComplex<T>;
+  static constexpr bool kPanels = detail::PanelPlan<Plan> && detail::PanelPlan<SkewPlan>;
+
+  bool on_panels() const { return detail::uses_panels(plan_n_) && detail::uses_panels(skew_plan_); }
+
+  void prepare_output(Matrix<T>& out, Index rows, bool accumulate, const char* who) const {
+    if (accumulate)
+      detail::require_accumulable(out, rows, n_, who);
+    else
+      out.resize(rows, n_);
+  }
+
+  Lane* buffer(std::size_t which) {
+    return panel_buffers_.data() + which * static_cast<std::size_t>(plan_n_.panel_slots());
+  }
+
+  // Per panel: x̃ = N(x) (kept); per term u_i = N⁻¹(h̃_i ⊙ x̃) moved to the
+  // real layout, û_i = F(u_i) (kept); Y = or += out_scale · F⁻¹(Σ ĝ_i ⊙ û_i).
+  void forward_panels(const ConstMatrixRef<T>& X, Matrix<T>& Y, T out_scale, bool accumulate)
+    requires kPanels
+  {
+    const Index real_bins = plan_n_.bins(), skew_bins = skew_plan_.bins();
+    x_panels_.resize(X.rows(), skew_bins);
+    u_panels_.resize(static_cast<std::size_t>(rank_));
+    for (auto& u : u_panels_) u.resize(X.rows(), real_bins);
+    panel_buffers_.resize(4 * static_cast<std::size_t>(plan_n_.panel_slots()));
+    Lane *x = buffer(0), *work = buffer(1), *sum = buffer(2);
+    detail::for_each_panel(X.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
+      skew_plan_.load_panel(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, x);
+      skew_plan_.forward_panel(x);
+      std::copy(x, x + skew_bins, x_panels_.panel(p));
+      std::fill(sum, sum + real_bins, Lane{});
+      for (Index i = 0; i < rank_; ++i) {
+        fft::detail::product_lanes(x, &h_hat_(i, 0), false, work, skew_bins);
+        skew_plan_.inverse_panel(work);
+        Lane* u_hat = u_panels_[static_cast<std::size_t>(i)].panel(p);
+        plan_n_.negacyclic_to_real_layout(work, u_hat, inverse_scale());
+        plan_n_.forward_panel(u_hat);
+        fft::detail::add_product_lanes(sum, u_hat, &g_hat_(i, 0), false, real_bins);
+      }
+      plan_n_.inverse_panel(sum);
+      plan_n_.store_panel(sum, Y.data() + r0 * n_, n_, lanes, out_scale, accumulate);
+    });
+  }
+
+  // Per panel: Ĝ = F(g); per term du_i = F⁻¹(conj(ĝ_i) ⊙ Ĝ) moved to the
+  // negacyclic layout, D̃_i = N(du_i); dX = or += N⁻¹(Σ conj(h̃_i) ⊙ D̃_i).
+  // The kernel gradients' batch sums (conj(û_i)⊙Ĝ, conj(x̃)⊙D̃_i) are kept
+  // per lane and reduced, then inverted once, after the last panel.
+  void backward_panels(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dkernel, T scale, bool accumulate)
+    requires kPanels
+  {
+    const Index real_bins = plan_n_.bins(), skew_bins = skew_plan_.bins();
+    panel_buffers_.resize(4 * static_cast<std::size_t>(plan_n_.panel_slots()));
+    Lane *g = buffer(0), *work = buffer(1), *dx_sum = buffer(2), *d_hat = buffer(3);
+    if (dkernel != nullptr) {
+      kernel_sums_.resize(2 * static_cast<std::size_t>(rank_));
+      for (Index i = 0; i < rank_; ++i) {
+        kernel_sums_[static_cast<std::size_t>(i)].reset(real_bins);
+        kernel_sums_[static_cast<std::size_t>(rank_ + i)].reset(skew_bins);
+      }
+    }
+    detail::for_each_panel(G.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
+      plan_n_.load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, g);
+      plan_n_.forward_panel(g);
+      std::fill(dx_sum, dx_sum + skew_bins, Lane{});
+      for (Index i = 0; i < rank_; ++i) {
+        if (dkernel != nullptr)
+          fft::detail::add_conj_products_lanes(kernel_sums_[static_cast<std::size_t>(i)].data(),
+                                               u_panels_[static_cast<std::size_t>(i)].panel(p), g, real_bins);
+        fft::detail::product_lanes(g, &g_hat_(i, 0), true, work, real_bins);
+        plan_n_.inverse_panel(work);
+        plan_n_.real_to_negacyclic_layout(work, d_hat, inverse_scale());
+        skew_plan_.forward_panel(d_hat);
+        if (dkernel != nullptr)
+          fft::detail::add_conj_products_lanes(kernel_sums_[static_cast<std::size_t>(rank_ + i)].data(),
+                                               x_panels_.panel(p), d_hat, skew_bins);
+        fft::detail::add_product_lanes(dx_sum, d_hat, &h_hat_(i, 0), true, skew_bins);
+      }
+      skew_plan_.inverse_panel(dx_sum);
+      skew_plan_.store_panel(dx_sum, dX.data() + r0 * n_, n_, lanes, scale * inverse_scale(), accumulate);
+    });
+    if (dkernel == nullptr) return;
+    for (Index i = 0; i < 2 * rank_; ++i) {
+      const bool real = i < rank_;
+      correlation_.sum.resize(real ? real_bins : skew_bins);
+      kernel_sums_[static_cast<std::size_t>(i)].reduce(correlation_.sum.data());
+      if (real)
+        detail::add_inverse_of_sum(plan_n_, dkernel + i * n_, n_, correlation_, scale);
+      else
+        detail::add_inverse_of_sum(skew_plan_, dkernel + i * n_, n_, correlation_, scale);
+    }
+  }
+
+ private:
   static Index checked(Index n, Index rank) {
     PEFT_REQUIRE(n >= 1, "LDR: size must be >= 1, got ", n);
     PEFT_REQUIRE(rank >= 1 && rank <= n, "LDR: displacement rank must be in [1, n] = [1, ", n, "], got ", rank);
@@ -106,13 +220,20 @@ class LDR {
 
   Index n_, rank_;
   Plan plan_n_;
-  fft::NegacyclicFFT<T, Plan> skew_plan_;
+  SkewPlan skew_plan_;
   Spectra g_hat_, h_hat_;            // kernel spectra, one row per term (real FFT, negacyclic)
   Spectra x_hat_;                    // forward input's negacyclic spectrum, kept for dh
   std::vector<Spectra> u_hat_;       // per term, Skew(h_i)·x's spectrum, kept for dg
   Spectra sum_, g_in_hat_, d_hat_, dx_sum_, work_n_, work_skew_;
   detail::CorrelationScratch<T> correlation_;
   Matrix<T> u_;
+  Index forward_rows_ = 0;
+  // Panel path: x̃ and the û_i in lane layout, four panel buffers, the
+  // kernel gradients' per-lane sums ([dg_0..dg_{ρ−1}, dh_0..dh_{ρ−1}]).
+  detail::PanelSpectra<T> x_panels_;
+  std::vector<detail::PanelSpectra<T>> u_panels_;
+  std::vector<Lane> panel_buffers_;
+  std::vector<detail::LaneSums<T>> kernel_sums_;
 };
 
 }  // namespace peft::structured
