@@ -1,6 +1,7 @@
 // Structured products (circulant, skew-circulant, Toeplitz) against their
 // dense matrices and finite differences, with every FFT backend.
 #include <peft/structured/circulant.hpp>
+#include <peft/structured/circulant_plus_skew.hpp>
 #include <peft/structured/ldr.hpp>
 #include <peft/structured/skew_circulant.hpp>
 #include <peft/structured/toeplitz.hpp>
@@ -91,6 +92,16 @@ TYPED_TEST(StructuredTest, ToeplitzMatchesDense) {
   }
 }
 
+TYPED_TEST(StructuredTest, CirculantPlusSkewMatchesDense) {
+  using T = typename TestFixture::T;
+  for (const Index n : kSizes) {
+    const Vector<T> k = random_matrix<T>(2 * n, 1, static_cast<std::uint64_t>(n + 5));
+    structured::CirculantPlusSkew<T, TypeParam> op(n);
+    op.set_kernel(k.data());
+    expect_matches_dense<T>(op, structured::circulant_plus_skew_dense<T>(k), 2 * TestFixture::tol(), 9);
+  }
+}
+
 TYPED_TEST(StructuredTest, LDRMatchesDense) {
   using T = typename TestFixture::T;
   for (const Index n : kSizes)
@@ -113,11 +124,17 @@ TYPED_TEST(StructuredTest, GradientsMatchFiniteDifferences) {
       structured::LDR<double, TypeParam> ldr(n, std::min<Index>(n, 2));
       expect_gradients_match(ldr, random_matrix<double>(2 * ldr.rank() * n, 1, 4), n, n);
     }
+    for (const Index n : {1, 2, 7, 8}) {
+      structured::CirculantPlusSkew<double, TypeParam> sum(n);
+      expect_gradients_match(sum, random_matrix<double>(2 * n, 1, 8), n, n);
+    }
     // Kernel gradients summed over several panels, the last one ragged.
     structured::Circulant<double, TypeParam> circ(8);
     expect_gradients_match(circ, random_matrix<double>(8, 1, 5), 8, 8, 19);
     structured::LDR<double, TypeParam> ldr(8, 2);
     expect_gradients_match(ldr, random_matrix<double>(32, 1, 6), 8, 8, 19);
+    structured::CirculantPlusSkew<double, TypeParam> sum(8);
+    expect_gradients_match(sum, random_matrix<double>(16, 1, 7), 8, 8, 19);
     for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {16, 10}, {2, 2}, {8, 8}, {30, 30}}) {
       structured::Toeplitz<double, TypeParam> toep(m, n);
       expect_gradients_match(toep, random_matrix<double>(m + n - 1, 1, 3), n, m);
@@ -160,6 +177,8 @@ TYPED_TEST(StructuredTest, ScaledAndAccumulatedProductsMatchThePlainOnes) {
       expect_scaled_accumulate_matches_plain(skew, random_matrix<double>(n, 1, 23), n, n);
       structured::LDR<double, TypeParam> ldr(n, 1);
       expect_scaled_accumulate_matches_plain(ldr, random_matrix<double>(2 * n, 1, 24), n, n);
+      structured::CirculantPlusSkew<double, TypeParam> sum(n);
+      expect_scaled_accumulate_matches_plain(sum, random_matrix<double>(2 * n, 1, 25), n, n);
     }
     for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {16, 10}, {8, 8}}) {
       structured::Toeplitz<double, TypeParam> toep(m, n);
@@ -171,6 +190,13 @@ TYPED_TEST(StructuredTest, ScaledAndAccumulatedProductsMatchThePlainOnes) {
 TEST(Structured, RejectsBadShapes) {
   structured::Circulant<double> circ(8);
   Matrix<double> Y, dX;
+  EXPECT_PEFT_ERROR(structured::CirculantPlusSkew<double>(0), "CirculantPlusSkew: size must be >= 1, got 0");
+  structured::CirculantPlusSkew<double> sum(8);
+  sum.set_kernel(Vector<double>::Ones(16).eval().data());
+  EXPECT_PEFT_ERROR(sum.forward(Matrix<double>::Zero(2, 7), Y),
+                    "CirculantPlusSkew::forward: X must have n = 8 columns, got 2 x 7");
+  sum.forward(Matrix<double>::Zero(2, 8), Y);
+  EXPECT_PEFT_ERROR(sum.backward(Matrix<double>::Zero(3, 8), dX, nullptr), "CirculantPlusSkew::backward: G must be 2 x 8");
   EXPECT_PEFT_ERROR(circ.forward(Matrix<double>::Zero(2, 7), Y), "Circulant::forward: X must have n = 8 columns, got 2 x 7");
   circ.forward(Matrix<double>::Zero(2, 8), Y);
   EXPECT_PEFT_ERROR(circ.backward(Matrix<double>::Zero(3, 8), dX, nullptr), "Circulant::backward: G must be 2 x 8");

@@ -185,27 +185,42 @@ class VectorizedFFT {
   }
 
   /// Re-lays a signal from the negacyclic layout (after inverse_panel<negacyclic>)
-  /// into the real one (ready for forward_panel<real>), times factor; "the
-  /// signal" is what store_panel with scale 1 would write. Even n; from ≠ to.
-  void negacyclic_to_real_layout(const Lane* from, Lane* to, T factor) const {
+  /// into the real one (ready for forward_panel<real>), times factor, or adds
+  /// it there with `accumulate`; "the signal" is what store_panel with scale
+  /// 1 would write. Even n; from ≠ to.
+  void negacyclic_to_real_layout(const Lane* from, Lane* to, T factor, bool accumulate) const {
     // from_j = (x_j, x_{j+m})/2 for j < m (store_panel doubles);  to_j = (x_{2j}, x_{2j+1}).
     const Index m = n_ / 2;
     const T f = 2 * factor;
     for (Index i = 0; i < n_; i += 2) {
-      to[i / 2].re = (i < m ? from[i].re : from[i - m].im) * f;
-      to[i / 2].im = (i + 1 < m ? from[i + 1].re : from[i + 1 - m].im) * f;
+      const V even = (i < m ? from[i].re : from[i - m].im) * f;
+      const V odd = (i + 1 < m ? from[i + 1].re : from[i + 1 - m].im) * f;
+      if (accumulate) {
+        to[i / 2].re += even;
+        to[i / 2].im += odd;
+      } else {
+        to[i / 2].re = even;
+        to[i / 2].im = odd;
+      }
     }
   }
 
-  /// The reverse: a signal in the real layout (after inverse_panel<real>)
-  /// into the negacyclic one (ready for forward_panel<negacyclic>), times factor.
-  void real_to_negacyclic_layout(const Lane* from, Lane* to, T factor) const {
+  /// The reverse: a signal in the real layout (after load_panel<real> or
+  /// inverse_panel<real>) into the negacyclic one (ready for
+  /// forward_panel<negacyclic>), times factor, or added with `accumulate`.
+  void real_to_negacyclic_layout(const Lane* from, Lane* to, T factor, bool accumulate) const {
     const Index m = n_ / 2;
     for (Index i = 0; i < n_; i += 2) {
-      const V& even = from[i / 2].re;
-      const V& odd = from[i / 2].im;
-      (i < m ? to[i].re : to[i - m].im) = even * factor;
-      (i + 1 < m ? to[i + 1].re : to[i + 1 - m].im) = odd * factor;
+      const V even = from[i / 2].re * factor, odd = from[i / 2].im * factor;
+      V& even_to = i < m ? to[i].re : to[i - m].im;
+      V& odd_to = i + 1 < m ? to[i + 1].re : to[i + 1 - m].im;
+      if (accumulate) {
+        even_to += even;
+        odd_to += odd;
+      } else {
+        even_to = even;
+        odd_to = odd;
+      }
     }
   }
 

@@ -13,6 +13,7 @@
 // The kernel is one array [g_0 .. g_{ρ−1}, h_0 .. h_{ρ−1}] (2ρn entries), as
 // SURM's ldr_g and ldr_h sit in its parameter block.
 
+#include <type_traits>
 #include <vector>
 
 #include <peft/core/error.hpp>
@@ -116,9 +117,11 @@ class LDR {
  private:
   using SkewPlan = fft::NegacyclicFFT<T, Plan>;
   using Lane = fft::detail::LaneComplex<T>;
-  static constexpr bool kPanels = detail::PanelPlan<Plan> && detail::PanelPlan<SkewPlan>;
+  // The panel path runs both transforms on plan_n_ (one scratch in cache, not two).
+  static constexpr bool kPanels = std::is_same_v<Plan, fft::VectorizedFFT<T>>;
+  static constexpr auto kSkew = fft::Transform::negacyclic;
 
-  bool on_panels() const { return detail::uses_panels(plan_n_) && detail::uses_panels(skew_plan_); }
+  bool on_panels() const { return kPanels && n_ % 2 == 0; }
 
   void prepare_output(Matrix<T>& out, Index rows, bool accumulate, const char* who) const {
     if (accumulate)
@@ -143,15 +146,15 @@ class LDR {
     panel_buffers_.resize(4 * static_cast<std::size_t>(plan_n_.panel_slots()));
     Lane *x = buffer(0), *work = buffer(1), *sum = buffer(2);
     detail::for_each_panel(X.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
-      skew_plan_.load_panel(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, x);
-      skew_plan_.forward_panel(x);
+      plan_n_.template load_panel<kSkew>(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, x);
+      plan_n_.template forward_panel<kSkew>(x);
       std::copy(x, x + skew_bins, x_panels_.panel(p));
       std::fill(sum, sum + real_bins, Lane{});
       for (Index i = 0; i < rank_; ++i) {
         fft::detail::product_lanes(x, &h_hat_(i, 0), false, work, skew_bins);
-        skew_plan_.inverse_panel(work);
+        plan_n_.template inverse_panel<kSkew>(work);
         Lane* u_hat = u_panels_[static_cast<std::size_t>(i)].panel(p);
-        plan_n_.negacyclic_to_real_layout(work, u_hat, inverse_scale());
+        plan_n_.negacyclic_to_real_layout(work, u_hat, inverse_scale(), false);
         plan_n_.forward_panel(u_hat);
         fft::detail::add_product_lanes(sum, u_hat, &g_hat_(i, 0), false, real_bins);
       }
@@ -187,15 +190,15 @@ class LDR {
                                                u_panels_[static_cast<std::size_t>(i)].panel(p), g, real_bins);
         fft::detail::product_lanes(g, &g_hat_(i, 0), true, work, real_bins);
         plan_n_.inverse_panel(work);
-        plan_n_.real_to_negacyclic_layout(work, d_hat, inverse_scale());
-        skew_plan_.forward_panel(d_hat);
+        plan_n_.real_to_negacyclic_layout(work, d_hat, inverse_scale(), false);
+        plan_n_.template forward_panel<kSkew>(d_hat);
         if (dkernel != nullptr)
           fft::detail::add_conj_products_lanes(kernel_sums_[static_cast<std::size_t>(rank_ + i)].data(),
                                                x_panels_.panel(p), d_hat, skew_bins);
         fft::detail::add_product_lanes(dx_sum, d_hat, &h_hat_(i, 0), true, skew_bins);
       }
-      skew_plan_.inverse_panel(dx_sum);
-      skew_plan_.store_panel(dx_sum, dX.data() + r0 * n_, n_, lanes, scale * inverse_scale(), accumulate);
+      plan_n_.template inverse_panel<kSkew>(dx_sum);
+      plan_n_.template store_panel<kSkew>(dx_sum, dX.data() + r0 * n_, n_, lanes, scale * inverse_scale(), accumulate);
     });
     if (dkernel == nullptr) return;
     for (Index i = 0; i < 2 * rank_; ++i) {

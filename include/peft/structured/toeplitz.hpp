@@ -21,9 +21,8 @@
 #include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
-#include <peft/structured/circulant.hpp>
+#include <peft/structured/circulant_plus_skew.hpp>
 #include <peft/structured/correlation.hpp>
-#include <peft/structured/skew_circulant.hpp>
 #include <peft/structured/spectral.hpp>
 #include <peft/fft/stockham.hpp>
 
@@ -51,8 +50,7 @@ class Toeplitz {
   /// An m x n Toeplitz operator (m outputs, n inputs).
   Toeplitz(Index m, Index n) : m_(m), n_(n), L_(checked_length(m, n)) {
     if (m == n && n % 2 == 0 && smooth_length(n) == n) {
-      circulant_.emplace(n);
-      skew_.emplace(n);
+      split_.emplace(n);
       return;
     }
     plan_.emplace(L_);
@@ -66,16 +64,15 @@ class Toeplitz {
 
   /// Sets t (m + n − 1 entries) and computes its spectrum once.
   void set_kernel(const T* t) {
-    if (circulant_) {
+    if (split_) {
       const Index n = n_;
-      parts_.resize(2, n);  // row 0: c, row 1: s
+      parts_.resize(2, n);  // row 0: c, row 1: s (the kernel [c; s])
       for (Index k = 0; k < n; ++k) {
         const T a = t[k + n - 1], wrapped = k == 0 ? T(0) : t[k - 1];
         parts_(0, k) = (a + wrapped) / 2;
         parts_(1, k) = (a - wrapped) / 2;
       }
-      circulant_->set_kernel(parts_.row(0).data());
-      skew_->set_kernel(parts_.row(1).data());
+      split_->set_kernel(parts_.data());
       return;
     }
     pad_.setZero(1, L_);
@@ -89,10 +86,9 @@ class Toeplitz {
     PEFT_REQUIRE(X.cols() == n_, "Toeplitz::forward: X must have n = ", n_, " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
     forward_rows_ = X.rows();
-    if (circulant_) {
+    if (split_) {
       if (accumulate) detail::require_accumulable(Y, X.rows(), m_, "Toeplitz::forward");
-      circulant_->forward(X, Y, scale, accumulate);
-      skew_->forward(X, Y, scale, true);
+      split_->forward(X, Y, scale, accumulate);
       return;
     }
     zero_padded(padded_x_, X.rows()).leftCols(n_) = X;
@@ -109,7 +105,7 @@ class Toeplitz {
     PEFT_REQUIRE(G.cols() == m_ && G.rows() == forward_rows_, "Toeplitz::backward: G must be ",
                  ::peft::detail::shape_str(forward_rows_, m_), " like the last forward, got ",
                  ::peft::detail::shape_str(G.rows(), G.cols()));
-    if (circulant_) return split_backward(G, dX, dt, scale, accumulate);
+    if (split_) return split_backward(G, dX, dt, scale, accumulate);
     zero_padded(padded_g_, G.rows()).middleCols(n_ - 1, m_) = G;
     fft::forward(*plan_, padded_g_, g_hat_);
     if (dt != nullptr) detail::add_correlation(*plan_, x_hat_, g_hat_, dt, num_params(), correlation_, scale);
@@ -124,8 +120,7 @@ class Toeplitz {
     const Index n = n_;
     if (accumulate) detail::require_accumulable(dX, G.rows(), n, "Toeplitz::backward");
     if (dt != nullptr) parts_grad_.setZero(2, n);
-    circulant_->backward(G, dX, dt != nullptr ? parts_grad_.row(0).data() : nullptr, scale, accumulate);
-    skew_->backward(G, dX, dt != nullptr ? parts_grad_.row(1).data() : nullptr, scale, true);
+    split_->backward(G, dX, dt != nullptr ? parts_grad_.data() : nullptr, scale, accumulate);
     if (dt == nullptr) return;
     for (Index k = 0; k < n; ++k) {
       dt[k + n - 1] += (parts_grad_(0, k) + parts_grad_(1, k)) / 2;
@@ -159,9 +154,8 @@ class Toeplitz {
 
   Index m_, n_, L_;
   Index forward_rows_ = 0;
-  // The split form (square, even, FFT-friendly n): both parts set, plan_ not.
-  std::optional<Circulant<T, Plan>> circulant_;
-  std::optional<SkewCirculant<T, Plan>> skew_;
+  // The split form (square, even, FFT-friendly n): split_ set, plan_ not.
+  std::optional<CirculantPlusSkew<T, Plan>> split_;
   Matrix<T> parts_, parts_grad_;  // rows c and s, and their gradients
   // The embedding (every other shape).
   std::optional<Plan> plan_;

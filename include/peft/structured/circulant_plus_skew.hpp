@@ -1,0 +1,181 @@
+#pragma once
+// S = Circ(c) + Skew(s) (n x n), the form a square Toeplitz matrix of even n
+// is computed in (toeplitz.hpp). Each part is diagonalised by its own
+// transform (F the real FFT, N the negacyclic one), so
+//   forward   y = F⁻¹(ĉ ⊙ F(x)) + N⁻¹(ŝ ⊙ N(x))
+//   input     dx = F⁻¹(conj(ĉ) ⊙ F(g)) + N⁻¹(conj(ŝ) ⊙ N(g))
+//   kernel    dc = F⁻¹(Σ_rows conj(x̂) ⊙ ĝ),  ds = N⁻¹(Σ_rows conj(x̃) ⊙ g̃)
+// On our engine (panels.hpp) a panel of rows is loaded once, re-laid in lanes
+// for the second transform, and the two results are summed in lanes before
+// one store: one load and one store per panel instead of two each. Other
+// plans run a Circulant and a SkewCirculant one after the other.
+// The kernel is one array [c; s] (2n entries).
+
+#include <algorithm>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include <peft/core/error.hpp>
+#include <peft/core/types.hpp>
+#include <peft/fft/fft.hpp>
+#include <peft/fft/negacyclic.hpp>
+#include <peft/structured/circulant.hpp>
+#include <peft/structured/correlation.hpp>
+#include <peft/structured/panels.hpp>
+#include <peft/structured/skew_circulant.hpp>
+
+namespace peft::structured {
+
+/// The dense Circ(c) + Skew(s) for kernel [c; s] (2n entries), the oracle for tests.
+template <class T>
+Matrix<T> circulant_plus_skew_dense(const Eigen::Ref<const Vector<T>>& kernel) {
+  const Index n = kernel.size() / 2;
+  return circulant_dense<T>(kernel.head(n)) + skew_circulant_dense<T>(kernel.tail(n));
+}
+
+template <class T, class Plan = fft::RealFFT<T>>
+class CirculantPlusSkew {
+  using SkewPlan = fft::NegacyclicFFT<T, Plan>;
+  using Lane = fft::detail::LaneComplex<T>;
+  // The panel path runs both transforms on one engine plan (one scratch in
+  // cache, not two).
+  static constexpr bool kPanels = std::is_same_v<Plan, fft::VectorizedFFT<T>>;
+  static constexpr auto kSkew = fft::Transform::negacyclic;
+
+ public:
+  explicit CirculantPlusSkew(Index n) : n_(checked(n)) {
+    if (kPanels && n % 2 == 0) {
+      panels_.emplace(n);
+      return;
+    }
+    circulant_.emplace(n);
+    skew_.emplace(n);
+  }
+
+  Index size() const { return n_; }
+
+  /// Sets [c; s] (2n entries) and computes their spectra once.
+  void set_kernel(const T* kernel) {
+    if (!panels_) {
+      circulant_->set_kernel(kernel);
+      skew_->set_kernel(kernel + n_);
+      return;
+    }
+    if constexpr (kPanels) {
+      panels_->real.forward(kernel, n_, panels_->c_hat.data(), panels_->real.bins(), 1);
+      panels_->skew.forward(kernel + n_, n_, panels_->s_hat.data(), panels_->skew.bins(), 1);
+    }
+  }
+
+  /// Y = scale · rows S·x of X (N x n), or Y (N x n) += that with `accumulate`.
+  void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
+    PEFT_REQUIRE(X.cols() == n_, "CirculantPlusSkew::forward: X must have n = ", n_, " columns, got ",
+                 ::peft::detail::shape_str(X.rows(), X.cols()));
+    if (accumulate) detail::require_accumulable(Y, X.rows(), n_, "CirculantPlusSkew::forward");
+    forward_rows_ = X.rows();
+    if (!panels_) {
+      circulant_->forward(X, Y, scale, accumulate);
+      skew_->forward(X, Y, scale, true);
+      return;
+    }
+    if constexpr (kPanels) {
+      if (!accumulate) Y.resize(X.rows(), n_);
+      run_panels(X, Y, nullptr, false, scale, accumulate);
+    }
+  }
+
+  /// dX = scale · rows Sᵀ·g of G (or += with `accumulate`); dkernel (2n
+  /// entries, may be null) += scale · [dc; ds], with x from the last forward.
+  void backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dkernel, T scale = T(1), bool accumulate = false) {
+    PEFT_REQUIRE(G.cols() == n_ && G.rows() == forward_rows_, "CirculantPlusSkew::backward: G must be ",
+                 ::peft::detail::shape_str(forward_rows_, n_), " like the last forward, got ",
+                 ::peft::detail::shape_str(G.rows(), G.cols()));
+    if (accumulate) detail::require_accumulable(dX, G.rows(), n_, "CirculantPlusSkew::backward");
+    if (!panels_) {
+      circulant_->backward(G, dX, dkernel, scale, accumulate);
+      skew_->backward(G, dX, dkernel != nullptr ? dkernel + n_ : nullptr, scale, true);
+      return;
+    }
+    if constexpr (kPanels) {
+      if (!accumulate) dX.resize(G.rows(), n_);
+      run_panels(G, dX, dkernel, true, scale, accumulate);
+    }
+  }
+
+ private:
+  static Index checked(Index n) {
+    PEFT_REQUIRE(n >= 1, "CirculantPlusSkew: size must be >= 1, got ", n);
+    return n;
+  }
+
+  // The panel path's plans, kernel spectra, kept input spectra and buffers.
+  struct Panels {
+    explicit Panels(Index n) : real(n), skew(n) {
+      c_hat.resize(real.bins());
+      s_hat.resize(skew.bins());
+    }
+    Plan real;
+    SkewPlan skew;
+    Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> c_hat, s_hat;
+    detail::PanelSpectra<T> x_real, x_skew;  // F(x) and N(x) from forward
+    std::vector<Lane> buffers;               // two panels
+    detail::LaneSums<T> sum_c, sum_s;        // backward's kernel-gradient sums
+    detail::CorrelationScratch<T> correlation;
+  };
+
+  // Out (sized) = or += scale · rows of S·in (or Sᵀ·in with `adjoint`). In
+  // forward the spectra of in are kept; in backward the kernel gradient
+  // (dkernel, when not null) is summed against them.
+  void run_panels(const ConstMatrixRef<T>& In, Matrix<T>& Out, T* dkernel, bool adjoint, T scale, bool accumulate)
+    requires kPanels
+  {
+    Panels& P = *panels_;
+    const Index real_bins = P.real.bins(), skew_bins = P.skew.bins();
+    if (!adjoint) {
+      P.x_real.resize(In.rows(), real_bins);
+      P.x_skew.resize(In.rows(), skew_bins);
+    }
+    const bool kernel_grad = adjoint && dkernel != nullptr;
+    if (kernel_grad) {
+      P.sum_c.reset(real_bins);
+      P.sum_s.reset(skew_bins);
+    }
+    P.buffers.resize(2 * static_cast<std::size_t>(P.real.panel_slots()));
+    Lane *a = P.buffers.data(), *b = a + P.real.panel_slots();
+    detail::for_each_panel(In.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
+      P.real.load_panel(In.data() + r0 * In.outerStride(), In.outerStride(), lanes, a);
+      P.real.real_to_negacyclic_layout(a, b, T(1), false);
+      P.real.forward_panel(a);
+      P.real.template forward_panel<kSkew>(b);
+      if (!adjoint) {
+        std::copy(a, a + real_bins, P.x_real.panel(p));
+        std::copy(b, b + skew_bins, P.x_skew.panel(p));
+      } else if (kernel_grad) {
+        fft::detail::add_conj_products_lanes(P.sum_c.data(), P.x_real.panel(p), a, real_bins);
+        fft::detail::add_conj_products_lanes(P.sum_s.data(), P.x_skew.panel(p), b, skew_bins);
+      }
+      fft::detail::multiply_lanes(a, P.c_hat.data(), adjoint, real_bins);
+      fft::detail::multiply_lanes(b, P.s_hat.data(), adjoint, skew_bins);
+      P.real.inverse_panel(a);
+      P.real.template inverse_panel<kSkew>(b);
+      P.real.negacyclic_to_real_layout(b, a, T(1), true);
+      P.real.store_panel(a, Out.data() + r0 * n_, n_, lanes, scale / static_cast<T>(n_), accumulate);
+    });
+    if (!kernel_grad) return;
+    P.correlation.sum.resize(real_bins);
+    P.sum_c.reduce(P.correlation.sum.data());
+    detail::add_inverse_of_sum(P.real, dkernel, n_, P.correlation, scale);
+    P.correlation.sum.resize(skew_bins);
+    P.sum_s.reduce(P.correlation.sum.data());
+    detail::add_inverse_of_sum(P.skew, dkernel + n_, n_, P.correlation, scale);
+  }
+
+  Index n_;
+  Index forward_rows_ = 0;
+  std::optional<Panels> panels_;                 // our engine, even n
+  std::optional<Circulant<T, Plan>> circulant_;  // every other case
+  std::optional<SkewCirculant<T, Plan>> skew_;
+};
+
+}  // namespace peft::structured
