@@ -184,44 +184,38 @@ class VectorizedFFT {
     }
   }
 
-  /// Re-lays a signal from the negacyclic layout (after inverse_panel<negacyclic>)
-  /// into the real one (ready for forward_panel<real>), times factor, or adds
-  /// it there with `accumulate`; "the signal" is what store_panel with scale
-  /// 1 would write. Even n; from ≠ to.
-  void negacyclic_to_real_layout(const Lane* from, Lane* to, T factor, bool accumulate) const {
-    // from_j = (x_j, x_{j+m})/2 for j < m (store_panel doubles);  to_j = (x_{2j}, x_{2j+1}).
+  // Between the two transforms in lanes (a square Toeplitz is a circulant
+  // plus a skew-circulant; LDR chains them). Signals sit in different layouts
+  // (real: (x_{2j}, x_{2j+1}); negacyclic: (x_j, x_{j+m})), so each direction
+  // moves the signal across while applying the negacyclic twist: one pass.
+  // "The signal" is what store_panel with scale 1 would write. Even n.
+
+  /// inverse_panel<negacyclic>(z), then its signal times factor into `to`
+  /// in the real layout (or added there with `accumulate`). z is used up.
+  void negacyclic_inverse_to_real_layout(Lane* z, Lane* to, T factor, bool accumulate) {
+    plan_.template transform<true>(z, scratch_.data());
     const Index m = n_ / 2;
-    const T f = 2 * factor;
-    for (Index i = 0; i < n_; i += 2) {
-      const V even = (i < m ? from[i].re : from[i - m].im) * f;
-      const V odd = (i + 1 < m ? from[i + 1].re : from[i + 1 - m].im) * f;
-      if (accumulate) {
-        to[i / 2].re += even;
-        to[i / 2].im += odd;
-      } else {
-        to[i / 2].re = even;
-        to[i / 2].im = odd;
-      }
+    const T f = 2 * factor;  // store_panel<negacyclic> doubles
+    for (Index j = 0; j < m; ++j) {
+      const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
+      const V low = (z[j].re * c + z[j].im * s) * f;   // x_j
+      const V high = (z[j].re * s - z[j].im * c) * f;  // x_{j+m}
+      put_real_layout(to, j, low, accumulate);
+      put_real_layout(to, j + m, high, accumulate);
     }
   }
 
-  /// The reverse: a signal in the real layout (after load_panel<real> or
-  /// inverse_panel<real>) into the negacyclic one (ready for
-  /// forward_panel<negacyclic>), times factor, or added with `accumulate`.
-  void real_to_negacyclic_layout(const Lane* from, Lane* to, T factor, bool accumulate) const {
+  /// A signal in the real layout (after load_panel<real> or inverse_panel<real>)
+  /// times factor into `to` in the negacyclic layout, then forward_panel<negacyclic>(to).
+  void real_layout_to_negacyclic_forward(const Lane* from, Lane* to, T factor) {
     const Index m = n_ / 2;
-    for (Index i = 0; i < n_; i += 2) {
-      const V even = from[i / 2].re * factor, odd = from[i / 2].im * factor;
-      V& even_to = i < m ? to[i].re : to[i - m].im;
-      V& odd_to = i + 1 < m ? to[i + 1].re : to[i + 1 - m].im;
-      if (accumulate) {
-        even_to += even;
-        odd_to += odd;
-      } else {
-        even_to = even;
-        odd_to = odd;
-      }
+    for (Index j = 0; j < m; ++j) {
+      const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
+      const V low = real_layout(from, j) * factor, high = real_layout(from, j + m) * factor;
+      to[j].re = low * c + high * s;  // θ^j·(x_j − i·x_{j+m})
+      to[j].im = low * s - high * c;
     }
+    plan_.template transform<false>(to, scratch_.data());
   }
 
  private:
@@ -393,6 +387,14 @@ class VectorizedFFT {
       z[j].im = z[j].re * s - z[j].im * c;
       z[j].re = re;
     }
+  }
+
+  /// Element i of a signal in the real layout, and its store.
+  static const V& real_layout(const C* z, Index i) { return i % 2 == 0 ? z[i / 2].re : z[i / 2].im; }
+  static void put_real_layout(C* z, Index i, const V& v, bool accumulate) {
+    V& dst = i % 2 == 0 ? z[i / 2].re : z[i / 2].im;
+    if (accumulate) dst += v;
+    else dst = v;
   }
 
   void require_even(const char* who) const {

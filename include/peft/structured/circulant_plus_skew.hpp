@@ -41,7 +41,6 @@ class CirculantPlusSkew {
   // The panel path runs both transforms on one engine plan (one scratch in
   // cache, not two).
   static constexpr bool kPanels = std::is_same_v<Plan, fft::VectorizedFFT<T>>;
-  static constexpr auto kSkew = fft::Transform::negacyclic;
 
  public:
   explicit CirculantPlusSkew(Index n) : n_(checked(n)) {
@@ -145,9 +144,8 @@ class CirculantPlusSkew {
     Lane *a = P.buffers.data(), *b = a + P.real.panel_slots();
     detail::for_each_panel(In.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
       P.real.load_panel(In.data() + r0 * In.outerStride(), In.outerStride(), lanes, a);
-      P.real.real_to_negacyclic_layout(a, b, T(1), false);
+      P.real.real_layout_to_negacyclic_forward(a, b, T(1));
       P.real.forward_panel(a);
-      P.real.template forward_panel<kSkew>(b);
       if (!adjoint) {
         std::copy(a, a + real_bins, P.x_real.panel(p));
         std::copy(b, b + skew_bins, P.x_skew.panel(p));
@@ -158,8 +156,7 @@ class CirculantPlusSkew {
       fft::detail::multiply_lanes(a, P.c_hat.data(), adjoint, real_bins);
       fft::detail::multiply_lanes(b, P.s_hat.data(), adjoint, skew_bins);
       P.real.inverse_panel(a);
-      P.real.template inverse_panel<kSkew>(b);
-      P.real.negacyclic_to_real_layout(b, a, T(1), true);
+      P.real.negacyclic_inverse_to_real_layout(b, a, T(1), true);
       P.real.store_panel(a, Out.data() + r0 * n_, n_, lanes, scale / static_cast<T>(n_), accumulate);
     });
     if (!kernel_grad) return;

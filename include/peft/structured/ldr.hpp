@@ -152,9 +152,8 @@ class LDR {
       std::fill(sum, sum + real_bins, Lane{});
       for (Index i = 0; i < rank_; ++i) {
         fft::detail::product_lanes(x, &h_hat_(i, 0), false, work, skew_bins);
-        plan_n_.template inverse_panel<kSkew>(work);
         Lane* u_hat = u_panels_[static_cast<std::size_t>(i)].panel(p);
-        plan_n_.negacyclic_to_real_layout(work, u_hat, inverse_scale(), false);
+        plan_n_.negacyclic_inverse_to_real_layout(work, u_hat, inverse_scale(), false);
         plan_n_.forward_panel(u_hat);
         fft::detail::add_product_lanes(sum, u_hat, &g_hat_(i, 0), false, real_bins);
       }
@@ -190,8 +189,7 @@ class LDR {
                                                u_panels_[static_cast<std::size_t>(i)].panel(p), g, real_bins);
         fft::detail::product_lanes(g, &g_hat_(i, 0), true, work, real_bins);
         plan_n_.inverse_panel(work);
-        plan_n_.real_to_negacyclic_layout(work, d_hat, inverse_scale(), false);
-        plan_n_.template forward_panel<kSkew>(d_hat);
+        plan_n_.real_layout_to_negacyclic_forward(work, d_hat, inverse_scale());
         if (dkernel != nullptr)
           fft::detail::add_conj_products_lanes(kernel_sums_[static_cast<std::size_t>(rank_ + i)].data(),
                                                x_panels_.panel(p), d_hat, skew_bins);
