@@ -61,35 +61,57 @@ inline void transpose(typename Lanes<T>::type* v) {
   transpose_levels<typename Lanes<T>::type, Lanes<T>::count, Lanes<T>::count / 2>(v);
 }
 
-/// out[k] = z[k]·w[k] (or conj w[k]) for k < count, the same factor in every
-/// lane; out may be z.
+// Pointwise complex arithmetic on lanes: one element, then whole spectra.
+
+/// x ← x·w, the same w in every lane.
+template <class T>
+inline void multiply_lane(LaneComplex<T>& x, std::complex<T> w) {
+  using V = typename Lanes<T>::type;
+  const V re = x.re * w.real() - x.im * w.imag();
+  x.im = x.re * w.imag() + x.im * w.real();
+  x.re = re;
+}
+
+/// sum ← sum + x·w.
+template <class T>
+inline void add_product_lane(LaneComplex<T>& sum, const LaneComplex<T>& x, std::complex<T> w) {
+  sum.re += x.re * w.real() - x.im * w.imag();
+  sum.im += x.re * w.imag() + x.im * w.real();
+}
+
+/// sum ← sum + conj(a)·b per lane.
+template <class T>
+inline void add_conj_product_lane(LaneComplex<T>& sum, const LaneComplex<T>& a, const LaneComplex<T>& b) {
+  sum.re += a.re * b.re + a.im * b.im;
+  sum.im += a.re * b.im - a.im * b.re;
+}
+
+template <class T>
+inline std::complex<T> maybe_conj(std::complex<T> w, bool conj) {
+  return conj ? std::conj(w) : w;
+}
+
+/// out[k] = z[k]·w[k] (or conj w[k]) for k < count; out may be z.
 template <class T>
 inline void product_lanes(const LaneComplex<T>* z, const std::complex<T>* w, bool conj_w, LaneComplex<T>* out,
                           Index count) {
-  using V = typename Lanes<T>::type;
   for (Index k = 0; k < count; ++k) {
-    const T wr = w[k].real(), wi = conj_w ? -w[k].imag() : w[k].imag();
-    const V re = z[k].re * wr - z[k].im * wi;
-    out[k].im = z[k].re * wi + z[k].im * wr;
-    out[k].re = re;
+    out[k] = z[k];
+    multiply_lane(out[k], maybe_conj(w[k], conj_w));
   }
 }
 
 /// z[k] ← z[k]·w[k] (or conj w[k]) for k < count.
 template <class T>
 inline void multiply_lanes(LaneComplex<T>* z, const std::complex<T>* w, bool conj_w, Index count) {
-  product_lanes(z, w, conj_w, z, count);
+  for (Index k = 0; k < count; ++k) multiply_lane(z[k], maybe_conj(w[k], conj_w));
 }
 
 /// sum[k] += z[k]·w[k] (or conj w[k]) for k < count.
 template <class T>
 inline void add_product_lanes(LaneComplex<T>* sum, const LaneComplex<T>* z, const std::complex<T>* w, bool conj_w,
                               Index count) {
-  for (Index k = 0; k < count; ++k) {
-    const T wr = w[k].real(), wi = conj_w ? -w[k].imag() : w[k].imag();
-    sum[k].re += z[k].re * wr - z[k].im * wi;
-    sum[k].im += z[k].re * wi + z[k].im * wr;
-  }
+  for (Index k = 0; k < count; ++k) add_product_lane(sum[k], z[k], maybe_conj(w[k], conj_w));
 }
 
 /// sum[k] += conj(a[k])·b[k] per lane for k < count: a kernel gradient's
@@ -97,10 +119,7 @@ inline void add_product_lanes(LaneComplex<T>* sum, const LaneComplex<T>* z, cons
 template <class T>
 inline void add_conj_products_lanes(LaneComplex<T>* sum, const LaneComplex<T>* a, const LaneComplex<T>* b,
                                     Index count) {
-  for (Index k = 0; k < count; ++k) {
-    sum[k].re += a[k].re * b[k].re + a[k].im * b[k].im;
-    sum[k].im += a[k].re * b[k].im - a[k].im * b[k].re;
-  }
+  for (Index k = 0; k < count; ++k) add_conj_product_lane(sum[k], a[k], b[k]);
 }
 
 /// out[k] = the sum of z[k]'s lanes, k < count.

@@ -104,8 +104,10 @@ class NegacyclicFFT {
   void load_panel(const T* in, Index in_stride, int lanes, Lane* z) requires has_right_angle {
     plan_.template load_panel<Transform::negacyclic>(in, in_stride, lanes, z);
   }
-  void forward_panel(Lane* z) requires has_right_angle { plan_.template forward_panel<Transform::negacyclic>(z); }
-  void inverse_panel(Lane* z) requires has_right_angle { plan_.template inverse_panel<Transform::negacyclic>(z); }
+  template <class Visit>
+  void around_spectrum(Lane* z, Visit&& visit) requires has_right_angle {
+    plan_.template around_spectrum<Transform::negacyclic>(z, visit);
+  }
   void store_panel(const Lane* z, T* out, Index out_stride, int lanes, T scale, bool accumulate)
     requires has_right_angle
   {

@@ -27,6 +27,7 @@
 #include <complex>
 #include <cstring>
 #include <numbers>
+#include <type_traits>
 #include <vector>
 
 #include <peft/core/error.hpp>
@@ -35,6 +36,12 @@
 #include <peft/fft/lanes.hpp>
 
 namespace peft::fft {
+
+/// The default panel visitor: does nothing.
+struct NoVisit {
+  template <class Lane>
+  void operator()(Index, Lane&) const {}
+};
 
 /// Which transform a panel operation computes: the real FFT, or (even n
 /// only) the negacyclic transform of negacyclic.hpp.
@@ -114,6 +121,42 @@ class VectorizedFFT {
     inverse_rows<Transform::negacyclic>(in, in_stride, w, conj_w, out, out_stride, rows, scale, accumulate);
   }
 
+  /// forward() with the spectra stored bin-major: out[k·out_stride + r] = X_k
+  /// of row r (k < bins(), r < rows), as per-frequency GEMMs want them (C3A).
+  /// Each panel's bins are written straight from the lanes, so no row-major
+  /// spectrum is formed or transposed.
+  void forward_bin_major(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
+    C* z = z_.data();
+    for (Index r0 = 0; r0 < rows; r0 += L) {
+      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+      load_panel(in + r0 * in_stride, in_stride, lanes, z);
+      forward_panel(z);
+      for (Index k = 0; k < bins(); ++k) {
+        Complex* dst = out + k * out_stride + r0;
+        for (int l = 0; l < lanes; ++l) dst[l] = Complex(z[k].re[l], z[k].im[l]);
+      }
+    }
+  }
+
+  /// inverse() of spectra stored bin-major (in[k·in_stride + r], r < rows).
+  void inverse_bin_major(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale,
+                         bool accumulate = false) {
+    C* z = z_.data();
+    for (Index r0 = 0; r0 < rows; r0 += L) {
+      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+      for (Index k = 0; k < bins(); ++k) {
+        const Complex* src = in + k * in_stride + r0;
+        for (int l = 0; l < L; ++l) {
+          const Complex v = l < lanes ? src[l] : Complex(0);
+          z[k].re[l] = v.real();
+          z[k].im[l] = v.imag();
+        }
+      }
+      inverse_panel(z);
+      store_panel(z, out + r0 * out_stride, out_stride, lanes, scale, accumulate);
+    }
+  }
+
   // The panel interface: the steps the row functions above are made of, for
   // callers that chain transforms and pointwise products on a panel without
   // taking it back to rows in between (the structured products). A panel
@@ -145,30 +188,74 @@ class VectorizedFFT {
     }
   }
 
-  template <Transform K = Transform::real>
-  void forward_panel(Lane* z) {
+  /// With a visitor, visit(k, X_k) is called once per bin on the finished
+  /// spectrum (and may change it), in the same pass as the real transform's
+  /// post-twiddle.
+  template <Transform K = Transform::real, class Visit = NoVisit>
+  void forward_panel(Lane* z, Visit&& visit = {}) {
     if constexpr (K == Transform::negacyclic) {
       twist_conjugates(z, n_ / 2);  // θ^j·(x_j − i·x_{j+m})
       plan_.template transform<false>(z, scratch_.data());
+      visit_bins(z, n_ / 2, visit);
+    } else if (even_) {
+      plan_.template transform<false>(z, scratch_.data());
+      post_twiddle_all(z, visit);
     } else {
       plan_.template transform<false>(z, scratch_.data());
-      if (even_) post_twiddle_all(z);
+      visit_bins(z, bins(), visit);
     }
   }
 
-  template <Transform K = Transform::real>
-  void inverse_panel(Lane* z) {
+  /// With a visitor, visit(k, X_k) is called once per bin before the
+  /// inverse (and may change it), in the same pass as the pre-twiddle.
+  template <Transform K = Transform::real, class Visit = NoVisit>
+  void inverse_panel(Lane* z, Visit&& visit = {}) {
     if constexpr (K == Transform::negacyclic) {
+      visit_bins(z, n_ / 2, visit);
       plan_.template transform<true>(z, scratch_.data());
       // conj(θ^{−j}·s) = θ^j·conj(s): x_j = 2·Re, x_{j+m} = 2·Im of it (store_panel doubles).
       twist_conjugates(z, n_ / 2);
     } else if (even_) {
-      pre_twiddle_all(z);
+      pre_twiddle_all(z, visit);
       plan_.template transform<true>(z, scratch_.data());
     } else {
+      visit_bins(z, bins(), visit);
       complete_hermitian(z);
       plan_.template transform<true>(z, scratch_.data());
     }
+  }
+
+  /// forward_panel, visit(k, X_k) once per bin, inverse_panel: for the real
+  /// transform of even n the post-twiddle, the visits and the pre-twiddle
+  /// are one pass over the spectrum (a pointwise product in between costs
+  /// no pass of its own).
+  template <Transform K = Transform::real, class Visit>
+  void around_spectrum(Lane* z, Visit&& visit) {
+    if (K == Transform::negacyclic || !even_) {
+      forward_panel<K>(z, visit);
+      inverse_panel<K>(z);
+      return;
+    }
+    // Real, even n.
+    plan_.template transform<false>(z, scratch_.data());
+    const Index m = n_ / 2;
+    for (Index k = 0; k <= m / 2; ++k) {
+      const Index k2 = m - k;
+      const C a = z[k], b = z[k == 0 ? 0 : k2];
+      C x, x2;  // X_k and X_{m−k}
+      post_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], x);
+      visit(k, x);
+      if (k2 != k) {
+        post_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], x2);
+        visit(k2, x2);
+      } else {
+        x2 = x;
+      }
+      if (k == 0) x.im = x2.im = V{};  // X_0 and X_m: imaginary parts ignored
+      pre_twiddle(x, x2, twiddle_[static_cast<std::size_t>(k)], z[k]);
+      if (k2 != k && k2 < m) pre_twiddle(x2, x, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
+    }
+    plan_.template transform<true>(z, scratch_.data());
   }
 
   template <Transform K = Transform::real>
@@ -245,8 +332,10 @@ class VectorizedFFT {
       const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
       if (lanes < L) clear_lanes(z, count);
       gather_complex(z, in + r0 * in_stride, in_stride, lanes, count);
-      if (w != nullptr) detail::multiply_lanes(z, w, conj_w, count);
-      inverse_panel<K>(z);
+      if (w == nullptr)
+        inverse_panel<K>(z);
+      else
+        inverse_panel<K>(z, [&](Index k, C& x) { detail::multiply_lane(x, detail::maybe_conj(w[k], conj_w)); });
       store_panel<K>(z, out + r0 * out_stride, out_stride, lanes, scale, accumulate);
     }
   }
@@ -401,16 +490,27 @@ class VectorizedFFT {
     PEFT_REQUIRE(even_, "VectorizedFFT::", who, ": the negacyclic transform needs an even length, got n = ", n_);
   }
 
-  /// Z_0..Z_{m−1} → X_0..X_m in place (even n). X_k and X_{m−k} both come
-  /// from Z_k and Z_{m−k}: each pair is computed together.
-  void post_twiddle_all(C* z) const {
+  /// Z_0..Z_{m−1} → X_0..X_m in place (even n), visiting each X_k. X_k and
+  /// X_{m−k} both come from Z_k and Z_{m−k}: each pair is computed together.
+  template <class Visit>
+  void post_twiddle_all(C* z, Visit& visit) const {
     const Index m = n_ / 2;
     for (Index k = 0; k <= m / 2; ++k) {
       const Index k2 = m - k;
       const C a = z[k], b = z[k == 0 ? 0 : k2];
       post_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
-      if (k2 != k) post_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
+      visit(k, z[k]);
+      if (k2 != k) {
+        post_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
+        visit(k2, z[k2]);
+      }
     }
+  }
+
+  template <class Visit>
+  static void visit_bins(C* z, Index count, Visit& visit) {
+    if constexpr (!std::is_same_v<std::remove_cvref_t<Visit>, NoVisit>)
+      for (Index k = 0; k < count; ++k) visit(k, z[k]);
   }
 
   /// X = E + w·O with E = (a + conj b)/2, O = −i(a − conj b)/2, a = Z_k, b = Z_{m−k}, w = W^k.
@@ -421,14 +521,16 @@ class VectorizedFFT {
     x.im = ei + orr * w.imag() + oi * w.real();
   }
 
-  /// X_0..X_m → the Z_0..Z_{m−1} whose inverse is n·x, in place (even n).
-  /// The imaginary parts of X_0 and X_m are ignored.
-  void pre_twiddle_all(C* z) const {
+  /// X_0..X_m → the Z_0..Z_{m−1} whose inverse is n·x, in place (even n),
+  /// visiting each X_k first. The imaginary parts of X_0 and X_m are ignored.
+  template <class Visit>
+  void pre_twiddle_all(C* z, Visit& visit) const {
     const Index m = n_ / 2;
-    z[0].im = V{};
-    z[m].im = V{};
     for (Index k = 0; k <= m / 2; ++k) {
       const Index k2 = m - k;
+      visit(k, z[k]);
+      if (k2 != k) visit(k2, z[k2]);
+      if (k == 0) z[0].im = z[m].im = V{};
       const C a = z[k], b = z[k2];
       pre_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
       if (k2 != k && k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);

@@ -103,10 +103,11 @@ class DiagonalisedProduct {
     auto* z = panel_.data();
     for_each_panel(X.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
       plan_.load_panel(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, z);
-      plan_.forward_panel(z);
-      std::copy(z, z + bins, x_panels_.panel(p));
-      fft::detail::multiply_lanes(z, c_hat_.data(), false, bins);
-      plan_.inverse_panel(z);
+      auto* x_hat = x_panels_.panel(p);
+      plan_.around_spectrum(z, [&](Index k, Lane& x) {
+        x_hat[k] = x;
+        fft::detail::multiply_lane(x, c_hat_[k]);
+      });
       plan_.store_panel(z, Y.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
     });
   }
@@ -122,10 +123,12 @@ class DiagonalisedProduct {
     auto* z = panel_.data();
     for_each_panel(G.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
       plan_.load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, z);
-      plan_.forward_panel(z);
-      if (dc != nullptr) fft::detail::add_conj_products_lanes(lane_sums_.data(), x_panels_.panel(p), z, bins);
-      fft::detail::multiply_lanes(z, c_hat_.data(), true, bins);
-      plan_.inverse_panel(z);
+      const Lane* x_hat = x_panels_.panel(p);
+      Lane* sums = dc != nullptr ? lane_sums_.data() : nullptr;
+      plan_.around_spectrum(z, [&](Index k, Lane& g) {
+        if (sums != nullptr) fft::detail::add_conj_product_lane(sums[k], x_hat[k], g);
+        fft::detail::multiply_lane(g, std::conj(c_hat_[k]));
+      });
       plan_.store_panel(z, dX.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
     });
     if (dc == nullptr) return;
@@ -140,6 +143,8 @@ class DiagonalisedProduct {
     return n;
   }
 
+  using Lane = fft::detail::LaneComplex<T>;
+
   Index n_;
   Plan plan_;
   std::string forward_who_, backward_who_;  // error-message prefixes
@@ -149,7 +154,7 @@ class DiagonalisedProduct {
   fft::ComplexMatrix<T> x_hat_, g_hat_, work_;  // row path
   // Panel path: x̂ in lane layout, the panel buffer, the per-lane dc sum.
   PanelSpectra<T> x_panels_;
-  std::vector<fft::detail::LaneComplex<T>> panel_;
+  std::vector<Lane> panel_;
   LaneSums<T> lane_sums_;
 };
 

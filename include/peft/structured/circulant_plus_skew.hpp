@@ -145,17 +145,17 @@ class CirculantPlusSkew {
     detail::for_each_panel(In.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
       P.real.load_panel(In.data() + r0 * In.outerStride(), In.outerStride(), lanes, a);
       P.real.real_layout_to_negacyclic_forward(a, b, T(1));
-      P.real.forward_panel(a);
-      if (!adjoint) {
-        std::copy(a, a + real_bins, P.x_real.panel(p));
-        std::copy(b, b + skew_bins, P.x_skew.panel(p));
-      } else if (kernel_grad) {
-        fft::detail::add_conj_products_lanes(P.sum_c.data(), P.x_real.panel(p), a, real_bins);
-        fft::detail::add_conj_products_lanes(P.sum_s.data(), P.x_skew.panel(p), b, skew_bins);
-      }
-      fft::detail::multiply_lanes(a, P.c_hat.data(), adjoint, real_bins);
-      fft::detail::multiply_lanes(b, P.s_hat.data(), adjoint, skew_bins);
-      P.real.inverse_panel(a);
+      // Per bin: keep x's spectrum (forward) or add to the kernel gradient's
+      // sum (backward), then multiply by the kernel's spectrum (conj in backward).
+      Lane *kept_c = P.x_real.panel(p), *kept_s = P.x_skew.panel(p);
+      Lane *sum_c = kernel_grad ? P.sum_c.data() : nullptr, *sum_s = kernel_grad ? P.sum_s.data() : nullptr;
+      auto per_bin = [adjoint](Lane* kept, Lane* sums, std::complex<T> w, Index k, Lane& v) {
+        if (!adjoint) kept[k] = v;
+        else if (sums != nullptr) fft::detail::add_conj_product_lane(sums[k], kept[k], v);
+        fft::detail::multiply_lane(v, adjoint ? std::conj(w) : w);
+      };
+      P.real.around_spectrum(a, [&](Index k, Lane& v) { per_bin(kept_c, sum_c, P.c_hat[k], k, v); });
+      for (Index k = 0; k < skew_bins; ++k) per_bin(kept_s, sum_s, P.s_hat[k], k, b[k]);
       P.real.negacyclic_inverse_to_real_layout(b, a, T(1), true);
       P.real.store_panel(a, Out.data() + r0 * n_, n_, lanes, scale / static_cast<T>(n_), accumulate);
     });

@@ -147,15 +147,18 @@ class LDR {
     Lane *x = buffer(0), *work = buffer(1), *sum = buffer(2);
     detail::for_each_panel(X.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
       plan_n_.template load_panel<kSkew>(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, x);
-      plan_n_.template forward_panel<kSkew>(x);
-      std::copy(x, x + skew_bins, x_panels_.panel(p));
-      std::fill(sum, sum + real_bins, Lane{});
+      Lane* x_kept = x_panels_.panel(p);
+      plan_n_.template forward_panel<kSkew>(x, [&](Index k, const Lane& v) { x_kept[k] = v; });
       for (Index i = 0; i < rank_; ++i) {
         fft::detail::product_lanes(x, &h_hat_(i, 0), false, work, skew_bins);
         Lane* u_hat = u_panels_[static_cast<std::size_t>(i)].panel(p);
         plan_n_.negacyclic_inverse_to_real_layout(work, u_hat, inverse_scale(), false);
-        plan_n_.forward_panel(u_hat);
-        fft::detail::add_product_lanes(sum, u_hat, &g_hat_(i, 0), false, real_bins);
+        const std::complex<T>* g_hat = &g_hat_(i, 0);
+        // sum = Σ_i ĝ_i ⊙ û_i, taken in û_i's post-twiddle pass.
+        plan_n_.forward_panel(u_hat, [&](Index k, const Lane& u) {
+          if (i == 0) sum[k] = Lane{};
+          fft::detail::add_product_lane(sum[k], u, g_hat[k]);
+        });
       }
       plan_n_.inverse_panel(sum);
       plan_n_.store_panel(sum, Y.data() + r0 * n_, n_, lanes, out_scale, accumulate);
@@ -182,18 +185,24 @@ class LDR {
     detail::for_each_panel(G.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
       plan_n_.load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, g);
       plan_n_.forward_panel(g);
-      std::fill(dx_sum, dx_sum + skew_bins, Lane{});
+      const Lane* x_kept = x_panels_.panel(p);
       for (Index i = 0; i < rank_; ++i) {
-        if (dkernel != nullptr)
-          fft::detail::add_conj_products_lanes(kernel_sums_[static_cast<std::size_t>(i)].data(),
-                                               u_panels_[static_cast<std::size_t>(i)].panel(p), g, real_bins);
-        fft::detail::product_lanes(g, &g_hat_(i, 0), true, work, real_bins);
-        plan_n_.inverse_panel(work);
+        const Lane* u_hat = u_panels_[static_cast<std::size_t>(i)].panel(p);
+        Lane* g_sums = dkernel != nullptr ? kernel_sums_[static_cast<std::size_t>(i)].data() : nullptr;
+        Lane* h_sums = dkernel != nullptr ? kernel_sums_[static_cast<std::size_t>(rank_ + i)].data() : nullptr;
+        const std::complex<T>*g_hat = &g_hat_(i, 0), *h_hat = &h_hat_(i, 0);
+        // work = conj(ĝ_i) ⊙ Ĝ and dg_i's sum, taken in the pre-twiddle pass.
+        plan_n_.inverse_panel(work, [&](Index k, Lane& v) {
+          if (g_sums != nullptr) fft::detail::add_conj_product_lane(g_sums[k], u_hat[k], g[k]);
+          v = g[k];
+          fft::detail::multiply_lane(v, std::conj(g_hat[k]));
+        });
         plan_n_.real_layout_to_negacyclic_forward(work, d_hat, inverse_scale());
-        if (dkernel != nullptr)
-          fft::detail::add_conj_products_lanes(kernel_sums_[static_cast<std::size_t>(rank_ + i)].data(),
-                                               x_panels_.panel(p), d_hat, skew_bins);
-        fft::detail::add_product_lanes(dx_sum, d_hat, &h_hat_(i, 0), true, skew_bins);
+        for (Index k = 0; k < skew_bins; ++k) {
+          if (h_sums != nullptr) fft::detail::add_conj_product_lane(h_sums[k], x_kept[k], d_hat[k]);
+          if (i == 0) dx_sum[k] = Lane{};
+          fft::detail::add_product_lane(dx_sum[k], d_hat[k], std::conj(h_hat[k]));
+        }
       }
       plan_n_.template inverse_panel<kSkew>(dx_sum);
       plan_n_.template store_panel<kSkew>(dx_sum, dX.data() + r0 * n_, n_, lanes, scale * inverse_scale(), accumulate);

@@ -12,6 +12,7 @@
 
 #include <peft/core/types.hpp>
 #include <peft/fft/lanes.hpp>
+#include <peft/fft/vectorized.hpp>
 
 namespace peft::structured::detail {
 
@@ -23,8 +24,7 @@ concept PanelPlan = requires(Plan& p, const typename Plan::Scalar* x, typename P
   { p.has_panels() } -> std::convertible_to<bool>;
   p.panel_slots();
   p.load_panel(x, Index{}, int{}, z);
-  p.forward_panel(z);
-  p.inverse_panel(z);
+  p.around_spectrum(z, fft::NoVisit{});
   p.store_panel(z, y, Index{}, int{}, typename Plan::Scalar{}, bool{});
 };
 
