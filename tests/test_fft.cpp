@@ -177,6 +177,29 @@ TYPED_TEST(FFTTest, InverseCanAccumulateIntoStridedRows) {
   }
 }
 
+// Bin-major spectra (C3A's per-frequency layout): the transpose of the
+// row-major ones, and the inverse reads them back, adding into rows.
+TYPED_TEST(FFTTest, BinMajorSpectraAreTheTransposedRowSpectra) {
+  using T = typename TestFixture::T;
+  for (const Index n : {1, 7, 64, 96}) {
+    auto plan = make_plan<TypeParam>(n);
+    for (const Index rows : {1, 19, 33}) {
+      const Matrix<T> x = random_matrix<T>(rows, n, 8);
+      fft::ComplexMatrix<T> S, bin_major, scratch;
+      fft::forward(plan, x, S);
+      fft::forward_bin_major(plan, x.data(), rows, bin_major, scratch);
+      ASSERT_EQ(bin_major.rows(), plan.bins());
+      ASSERT_EQ(bin_major.cols(), rows);
+      EXPECT_LE((bin_major - S.transpose()).cwiseAbs().maxCoeff(), 1e-6 * std::max<double>(1, S.cwiseAbs().maxCoeff()))
+          << "n = " << n << ", rows = " << rows;
+      const Matrix<T> held = random_matrix<T>(rows, n, 9);
+      Matrix<T> out = held;
+      fft::inverse_bin_major(plan, bin_major, out.data(), T(2) / static_cast<T>(n), true, scratch);
+      EXPECT_LE(max_rel_diff(out, (held + T(2) * x).eval()), 10 * TestFixture::tol()) << "n = " << n;
+    }
+  }
+}
+
 // The negacyclic transform on each backend (our engine's right-angle fold for
 // even n, the zero-padded 2n real FFT otherwise): each kept bin against its
 // naive sum, the round trip, and accumulation into strided rows.

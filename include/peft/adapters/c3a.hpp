@@ -94,14 +94,12 @@ class C3A : public OwnsParameters<T> {
     detail::check_delta_shapes<T>("C3A::forward_delta", X, Y, d_in_, d_out_);
     const Index N = X.rows();
     kernel_spectra();
-    spectra_of(contiguous(X, x_), N * n_, in_spectra_);
-    transpose_tiled(in_spectra_, x_f_);  // kept for the kernel gradient
+    fft::forward_bin_major(plan_, contiguous(X, x_), N * n_, x_f_, in_spectra_);  // kept for the kernel gradient
     y_f_.resize(bins(), N * m_);
     for (Index k = 0; k < bins(); ++k)
       at(y_f_, k, N, m_).noalias() = at(x_f_, k, N, n_) * at(k_f_, k, m_, n_).conjugate().transpose();
-    transpose_tiled(y_f_, out_spectra_);
     // Y's rows are N·m blocks of b back to back: the inverse adds into them.
-    plan_.inverse(out_spectra_.data(), bins(), Y.data(), b_, N * m_, T(1) / static_cast<T>(b_ * d_in_), true);
+    fft::inverse_bin_major(plan_, y_f_, Y.data(), T(1) / static_cast<T>(b_ * d_in_), true, out_spectra_);
     rows_ = N;
   }
 
@@ -114,8 +112,7 @@ class C3A : public OwnsParameters<T> {
                  ::peft::detail::shape_str(rows_, d_in_), " (it is added to), got ",
                  ::peft::detail::shape_str(dX.rows(), dX.cols()));
     const Index N = dY.rows();
-    spectra_of(contiguous(dY, g_), N * m_, out_spectra_);
-    transpose_tiled(out_spectra_, g_f_);
+    fft::forward_bin_major(plan_, contiguous(dY, g_), N * m_, g_f_, out_spectra_);
     dx_f_.resize(bins(), N * n_);
     s_f_.resize(bins(), m_ * n_);
     for (Index k = 0; k < bins(); ++k) {
@@ -124,11 +121,9 @@ class C3A : public OwnsParameters<T> {
       at(s_f_, k, m_, n_).noalias() = gk.conjugate().transpose() * at(x_f_, k, N, n_);  // dK̂_k, m x n
     }
     const T scale = T(1) / static_cast<T>(b_ * d_in_);
-    transpose_tiled(dx_f_, in_spectra_);
-    plan_.inverse(in_spectra_.data(), bins(), dX.data(), b_, N * n_, scale, true);  // dX: N·n blocks of b
-    transpose_tiled(s_f_, kernel_spectra_);
+    fft::inverse_bin_major(plan_, dx_f_, dX.data(), scale, true, in_spectra_);  // dX: N·n blocks of b
     kernel_blocks_.resize(m_ * n_, b_);
-    plan_.inverse(kernel_spectra_.data(), bins(), kernel_blocks_.data(), b_, m_ * n_, scale);
+    fft::inverse_bin_major(plan_, s_f_, kernel_blocks_.data(), scale, false, kernel_spectra_);
     params_.grad(0) += Eigen::Map<const Matrix<T>>(kernel_blocks_.data(), m_, n_ * b_);
   }
 
@@ -150,16 +145,9 @@ class C3A : public OwnsParameters<T> {
     return scratch.data();
   }
 
-  /// Row-wise real FFT of `rows` blocks of length b starting at data.
-  void spectra_of(const T* data, Index rows, CMatrix& out) {
-    out.resize(rows, bins());
-    plan_.forward(data, b_, out.data(), bins(), rows);
-  }
-
   /// K̂ in frequency-major layout (bins x m·n), from the current kernel.
   void kernel_spectra() {
-    spectra_of(params_.value(0).data(), m_ * n_, kernel_spectra_);
-    transpose_tiled(kernel_spectra_, k_f_);
+    fft::forward_bin_major(plan_, params_.value(0).data(), m_ * n_, k_f_, kernel_spectra_);
   }
 
   /// Bin k of a frequency-major block (bins x rows·cols) as a rows x cols matrix, in place.
@@ -170,24 +158,14 @@ class C3A : public OwnsParameters<T> {
     return Eigen::Map<const CMatrix>(f.data() + k * f.cols(), rows, cols);
   }
 
-  /// out = inᵀ, in tiles of rows so that both sides stay in cache: spectra
-  /// (R x bins) <-> frequency-major (bins x R). A per-bin gather would stride
-  /// over the whole block once per bin.
-  static void transpose_tiled(const CMatrix& in, CMatrix& out) {
-    const Index R = in.rows(), C = in.cols();
-    out.resize(C, R);
-    for (Index r0 = 0; r0 < R; r0 += kTile)
-      for (Index c = 0; c < C; ++c)
-        for (Index r = r0; r < std::min(R, r0 + kTile); ++r) out(c, r) = in(r, c);
-  }
-  static constexpr Index kTile = 16;
 
   Index d_in_, d_out_, b_;
   fft::RealFFT<T> plan_;
   C3AConfig config_;
   Index n_ = 1, m_ = 1, rows_ = -1;
-  // Spectra in FFT layout (rows x bins) and frequency-major (bins x rows, for the
-  // per-bin GEMMs); one buffer per shape, so none is resized in steady state.
+  // Spectra frequency-major (bins x rows, for the per-bin GEMMs), and
+  // row-major scratch for FFT backends without bin-major transforms; one
+  // buffer per shape, so none is resized in steady state.
   CMatrix in_spectra_, out_spectra_, kernel_spectra_, k_f_, x_f_, y_f_, g_f_, dx_f_, s_f_;
   Matrix<T> x_, g_, kernel_blocks_;  // x_, g_: copies of strided inputs only
 };

@@ -63,4 +63,35 @@ void inverse(Plan& plan, const ComplexMatrix<typename Plan::Scalar>& S, Matrix<t
   plan.inverse(S.data(), S.cols(), X.data(), X.cols(), S.rows(), scale);
 }
 
+/// out (bins x rows, bin-major) = the spectra of `rows` rows of length n at
+/// in (row stride n). Our engine writes them so directly; other plans go
+/// through row-major spectra in `scratch` and a transpose.
+template <class Plan>
+void forward_bin_major(Plan& plan, const typename Plan::Scalar* in, Index rows, ComplexMatrix<typename Plan::Scalar>& out,
+                       ComplexMatrix<typename Plan::Scalar>& scratch) {
+  out.resize(plan.bins(), rows);
+  if constexpr (requires { plan.forward_bin_major(in, rows, out.data(), rows, rows); }) {
+    plan.forward_bin_major(in, plan.size(), out.data(), rows, rows);
+  } else {
+    scratch.resize(rows, plan.bins());
+    plan.forward(in, plan.size(), scratch.data(), plan.bins(), rows);
+    out = scratch.transpose();
+  }
+}
+
+/// out (rows of length n, row stride n) = or += scale · the inverse of the
+/// bin-major spectra in (bins x rows). Other plans than ours transpose into `scratch` first.
+template <class Plan>
+void inverse_bin_major(Plan& plan, const ComplexMatrix<typename Plan::Scalar>& in, typename Plan::Scalar* out,
+                       typename Plan::Scalar scale, bool accumulate, ComplexMatrix<typename Plan::Scalar>& scratch) {
+  const Index rows = in.cols();
+  PEFT_ASSERT(in.rows() == plan.bins());
+  if constexpr (requires { plan.inverse_bin_major(in.data(), rows, out, rows, rows, scale, accumulate); }) {
+    plan.inverse_bin_major(in.data(), rows, out, plan.size(), rows, scale, accumulate);
+  } else {
+    scratch = in.transpose();
+    plan.inverse(scratch.data(), plan.bins(), out, plan.size(), rows, scale, accumulate);
+  }
+}
+
 }  // namespace peft::fft
