@@ -137,7 +137,6 @@ class DiagonalisedProduct {
     detail::add_inverse_of_sum(plan_, dc, n_, correlation_, scale);
   }
 
- private:
   static Index checked_size(Index n, const char* name) {
     PEFT_REQUIRE(n >= 1, name, ": size must be >= 1, got ", n);
     return n;

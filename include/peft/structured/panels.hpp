@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <complex>
+#include <concepts>
 #include <vector>
 
 #include <peft/core/types.hpp>
