@@ -8,6 +8,7 @@
 // Lane vectors only ever travel by reference: passing them by value would
 // change the calling convention between targets (GCC's -Wpsabi).
 
+#include <algorithm>
 #include <complex>
 #include <utility>
 
@@ -59,6 +60,14 @@ inline void transpose_levels(V* v) {
 template <class T>
 inline void transpose(typename Lanes<T>::type* v) {
   transpose_levels<typename Lanes<T>::type, Lanes<T>::count, Lanes<T>::count / 2>(v);
+}
+
+/// f(first_row, lanes, panel) for each panel of `lanes_per_panel` rows of
+/// `rows`; the last one may be ragged (lanes < lanes_per_panel).
+template <class F>
+inline void for_each_panel(Index rows, int lanes_per_panel, F&& f) {
+  for (Index r0 = 0, p = 0; r0 < rows; r0 += lanes_per_panel, ++p)
+    f(r0, static_cast<int>(std::min<Index>(lanes_per_panel, rows - r0)), p);
 }
 
 // Pointwise complex arithmetic on lanes: one element, then whole spectra.

@@ -127,23 +127,21 @@ class VectorizedFFT {
   /// spectrum is formed or transposed.
   void forward_bin_major(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
     C* z = z_.data();
-    for (Index r0 = 0; r0 < rows; r0 += L) {
-      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+    detail::for_each_panel(rows, L, [&](Index r0, int lanes, Index) {
       load_panel(in + r0 * in_stride, in_stride, lanes, z);
       forward_panel(z);
       for (Index k = 0; k < bins(); ++k) {
         Complex* dst = out + k * out_stride + r0;
         for (int l = 0; l < lanes; ++l) dst[l] = Complex(z[k].re[l], z[k].im[l]);
       }
-    }
+    });
   }
 
   /// inverse() of spectra stored bin-major (in[k·in_stride + r], r < rows).
   void inverse_bin_major(const Complex* in, Index in_stride, T* out, Index out_stride, Index rows, T scale,
                          bool accumulate = false) {
     C* z = z_.data();
-    for (Index r0 = 0; r0 < rows; r0 += L) {
-      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+    detail::for_each_panel(rows, L, [&](Index r0, int lanes, Index) {
       for (Index k = 0; k < bins(); ++k) {
         const Complex* src = in + k * in_stride + r0;
         for (int l = 0; l < L; ++l) {
@@ -154,7 +152,7 @@ class VectorizedFFT {
       }
       inverse_panel(z);
       store_panel(z, out + r0 * out_stride, out_stride, lanes, scale, accumulate);
-    }
+    });
   }
 
   // The panel interface: the steps the row functions above are made of, for
@@ -314,12 +312,11 @@ class VectorizedFFT {
   template <Transform K>
   void transform_rows(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
     const Index count = K == Transform::negacyclic ? n_ / 2 : bins();
-    for (Index r0 = 0; r0 < rows; r0 += L) {
-      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+    detail::for_each_panel(rows, L, [&](Index r0, int lanes, Index) {
       load_panel<K>(in + r0 * in_stride, in_stride, lanes, z_.data());
       forward_panel<K>(z_.data());
       scatter_complex(z_.data(), out + r0 * out_stride, out_stride, lanes, count);
-    }
+    });
   }
 
   /// Panels of spectra through gather → times w → inverse → store.
@@ -328,8 +325,7 @@ class VectorizedFFT {
                     Index rows, T scale, bool accumulate) {
     const Index count = K == Transform::negacyclic ? n_ / 2 : bins();
     C* z = z_.data();
-    for (Index r0 = 0; r0 < rows; r0 += L) {
-      const int lanes = static_cast<int>(std::min<Index>(L, rows - r0));
+    detail::for_each_panel(rows, L, [&](Index r0, int lanes, Index) {
       if (lanes < L) clear_lanes(z, count);
       gather_complex(z, in + r0 * in_stride, in_stride, lanes, count);
       if (w == nullptr)
@@ -337,7 +333,7 @@ class VectorizedFFT {
       else
         inverse_panel<K>(z, [&](Index k, C& x) { detail::multiply_lane(x, detail::maybe_conj(w[k], conj_w)); });
       store_panel<K>(z, out + r0 * out_stride, out_stride, lanes, scale, accumulate);
-    }
+    });
   }
 
   // Moving data between rows and lanes is a transpose. The odd-length paths

@@ -58,7 +58,7 @@ class DiagonalisedProduct {
     forward_rows_ = X.rows();
     const T inverse_scale = scale / static_cast<T>(n_);
     if (uses_panels(plan_)) {
-      prepare_output(Y, X.rows(), accumulate, forward_who_);
+      prepare_output(Y, X.rows(), n_, accumulate, forward_who_.c_str());
       if constexpr (PanelPlan<Plan>) forward_panels(X, Y, inverse_scale, accumulate);
       return;
     }
@@ -75,7 +75,7 @@ class DiagonalisedProduct {
                  ::peft::detail::shape_str(G.rows(), G.cols()));
     const T inverse_scale = scale / static_cast<T>(n_);
     if (uses_panels(plan_)) {
-      prepare_output(dX, G.rows(), accumulate, backward_who_);
+      prepare_output(dX, G.rows(), n_, accumulate, backward_who_.c_str());
       if constexpr (PanelPlan<Plan>) backward_panels(G, dX, dc, inverse_scale, scale, accumulate);
       return;
     }
@@ -86,13 +86,6 @@ class DiagonalisedProduct {
   }
 
  private:
-  void prepare_output(Matrix<T>& out, Index rows, bool accumulate, const std::string& who) const {
-    if (accumulate)
-      require_accumulable(out, rows, n_, who.c_str());
-    else
-      out.resize(rows, n_);
-  }
-
   // Y (sized) = or += inverse_scale · F⁻¹(ĉ ⊙ F(x)) per panel; x̂ kept.
   void forward_panels(const ConstMatrixRef<T>& X, Matrix<T>& Y, T inverse_scale, bool accumulate)
     requires PanelPlan<Plan>

@@ -71,7 +71,7 @@ class CirculantPlusSkew {
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
     PEFT_REQUIRE(X.cols() == n_, "CirculantPlusSkew::forward: X must have n = ", n_, " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
-    if (accumulate) detail::require_accumulable(Y, X.rows(), n_, "CirculantPlusSkew::forward");
+    detail::prepare_output(Y, X.rows(), n_, accumulate, "CirculantPlusSkew::forward");
     forward_rows_ = X.rows();
     if (!panels_) {
       circulant_->forward(X, Y, scale, accumulate);
@@ -79,7 +79,6 @@ class CirculantPlusSkew {
       return;
     }
     if constexpr (kPanels) {
-      if (!accumulate) Y.resize(X.rows(), n_);
       run_panels(X, Y, nullptr, false, scale, accumulate);
     }
   }
@@ -90,14 +89,13 @@ class CirculantPlusSkew {
     PEFT_REQUIRE(G.cols() == n_ && G.rows() == forward_rows_, "CirculantPlusSkew::backward: G must be ",
                  ::peft::detail::shape_str(forward_rows_, n_), " like the last forward, got ",
                  ::peft::detail::shape_str(G.rows(), G.cols()));
-    if (accumulate) detail::require_accumulable(dX, G.rows(), n_, "CirculantPlusSkew::backward");
+    detail::prepare_output(dX, G.rows(), n_, accumulate, "CirculantPlusSkew::backward");
     if (!panels_) {
       circulant_->backward(G, dX, dkernel, scale, accumulate);
       skew_->backward(G, dX, dkernel != nullptr ? dkernel + n_ : nullptr, scale, true);
       return;
     }
     if constexpr (kPanels) {
-      if (!accumulate) dX.resize(G.rows(), n_);
       run_panels(G, dX, dkernel, true, scale, accumulate);
     }
   }

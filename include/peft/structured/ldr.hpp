@@ -67,7 +67,7 @@ class LDR {
     forward_rows_ = X.rows();
     if (on_panels()) {
       if constexpr (kPanels) {
-        prepare_output(Y, X.rows(), accumulate, "LDR::forward");
+        detail::prepare_output(Y, X.rows(), n_, accumulate, "LDR::forward");
         forward_panels(X, Y, scale * inverse_scale(), accumulate);
       }
       return;
@@ -92,7 +92,7 @@ class LDR {
                  ::peft::detail::shape_str(G.rows(), G.cols()));
     if (on_panels()) {
       if constexpr (kPanels) {
-        prepare_output(dX, G.rows(), accumulate, "LDR::backward");
+        detail::prepare_output(dX, G.rows(), n_, accumulate, "LDR::backward");
         backward_panels(G, dX, dkernel, scale, accumulate);
       }
       return;
@@ -122,13 +122,6 @@ class LDR {
   static constexpr auto kSkew = fft::Transform::negacyclic;
 
   bool on_panels() const { return kPanels && n_ % 2 == 0; }
-
-  void prepare_output(Matrix<T>& out, Index rows, bool accumulate, const char* who) const {
-    if (accumulate)
-      detail::require_accumulable(out, rows, n_, who);
-    else
-      out.resize(rows, n_);
-  }
 
   Lane* buffer(std::size_t which) {
     return panel_buffers_.data() + which * static_cast<std::size_t>(plan_n_.panel_slots());

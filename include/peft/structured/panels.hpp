@@ -36,12 +36,7 @@ bool uses_panels(const Plan& plan) {
   else return false;
 }
 
-/// f(first_row, lanes, panel) for each panel of `lanes_per_panel` rows of `rows`.
-template <class F>
-void for_each_panel(Index rows, int lanes_per_panel, F&& f) {
-  for (Index r0 = 0, p = 0; r0 < rows; r0 += lanes_per_panel, ++p)
-    f(r0, static_cast<int>(std::min<Index>(lanes_per_panel, rows - r0)), p);
-}
+using fft::detail::for_each_panel;
 
 /// Spectra of a block of rows kept in lane layout: `bins` Lanes per panel.
 template <class T>
@@ -50,17 +45,15 @@ class PanelSpectra {
   using Lane = fft::detail::LaneComplex<T>;
 
   void resize(Index rows, Index bins) {
-    rows_ = rows;
     bins_ = bins;
     const Index panels = (rows + fft::detail::Lanes<T>::count - 1) / fft::detail::Lanes<T>::count;
     data_.resize(static_cast<std::size_t>(panels * bins));
   }
-  Index rows() const { return rows_; }
   Lane* panel(Index p) { return data_.data() + p * bins_; }
   const Lane* panel(Index p) const { return data_.data() + p * bins_; }
 
  private:
-  Index rows_ = 0, bins_ = 0;
+  Index bins_ = 0;
   std::vector<Lane> data_;
 };
 

@@ -48,15 +48,20 @@ void require_accumulable(const Matrix<T>& out, Index rows, Index cols, const cha
                ::peft::detail::shape_str(rows, cols), ", got ", ::peft::detail::shape_str(out.rows(), out.cols()));
 }
 
-/// Sizes out for the inverse transform of a's rows: resized, or, to be
-/// accumulated into, checked to be rows x n already.
+/// Sizes an output rows x cols, or, to be accumulated into, checks it is already.
+template <class T>
+void prepare_output(Matrix<T>& out, Index rows, Index cols, bool accumulate, const char* who) {
+  if (accumulate)
+    require_accumulable(out, rows, cols, who);
+  else
+    out.resize(rows, cols);
+}
+
+/// Sizes out for the inverse transform of a's rows (see prepare_output).
 template <class Plan, class T = typename Plan::Scalar>
 void prepare_inverse_output(const Plan& plan, const fft::ComplexMatrix<T>& a, Matrix<T>& out, bool accumulate,
                             const char* who) {
-  if (accumulate)
-    require_accumulable(out, a.rows(), plan.size(), who);
-  else
-    out.resize(a.rows(), plan.size());
+  prepare_output(out, a.rows(), plan.size(), accumulate, who);
 }
 
 /// out = scale · inverse FFT of the rows of a, or out (rows x n) += that with `accumulate`.
