@@ -237,6 +237,55 @@ TYPED_TEST(FFTTest, NegacyclicBinsMatchNaiveSumsAndRoundTrip) {
   }
 }
 
+/// The engine's complex FFT of length m on its own (complex_plan.hpp:
+/// Stockham for 2,3,5-smooth m, Bluestein otherwise). Lanes hold different
+/// signals; the first and last lane are checked against a naive DFT in long
+/// double, forward and inverse.
+template <class T>
+void check_complex_fft(Index m) {
+  using C = fft::detail::LaneComplex<T>;
+  constexpr int L = fft::detail::Lanes<T>::count;
+  const Matrix<double> re = random_matrix<float>(L, m, static_cast<std::uint64_t>(m)).cast<double>();
+  const Matrix<double> im = random_matrix<float>(L, m, static_cast<std::uint64_t>(m) + 1).cast<double>();
+  fft::detail::ComplexPlan<T> plan(m);
+  std::vector<C> x(static_cast<std::size_t>(m)), scratch(static_cast<std::size_t>(plan.scratch_size()));
+  for (const bool inverse : {false, true}) {
+    for (Index j = 0; j < m; ++j)
+      for (int l = 0; l < L; ++l) {
+        x[static_cast<std::size_t>(j)].re[l] = static_cast<T>(re(l, j));
+        x[static_cast<std::size_t>(j)].im[l] = static_cast<T>(im(l, j));
+      }
+    if (inverse) plan.template transform<true>(x.data(), scratch.data());
+    else plan.template transform<false>(x.data(), scratch.data());
+    std::vector<std::complex<LD>> roots(static_cast<std::size_t>(m));
+    for (Index k = 0; k < m; ++k)
+      roots[static_cast<std::size_t>(k)] =
+          std::polar(LD(1), (inverse ? 2 : -2) * std::numbers::pi_v<LD> * static_cast<LD>(k) / static_cast<LD>(m));
+    for (const int l : {0, L - 1}) {
+      double err = 0, scale = 0;
+      for (Index k = 0; k < m; ++k) {
+        std::complex<LD> want = 0;
+        for (Index j = 0; j < m; ++j)
+          want += std::complex<LD>(re(l, j), im(l, j)) * roots[static_cast<std::size_t>((j * k) % m)];
+        const std::complex<LD> got(x[static_cast<std::size_t>(k)].re[l], x[static_cast<std::size_t>(k)].im[l]);
+        err = std::max(err, static_cast<double>(std::abs(got - want)));
+        scale = std::max(scale, static_cast<double>(std::abs(want)));
+      }
+      const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+      EXPECT_LE(err / scale, tol)
+          << "m = " << m << ", lane " << l << (inverse ? ", inverse" : ", forward");
+    }
+  }
+}
+
+TEST(FFT, ComplexTransformsMatchNaiveDft) {
+  // Every radix (8, 4, 2, 3, 5) and Bluestein lengths (prime, and 2·prime).
+  for (const Index m : {1, 2, 5, 96, 135, 243, 625, 1125, 2048, 7, 97, 1021, 2 * 509}) {
+    check_complex_fft<float>(m);
+    check_complex_fft<double>(m);
+  }
+}
+
 TEST(FFT, RejectsBadInput) {
   EXPECT_PEFT_ERROR(fft::VectorizedFFT<float>(0), "VectorizedFFT: length must be >= 1, got 0");
   EXPECT_PEFT_ERROR(fft::KissFFT<double>(-3), "KissFFT: length must be >= 1, got -3");
