@@ -7,6 +7,8 @@
 #include <peft/structured/toeplitz.hpp>
 #include <peft/testing/gradcheck.hpp>
 
+#include <tuple>
+
 #include "test_util.hpp"
 
 namespace peft::test {
@@ -185,6 +187,49 @@ TYPED_TEST(StructuredTest, ScaledAndAccumulatedProductsMatchThePlainOnes) {
       expect_scaled_accumulate_matches_plain(toep, random_matrix<double>(m + n - 1, 1, 22), n, m);
     }
   }
+}
+
+/// forward, backward and the kernel gradient with `threads` threads.
+template <class Op>
+std::tuple<Matrix<double>, Matrix<double>, Vector<double>> run_with_threads(Op& op, const Vector<double>& kernel,
+                                                                          const Matrix<double>& X,
+                                                                          const Matrix<double>& G, int threads) {
+  Eigen::setNbThreads(threads);
+  op.set_kernel(kernel.data());
+  Matrix<double> Y, dX;
+  Vector<double> dk = Vector<double>::Zero(kernel.size());
+  op.forward(X, Y);
+  op.backward(G, dX, dk.data());
+  return {Y, dX, dk};
+}
+
+/// The panels split over several threads give what one thread gives: the
+/// same rows bit for bit, the kernel gradient up to the order of its sums.
+template <class Op>
+void expect_threads_match_one_thread(Op& op, const Vector<double>& kernel, Index in, Index out) {
+  const Matrix<double> X = random_matrix<double>(37, in, 31), G = random_matrix<double>(37, out, 32);
+  const auto [Y1, dX1, dk1] = run_with_threads(op, kernel, X, G, 1);
+  for (const int threads : {2, 3, 8}) {
+    const auto [Y, dX, dk] = run_with_threads(op, kernel, X, G, threads);
+    EXPECT_EQ(Y, Y1) << threads << " threads";
+    EXPECT_EQ(dX, dX1) << threads << " threads";
+    EXPECT_LT(max_rel_diff(dk, dk1), 1e-13) << threads << " threads";
+  }
+}
+
+TEST(Structured, PanelsSplitOverThreadsMatchOneThread) {
+#ifndef _OPENMP
+  GTEST_SKIP() << "built without OpenMP: the panels run on one thread";
+#endif
+  const int before = Eigen::nbThreads();
+  const Index n = 64;  // 37 rows: five panels of 8 (double), the last ragged
+  structured::Circulant<double> circ(n);
+  expect_threads_match_one_thread(circ, random_matrix<double>(n, 1, 33), n, n);
+  structured::CirculantPlusSkew<double> sum(n);
+  expect_threads_match_one_thread(sum, random_matrix<double>(2 * n, 1, 34), n, n);
+  structured::LDR<double> ldr(n, 3);
+  expect_threads_match_one_thread(ldr, random_matrix<double>(6 * n, 1, 35), n, n);
+  Eigen::setNbThreads(before);
 }
 
 TEST(Structured, RejectsBadShapes) {

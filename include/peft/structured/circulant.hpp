@@ -90,18 +90,17 @@ class DiagonalisedProduct {
   void forward_panels(const ConstMatrixRef<T>& X, Matrix<T>& Y, T inverse_scale, bool accumulate)
     requires PanelPlan<Plan>
   {
-    const Index bins = plan_.bins();
-    x_panels_.resize(X.rows(), bins);
-    panel_.resize(static_cast<std::size_t>(plan_.panel_slots()));
-    auto* z = panel_.data();
-    for_each_panel(X.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
-      plan_.load_panel(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, z);
+    x_panels_.resize(X.rows(), plan_.bins());
+    workers_.prepare(plan_, X.rows(), 1);
+    workers_.run(X.rows(), [&](auto& w, Index r0, int lanes, Index p) {
+      Lane* z = w.buffer(0);
+      w.plan->load_panel(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, z);
       auto* x_hat = x_panels_.panel(p);
-      plan_.around_spectrum(z, [&](Index k, Lane& x) {
+      w.plan->around_spectrum(z, [&](Index k, Lane& x) {
         x_hat[k] = x;
         fft::detail::multiply_lane(x, c_hat_[k]);
       });
-      plan_.store_panel(z, Y.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
+      w.plan->store_panel(z, Y.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
     });
   }
 
@@ -111,22 +110,21 @@ class DiagonalisedProduct {
     requires PanelPlan<Plan>
   {
     const Index bins = plan_.bins();
-    if (dc != nullptr) lane_sums_.reset(bins);
-    panel_.resize(static_cast<std::size_t>(plan_.panel_slots()));
-    auto* z = panel_.data();
-    for_each_panel(G.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
-      plan_.load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, z);
+    workers_.prepare(plan_, G.rows(), 1, dc != nullptr ? std::vector<Index>{bins} : std::vector<Index>{});
+    workers_.run(G.rows(), [&](auto& w, Index r0, int lanes, Index p) {
+      Lane* z = w.buffer(0);
+      w.plan->load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, z);
       const Lane* x_hat = x_panels_.panel(p);
-      Lane* sums = dc != nullptr ? lane_sums_.data() : nullptr;
-      plan_.around_spectrum(z, [&](Index k, Lane& g) {
+      Lane* sums = dc != nullptr ? w.sums[0].data() : nullptr;
+      w.plan->around_spectrum(z, [&](Index k, Lane& g) {
         if (sums != nullptr) fft::detail::add_conj_product_lane(sums[k], x_hat[k], g);
         fft::detail::multiply_lane(g, std::conj(c_hat_[k]));
       });
-      plan_.store_panel(z, dX.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
+      w.plan->store_panel(z, dX.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
     });
     if (dc == nullptr) return;
     correlation_.sum.resize(bins);
-    lane_sums_.reduce(correlation_.sum.data());
+    workers_.reduce_sums(0, correlation_.sum.data());
     detail::add_inverse_of_sum(plan_, dc, n_, correlation_, scale);
   }
 
@@ -144,10 +142,9 @@ class DiagonalisedProduct {
   detail::CorrelationScratch<T> correlation_;
   Index forward_rows_ = 0;
   fft::ComplexMatrix<T> x_hat_, g_hat_, work_;  // row path
-  // Panel path: x̂ in lane layout, the panel buffer, the per-lane dc sum.
+  // Panel path: x̂ in lane layout; per thread a plan, a panel buffer and the per-lane dc sum.
   PanelSpectra<T> x_panels_;
-  std::vector<Lane> panel_;
-  LaneSums<T> lane_sums_;
+  PanelWorkers<Plan> workers_;
 };
 
 }  // namespace detail

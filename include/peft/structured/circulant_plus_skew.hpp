@@ -116,8 +116,7 @@ class CirculantPlusSkew {
     SkewPlan skew;
     Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> c_hat, s_hat;
     detail::PanelSpectra<T> x_real, x_skew;  // F(x) and N(x) from forward
-    std::vector<Lane> buffers;               // two panels
-    detail::LaneSums<T> sum_c, sum_s;        // backward's kernel-gradient sums
+    detail::PanelWorkers<Plan> workers;      // per thread: two panels, backward's two kernel-gradient sums
     detail::CorrelationScratch<T> correlation;
   };
 
@@ -134,35 +133,32 @@ class CirculantPlusSkew {
       P.x_skew.resize(In.rows(), skew_bins);
     }
     const bool kernel_grad = adjoint && dkernel != nullptr;
-    if (kernel_grad) {
-      P.sum_c.reset(real_bins);
-      P.sum_s.reset(skew_bins);
-    }
-    P.buffers.resize(2 * static_cast<std::size_t>(P.real.panel_slots()));
-    Lane *a = P.buffers.data(), *b = a + P.real.panel_slots();
-    detail::for_each_panel(In.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
-      P.real.load_panel(In.data() + r0 * In.outerStride(), In.outerStride(), lanes, a);
-      P.real.real_layout_to_negacyclic_forward(a, b, T(1));
+    P.workers.prepare(P.real, In.rows(), 2,
+                      kernel_grad ? std::vector<Index>{real_bins, skew_bins} : std::vector<Index>{});
+    P.workers.run(In.rows(), [&](auto& w, Index r0, int lanes, Index p) {
+      Lane *a = w.buffer(0), *b = w.buffer(1);
+      w.plan->load_panel(In.data() + r0 * In.outerStride(), In.outerStride(), lanes, a);
+      w.plan->real_layout_to_negacyclic_forward(a, b, T(1));
       // Per bin: keep x's spectrum (forward) or add to the kernel gradient's
       // sum (backward), then multiply by the kernel's spectrum (conj in backward).
       Lane *kept_c = P.x_real.panel(p), *kept_s = P.x_skew.panel(p);
-      Lane *sum_c = kernel_grad ? P.sum_c.data() : nullptr, *sum_s = kernel_grad ? P.sum_s.data() : nullptr;
-      auto per_bin = [adjoint](Lane* kept, Lane* sums, std::complex<T> w, Index k, Lane& v) {
+      Lane *sum_c = kernel_grad ? w.sums[0].data() : nullptr, *sum_s = kernel_grad ? w.sums[1].data() : nullptr;
+      auto per_bin = [adjoint](Lane* kept, Lane* sums, std::complex<T> v_hat, Index k, Lane& v) {
         if (!adjoint) kept[k] = v;
         else if (sums != nullptr) fft::detail::add_conj_product_lane(sums[k], kept[k], v);
-        fft::detail::multiply_lane(v, adjoint ? std::conj(w) : w);
+        fft::detail::multiply_lane(v, adjoint ? std::conj(v_hat) : v_hat);
       };
-      P.real.around_spectrum(a, [&](Index k, Lane& v) { per_bin(kept_c, sum_c, P.c_hat[k], k, v); });
+      w.plan->around_spectrum(a, [&](Index k, Lane& v) { per_bin(kept_c, sum_c, P.c_hat[k], k, v); });
       for (Index k = 0; k < skew_bins; ++k) per_bin(kept_s, sum_s, P.s_hat[k], k, b[k]);
-      P.real.negacyclic_inverse_to_real_layout(b, a, T(1), true);
-      P.real.store_panel(a, Out.data() + r0 * n_, n_, lanes, scale / static_cast<T>(n_), accumulate);
+      w.plan->negacyclic_inverse_to_real_layout(b, a, T(1), true);
+      w.plan->store_panel(a, Out.data() + r0 * n_, n_, lanes, scale / static_cast<T>(n_), accumulate);
     });
     if (!kernel_grad) return;
     P.correlation.sum.resize(real_bins);
-    P.sum_c.reduce(P.correlation.sum.data());
+    P.workers.reduce_sums(0, P.correlation.sum.data());
     detail::add_inverse_of_sum(P.real, dkernel, n_, P.correlation, scale);
     P.correlation.sum.resize(skew_bins);
-    P.sum_s.reduce(P.correlation.sum.data());
+    P.workers.reduce_sums(1, P.correlation.sum.data());
     detail::add_inverse_of_sum(P.skew, dkernel + n_, n_, P.correlation, scale);
   }
 

@@ -123,10 +123,6 @@ class LDR {
 
   bool on_panels() const { return kPanels && n_ % 2 == 0; }
 
-  Lane* buffer(std::size_t which) {
-    return panel_buffers_.data() + which * static_cast<std::size_t>(plan_n_.panel_slots());
-  }
-
   // Per panel: x̃ = N(x) (kept); per term u_i = N⁻¹(h̃_i ⊙ x̃) moved to the
   // real layout, û_i = F(u_i) (kept); Y = or += out_scale · F⁻¹(Σ ĝ_i ⊙ û_i).
   void forward_panels(const ConstMatrixRef<T>& X, Matrix<T>& Y, T out_scale, bool accumulate)
@@ -136,25 +132,26 @@ class LDR {
     x_panels_.resize(X.rows(), skew_bins);
     u_panels_.resize(static_cast<std::size_t>(rank_));
     for (auto& u : u_panels_) u.resize(X.rows(), real_bins);
-    panel_buffers_.resize(4 * static_cast<std::size_t>(plan_n_.panel_slots()));
-    Lane *x = buffer(0), *work = buffer(1), *sum = buffer(2);
-    detail::for_each_panel(X.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
-      plan_n_.template load_panel<kSkew>(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, x);
+    workers_.prepare(plan_n_, X.rows(), 3);
+    workers_.run(X.rows(), [&](auto& w, Index r0, int lanes, Index p) {
+      Plan& plan = *w.plan;
+      Lane *x = w.buffer(0), *work = w.buffer(1), *sum = w.buffer(2);
+      plan.template load_panel<kSkew>(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, x);
       Lane* x_kept = x_panels_.panel(p);
-      plan_n_.template forward_panel<kSkew>(x, [&](Index k, const Lane& v) { x_kept[k] = v; });
+      plan.template forward_panel<kSkew>(x, [&](Index k, const Lane& v) { x_kept[k] = v; });
       for (Index i = 0; i < rank_; ++i) {
         fft::detail::product_lanes(x, &h_hat_(i, 0), false, work, skew_bins);
         Lane* u_hat = u_panels_[static_cast<std::size_t>(i)].panel(p);
-        plan_n_.negacyclic_inverse_to_real_layout(work, u_hat, inverse_scale(), false);
+        plan.negacyclic_inverse_to_real_layout(work, u_hat, inverse_scale(), false);
         const std::complex<T>* g_hat = &g_hat_(i, 0);
         // sum = Σ_i ĝ_i ⊙ û_i, taken in û_i's post-twiddle pass.
-        plan_n_.forward_panel(u_hat, [&](Index k, const Lane& u) {
+        plan.forward_panel(u_hat, [&](Index k, const Lane& u) {
           if (i == 0) sum[k] = Lane{};
           fft::detail::add_product_lane(sum[k], u, g_hat[k]);
         });
       }
-      plan_n_.inverse_panel(sum);
-      plan_n_.store_panel(sum, Y.data() + r0 * n_, n_, lanes, out_scale, accumulate);
+      plan.inverse_panel(sum);
+      plan.store_panel(sum, Y.data() + r0 * n_, n_, lanes, out_scale, accumulate);
     });
   }
 
@@ -166,45 +163,45 @@ class LDR {
     requires kPanels
   {
     const Index real_bins = plan_n_.bins(), skew_bins = skew_plan_.bins();
-    panel_buffers_.resize(4 * static_cast<std::size_t>(plan_n_.panel_slots()));
-    Lane *g = buffer(0), *work = buffer(1), *dx_sum = buffer(2), *d_hat = buffer(3);
+    // The kernel gradients' sums: [dg_0..dg_{ρ−1}, dh_0..dh_{ρ−1}].
+    std::vector<Index> sum_bins;
     if (dkernel != nullptr) {
-      kernel_sums_.resize(2 * static_cast<std::size_t>(rank_));
-      for (Index i = 0; i < rank_; ++i) {
-        kernel_sums_[static_cast<std::size_t>(i)].reset(real_bins);
-        kernel_sums_[static_cast<std::size_t>(rank_ + i)].reset(skew_bins);
-      }
+      sum_bins.assign(static_cast<std::size_t>(rank_), real_bins);
+      sum_bins.resize(2 * static_cast<std::size_t>(rank_), skew_bins);
     }
-    detail::for_each_panel(G.rows(), Plan::panel_rows, [&](Index r0, int lanes, Index p) {
-      plan_n_.load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, g);
-      plan_n_.forward_panel(g);
+    workers_.prepare(plan_n_, G.rows(), 4, sum_bins);
+    workers_.run(G.rows(), [&](auto& w, Index r0, int lanes, Index p) {
+      Plan& plan = *w.plan;
+      Lane *g = w.buffer(0), *work = w.buffer(1), *dx_sum = w.buffer(2), *d_hat = w.buffer(3);
+      plan.load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, g);
+      plan.forward_panel(g);
       const Lane* x_kept = x_panels_.panel(p);
       for (Index i = 0; i < rank_; ++i) {
         const Lane* u_hat = u_panels_[static_cast<std::size_t>(i)].panel(p);
-        Lane* g_sums = dkernel != nullptr ? kernel_sums_[static_cast<std::size_t>(i)].data() : nullptr;
-        Lane* h_sums = dkernel != nullptr ? kernel_sums_[static_cast<std::size_t>(rank_ + i)].data() : nullptr;
+        Lane* g_sums = dkernel != nullptr ? w.sums[static_cast<std::size_t>(i)].data() : nullptr;
+        Lane* h_sums = dkernel != nullptr ? w.sums[static_cast<std::size_t>(rank_ + i)].data() : nullptr;
         const std::complex<T>*g_hat = &g_hat_(i, 0), *h_hat = &h_hat_(i, 0);
         // work = conj(ĝ_i) ⊙ Ĝ and dg_i's sum, taken in the pre-twiddle pass.
-        plan_n_.inverse_panel(work, [&](Index k, Lane& v) {
+        plan.inverse_panel(work, [&](Index k, Lane& v) {
           if (g_sums != nullptr) fft::detail::add_conj_product_lane(g_sums[k], u_hat[k], g[k]);
           v = g[k];
           fft::detail::multiply_lane(v, std::conj(g_hat[k]));
         });
-        plan_n_.real_layout_to_negacyclic_forward(work, d_hat, inverse_scale());
+        plan.real_layout_to_negacyclic_forward(work, d_hat, inverse_scale());
         for (Index k = 0; k < skew_bins; ++k) {
           if (h_sums != nullptr) fft::detail::add_conj_product_lane(h_sums[k], x_kept[k], d_hat[k]);
           if (i == 0) dx_sum[k] = Lane{};
           fft::detail::add_product_lane(dx_sum[k], d_hat[k], std::conj(h_hat[k]));
         }
       }
-      plan_n_.template inverse_panel<kSkew>(dx_sum);
-      plan_n_.template store_panel<kSkew>(dx_sum, dX.data() + r0 * n_, n_, lanes, scale * inverse_scale(), accumulate);
+      plan.template inverse_panel<kSkew>(dx_sum);
+      plan.template store_panel<kSkew>(dx_sum, dX.data() + r0 * n_, n_, lanes, scale * inverse_scale(), accumulate);
     });
     if (dkernel == nullptr) return;
     for (Index i = 0; i < 2 * rank_; ++i) {
       const bool real = i < rank_;
       correlation_.sum.resize(real ? real_bins : skew_bins);
-      kernel_sums_[static_cast<std::size_t>(i)].reduce(correlation_.sum.data());
+      workers_.reduce_sums(static_cast<std::size_t>(i), correlation_.sum.data());
       if (real)
         detail::add_inverse_of_sum(plan_n_, dkernel + i * n_, n_, correlation_, scale);
       else
@@ -231,12 +228,11 @@ class LDR {
   detail::CorrelationScratch<T> correlation_;
   Matrix<T> u_;
   Index forward_rows_ = 0;
-  // Panel path: x̃ and the û_i in lane layout, four panel buffers, the
-  // kernel gradients' per-lane sums ([dg_0..dg_{ρ−1}, dh_0..dh_{ρ−1}]).
+  // Panel path: x̃ and the û_i in lane layout; per thread a plan, panel
+  // buffers and the kernel gradients' per-lane sums.
   detail::PanelSpectra<T> x_panels_;
   std::vector<detail::PanelSpectra<T>> u_panels_;
-  std::vector<Lane> panel_buffers_;
-  std::vector<detail::LaneSums<T>> kernel_sums_;
+  detail::PanelWorkers<Plan> workers_;
 };
 
 }  // namespace peft::structured
