@@ -279,8 +279,8 @@ void check_complex_fft(Index m) {
 }
 
 TEST(FFT, ComplexTransformsMatchNaiveDft) {
-  // Every radix (8, 4, 2, 3, 5) and Bluestein lengths (prime, and 2·prime).
-  for (const Index m : {1, 2, 5, 96, 135, 243, 625, 1125, 2048, 7, 97, 1021, 2 * 509}) {
+  // Every radix (8, 4, 6, 2, 3, 5) and Bluestein lengths (prime, and 2·prime).
+  for (const Index m : {1, 2, 5, 6, 18, 48, 96, 135, 243, 384, 625, 1125, 2048, 7, 97, 1021, 2 * 509}) {
     check_complex_fft<float>(m);
     check_complex_fft<double>(m);
   }

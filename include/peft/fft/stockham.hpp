@@ -1,5 +1,5 @@
 #pragma once
-// Complex FFT of length m on lane vectors: mixed radix 8, 4, 2, 3, 5 in
+// Complex FFT of length m on lane vectors: mixed radix 8, 4, 6, 2, 3, 5 in
 // Stockham's autosort form (each stage reads one buffer and writes the other
 // in natural order, so no bit reversal), for m whose only prime factors are
 // 2, 3 and 5. Forward: X_k = Σ_j x_j·e^{−2πi jk/m}; inverse flips the sign;
@@ -22,13 +22,14 @@
 
 namespace peft::fft::detail {
 
-/// Radices (8 first, then 4, 2, 3, 5) whose product is m, or empty if m has
-/// another prime factor. Large radices mean fewer passes over the panel,
+/// Radices (8 first, then 4, 6, 2, 3, 5) whose product is m, or empty if m
+/// has another prime factor. Large radices mean fewer passes over the panel,
 /// which is what bounds the speed once the panel no longer fits in L1.
 inline std::vector<int> stockham_radices(Index m) {
   std::vector<int> radices;
   while (m % 8 == 0) radices.push_back(8), m /= 8;
   while (m % 4 == 0) radices.push_back(4), m /= 4;
+  while (m % 6 == 0) radices.push_back(6), m /= 6;
   for (const int p : {2, 3, 5})
     while (m % p == 0) radices.push_back(p), m /= p;
   if (m != 1) radices.clear();
@@ -78,6 +79,7 @@ class Stockham {
         case 4: stage_pass<4, Inverse>(src, dst, q, s, w); break;
         case 2: stage_pass<2, Inverse>(src, dst, q, s, w); break;
         case 3: stage_pass<3, Inverse>(src, dst, q, s, w); break;
+        case 6: stage_pass<6, Inverse>(src, dst, q, s, w); break;
         default: stage_pass<5, Inverse>(src, dst, q, s, w); break;
       }
       n = q;
@@ -188,6 +190,31 @@ class Stockham {
   }
 
   template <bool Inverse>
+  static void dft6(C* a) {
+    // Good–Thomas (2 and 3 are coprime, so no twiddles between them): with
+    // input j = 3·j1 + 2·j2 and output k = 3·k1 + 4·k2 (mod 6), ω6^{jk} =
+    // ω2^{j1·k1}·ω3^{j2·k2}. Size-2 DFTs on the pairs (a0, a3), (a2, a5),
+    // (a4, a1), then size-3 DFTs over their sums (k1 = 0) and differences (k1 = 1).
+    C sum[3], diff[3];
+    for (int j2 = 0; j2 < 3; ++j2) {
+      const C& x = a[2 * j2];
+      const C& y = a[(2 * j2 + 3) % 6];
+      sum[j2].re = x.re + y.re;
+      sum[j2].im = x.im + y.im;
+      diff[j2].re = x.re - y.re;
+      diff[j2].im = x.im - y.im;
+    }
+    dft3<Inverse>(sum);
+    dft3<Inverse>(diff);
+    a[0] = sum[0];
+    a[4] = sum[1];
+    a[2] = sum[2];
+    a[3] = diff[0];
+    a[1] = diff[1];
+    a[5] = diff[2];
+  }
+
+  template <bool Inverse>
   static void dft8(C* a) {
     // Two size-4 DFTs on the even and odd inputs E, O, then
     // b_k = E_k + ω8^k·O_k, b_{k+4} = E_k − ω8^k·O_k with ω8 = e^{∓iπ/4}.
@@ -226,6 +253,7 @@ class Stockham {
         else if constexpr (P == 3) dft3<Inverse>(a);
         else if constexpr (P == 4) dft4<Inverse>(a);
         else if constexpr (P == 8) dft8<Inverse>(a);
+        else if constexpr (P == 6) dft6<Inverse>(a);
         else dft5<Inverse>(a);
         dst[t + s * P * j] = a[0];
         if (j == 0) {
