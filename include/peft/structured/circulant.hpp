@@ -9,6 +9,7 @@
 // On our engine each panel of rows goes through transform, product and
 // inverse in lanes (panels.hpp), and x̂ is kept in lane layout.
 
+#include <span>
 #include <string>
 
 #include <peft/core/error.hpp>
@@ -110,7 +111,8 @@ class DiagonalisedProduct {
     requires PanelPlan<Plan>
   {
     const Index bins = plan_.bins();
-    workers_.prepare(plan_, G.rows(), 1, dc != nullptr ? std::vector<Index>{bins} : std::vector<Index>{});
+    const Index sum_bins[] = {bins};
+    workers_.prepare(plan_, G.rows(), 1, dc != nullptr ? std::span<const Index>(sum_bins) : std::span<const Index>());
     workers_.run(G.rows(), [&](auto& w, Index r0, int lanes, Index p) {
       Lane* z = w.buffer(0);
       w.plan->load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, z);

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -133,8 +134,8 @@ class CirculantPlusSkew {
       P.x_skew.resize(In.rows(), skew_bins);
     }
     const bool kernel_grad = adjoint && dkernel != nullptr;
-    P.workers.prepare(P.real, In.rows(), 2,
-                      kernel_grad ? std::vector<Index>{real_bins, skew_bins} : std::vector<Index>{});
+    const Index sum_bins[] = {real_bins, skew_bins};
+    P.workers.prepare(P.real, In.rows(), 2, kernel_grad ? std::span<const Index>(sum_bins) : std::span<const Index>());
     P.workers.run(In.rows(), [&](auto& w, Index r0, int lanes, Index p) {
       Lane *a = w.buffer(0), *b = w.buffer(1);
       w.plan->load_panel(In.data() + r0 * In.outerStride(), In.outerStride(), lanes, a);

@@ -13,6 +13,7 @@
 // The kernel is one array [g_0 .. g_{ρ−1}, h_0 .. h_{ρ−1}] (2ρn entries), as
 // SURM's ldr_g and ldr_h sit in its parameter block.
 
+#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -164,12 +165,10 @@ class LDR {
   {
     const Index real_bins = plan_n_.bins(), skew_bins = skew_plan_.bins();
     // The kernel gradients' sums: [dg_0..dg_{ρ−1}, dh_0..dh_{ρ−1}].
-    std::vector<Index> sum_bins;
-    if (dkernel != nullptr) {
-      sum_bins.assign(static_cast<std::size_t>(rank_), real_bins);
-      sum_bins.resize(2 * static_cast<std::size_t>(rank_), skew_bins);
-    }
-    workers_.prepare(plan_n_, G.rows(), 4, sum_bins);
+    sum_bins_.assign(static_cast<std::size_t>(rank_), real_bins);
+    sum_bins_.resize(2 * static_cast<std::size_t>(rank_), skew_bins);
+    workers_.prepare(plan_n_, G.rows(), 4,
+                     dkernel != nullptr ? std::span<const Index>(sum_bins_) : std::span<const Index>());
     workers_.run(G.rows(), [&](auto& w, Index r0, int lanes, Index p) {
       Plan& plan = *w.plan;
       Lane *g = w.buffer(0), *work = w.buffer(1), *dx_sum = w.buffer(2), *d_hat = w.buffer(3);
@@ -233,6 +232,7 @@ class LDR {
   detail::PanelSpectra<T> x_panels_;
   std::vector<detail::PanelSpectra<T>> u_panels_;
   detail::PanelWorkers<Plan> workers_;
+  std::vector<Index> sum_bins_;
 };
 
 }  // namespace peft::structured

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <complex>
 #include <concepts>
+#include <span>
 #include <vector>
 
 #ifdef _OPENMP
@@ -108,8 +109,9 @@ class PanelWorkers {
   };
 
   /// Readies one worker per thread for a loop over `rows` rows: `buffers`
-  /// panel buffers each, and zeroed lane sums of sum_bins[i] bins (none if empty).
-  void prepare(Plan& plan, Index rows, int buffers, const std::vector<Index>& sum_bins = {}) {
+  /// panel buffers each, and zeroed lane sums of sum_bins[i] bins (none if
+  /// empty). Allocates only when the shapes grow.
+  void prepare(Plan& plan, Index rows, int buffers, std::span<const Index> sum_bins = {}) {
     const Index panels = (rows + Plan::panel_rows - 1) / Plan::panel_rows;
     const int threads = panel_threads(panels);
     while (static_cast<int>(copies_.size()) < threads - 1) copies_.push_back(plan);
