@@ -27,6 +27,34 @@ TEST(Activation, DerivativesMatchFiniteDifferences) {
   EXPECT_NEAR(activate(Activation::GELU, 1.0), 0.8413447460685429, 1e-15);  // 1·Φ(1)
 }
 
+/// The whole-matrix forms (vectorised erf) against the scalar ones, over
+/// z in [−12, 12] (both tails of GELU) for every activation.
+template <class T>
+void expect_matrix_forms_match_scalar(double tol) {
+  Matrix<T> z(7, 97);
+  for (Index i = 0; i < z.size(); ++i) z.data()[i] = static_cast<T>(-12.0 + 24.0 * static_cast<double>(i) / static_cast<double>(z.size() - 1));
+  const Matrix<T> g = random_matrix<T>(7, 97, 5), base = random_matrix<T>(7, 97, 6);
+  for (const Activation f : {Activation::GELU, Activation::ReLU, Activation::Identity}) {
+    Matrix<T> out, added = base, scaled = g;
+    detail::activation_into(f, z, out, false);
+    detail::activation_into(f, z, added, true);
+    detail::multiply_by_derivative(f, z, scaled);
+    for (Index i = 0; i < z.size(); ++i) {
+      const double x = static_cast<double>(z.data()[i]);
+      const double value = detail::activate(f, x), slope = detail::activate_derivative(f, x);
+      EXPECT_NEAR(out.data()[i], value, tol * std::max(1.0, std::abs(value))) << "z = " << x;
+      EXPECT_NEAR(added.data()[i], base.data()[i] + value, tol * std::max(1.0, std::abs(value))) << "z = " << x;
+      EXPECT_NEAR(scaled.data()[i], g.data()[i] * slope, tol * std::max(1.0, std::abs(g.data()[i] * slope)))
+          << "z = " << x;
+    }
+  }
+}
+
+TEST(Activation, MatrixFormsMatchTheScalarOnes) {
+  expect_matrix_forms_match_scalar<float>(4e-6);
+  expect_matrix_forms_match_scalar<double>(1e-14);
+}
+
 template <class T>
 class OutputAdapterTest : public ::testing::Test {};
 TYPED_TEST_SUITE(OutputAdapterTest, Precisions);

@@ -62,7 +62,7 @@ class Houlsby : public OwnsParameters<T> {
     h_ = H;
     a_.noalias() = H * params_.value(kDownW).transpose();
     a_.rowwise() += params_.value(kDownB).row(0);
-    s_ = a_.unaryExpr([f = config_.activation](T z) { return detail::activate(f, z); });
+    detail::activation_into(config_.activation, a_, s_, false);
     H.noalias() += s_ * params_.value(kUpW).transpose();
     H.rowwise() += params_.value(kUpB).row(0);
   }
@@ -74,7 +74,7 @@ class Houlsby : public OwnsParameters<T> {
     params_.grad(kUpB).row(0) += dH.colwise().sum();
     params_.grad(kUpW).noalias() += dH.transpose() * s_;
     da_.noalias() = dH * params_.value(kUpW);
-    da_.array() *= a_.unaryExpr([f = config_.activation](T z) { return detail::activate_derivative(f, z); }).array();
+    detail::multiply_by_derivative(config_.activation, a_, da_);
     params_.grad(kDownW).noalias() += da_.transpose() * h_;
     params_.grad(kDownB).row(0) += da_.colwise().sum();
     dH.noalias() += da_ * params_.value(kDownW);

@@ -69,7 +69,7 @@ class SURMAdapter : private SURM<T> {
     else h_ = H;
     z_.setZero(H.rows(), d_);
     Base::forward_delta(h_, z_);
-    H.array() += z_.unaryExpr([f = config_.activation](T z) { return detail::activate(f, z); }).array();
+    detail::activation_into(config_.activation, z_, H, true);
     H.rowwise() += this->parameter_block().value(bias_).row(0);
   }
 
@@ -78,7 +78,8 @@ class SURMAdapter : private SURM<T> {
                  ::peft::detail::shape_str(z_.rows(), d_), " like the last forward, got ",
                  ::peft::detail::shape_str(dH.rows(), dH.cols()));
     this->parameter_block().grad(bias_).row(0) += dH.colwise().sum();
-    dz_ = dH.array() * z_.unaryExpr([f = config_.activation](T z) { return detail::activate_derivative(f, z); }).array();
+    dz_ = dH;
+    detail::multiply_by_derivative(config_.activation, z_, dz_);
     dh_.setZero(dH.rows(), d_);
     Base::backward_delta(dz_, dh_);
     if (dropped_) dropout_.backward(dh_);
