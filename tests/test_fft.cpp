@@ -177,6 +177,65 @@ TYPED_TEST(FFTTest, InverseCanAccumulateIntoStridedRows) {
   }
 }
 
+// Rows may start anywhere: a half spectrum of n/2 + 1 bins never keeps the
+// next row on a cache line, and users pass sub-blocks of their own buffers.
+// Every base offset within a 64-byte line, strides that shift each row's
+// offset, full panels and a ragged one; the padding between rows and around
+// the block must be left alone, with and without accumulation.
+TYPED_TEST(FFTTest, RowsAtEveryAlignmentAndNothingWrittenOutside) {
+  using T = typename TestFixture::T;
+  using Complex = std::complex<T>;
+  constexpr T kGuard = T(1234.5);
+  const Index rows = 35;  // two full panels of 16 floats, four of 8 doubles, then a ragged one
+  for (const Index n : {64, 96, 250}) {
+    auto plan = make_plan<TypeParam>(n);
+    const Index bins = plan.bins();
+    const Matrix<T> x = random_matrix<T>(rows, n, 11);
+    fft::ComplexMatrix<T> want;
+    fft::forward(plan, x, want);
+    const double scale = want.cwiseAbs().maxCoeff();
+    for (Index offset = 0; offset < 16; ++offset)
+      for (const Index pad : {0, 1, 3}) {
+        SCOPED_TRACE(::testing::Message() << "n = " << n << ", offset = " << offset << ", pad = " << pad);
+        // Forward into complex rows starting `offset` reals into a buffer.
+        const Index s_stride = bins + pad;
+        std::vector<T> s_buffer(static_cast<std::size_t>(2 * (rows * s_stride + 8) + offset), kGuard);
+        auto* S = reinterpret_cast<Complex*>(s_buffer.data() + offset);  // complex<T> is aligned as T
+        plan.forward(x.data(), n, S, s_stride, rows);
+        double err = 0;
+        for (Index r = 0; r < rows; ++r)
+          for (Index k = 0; k < bins; ++k) err = std::max<double>(err, std::abs(S[r * s_stride + k] - want(r, k)));
+        EXPECT_LE(err / scale, TestFixture::tol());
+        for (std::size_t i = 0; i < s_buffer.size(); ++i) {
+          const Index at = static_cast<Index>(i) - offset;  // in reals, from S
+          const bool inside = at >= 0 && at / 2 / s_stride < rows && (at / 2) % s_stride < bins;
+          if (!inside) {
+            ASSERT_EQ(s_buffer[i], kGuard) << "forward wrote outside its rows at real " << at;
+          }
+        }
+        // Inverse (and accumulate) into real rows starting `offset` reals in.
+        const Index y_stride = n + pad;
+        for (const bool accumulate : {false, true}) {
+          std::vector<T> y_buffer(static_cast<std::size_t>(rows * y_stride + 16 + offset), kGuard);
+          T* Y = y_buffer.data() + offset;
+          plan.inverse(S, s_stride, Y, y_stride, rows, T(1) / static_cast<T>(n), accumulate);
+          double y_err = 0;
+          for (Index r = 0; r < rows; ++r)
+            for (Index j = 0; j < n; ++j)
+              y_err = std::max<double>(y_err, std::abs(Y[r * y_stride + j] - ((accumulate ? kGuard : T(0)) + x(r, j))));
+          EXPECT_LE(y_err, 10 * TestFixture::tol() * (accumulate ? double(kGuard) : 1.0)) << "accumulate " << accumulate;
+          for (std::size_t i = 0; i < y_buffer.size(); ++i) {
+            const Index at = static_cast<Index>(i) - offset;
+            const bool inside = at >= 0 && at / y_stride < rows && at % y_stride < n;
+            if (!inside) {
+              ASSERT_EQ(y_buffer[i], kGuard) << "inverse wrote outside its rows at " << at;
+            }
+          }
+        }
+      }
+  }
+}
+
 // Bin-major spectra (C3A's per-frequency layout): the transpose of the
 // row-major ones, and the inverse reads them back, adding into rows.
 TYPED_TEST(FFTTest, BinMajorSpectraAreTheTransposedRowSpectra) {

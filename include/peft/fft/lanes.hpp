@@ -10,7 +10,13 @@
 
 #include <algorithm>
 #include <complex>
+#include <cstdint>
+#include <cstring>
 #include <utility>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <peft/core/types.hpp>
 
@@ -60,6 +66,104 @@ inline void transpose_levels(V* v) {
 template <class T>
 inline void transpose(typename Lanes<T>::type* v) {
   transpose_levels<typename Lanes<T>::type, Lanes<T>::count, Lanes<T>::count / 2>(v);
+}
+
+/// Writes rows from lane vectors, a block of L elements of every row at a
+/// time: for b < blocks, fill(b, v) puts element c of block b in v[c]; the
+/// block is transposed and row l's L elements go to out[l·stride + b·L ..]
+/// (or are added there with `accumulate`). `lanes` ≤ L rows are written.
+template <class T, class Fill>
+inline void store_row_blocks(T* out, Index stride, int lanes, Index blocks, bool accumulate, Fill&& fill);
+
+#if defined(__AVX512F__)
+/// store_row_blocks for a full panel with 64-byte lanes, by aligned 64-byte
+/// stores. Rows rarely start on a cache line (a half spectrum of n/2 + 1
+/// complex bins never keeps the next row aligned), and a 64-byte store that
+/// straddles two lines, for sixteen rows whose lines compete for the same L1
+/// sets, costs ~3× an aligned one here. So row l keeps its previous block
+/// and each store takes the line that ends inside the current block:
+///   line = (previous block)[L − o ..) ++ (this block)[.. L − o),
+/// o = the row's offset from a line boundary in 32-bit units (one
+/// two-source permute), with masked stores for the row's first and last
+/// partial lines. Each line of the row is written once.
+template <class T, class Fill>
+inline void store_row_blocks_aligned(T* out, Index stride, Index blocks, bool accumulate, Fill& fill) {
+  using V = typename Lanes<T>::type;
+  constexpr int L = Lanes<T>::count;
+  static_assert(kLaneBytes == 64, "one line per lane vector");
+  __m512i shift[L];
+  __mmask16 head[L];
+  float* line[L];  // row l's first line (its start rounded down to 64 bytes)
+  V buffers[2][L];  // this block and the previous one, alternating
+  for (int l = 0; l < L; ++l) {
+    const auto at = reinterpret_cast<std::uintptr_t>(out + l * stride);
+    const int o = static_cast<int>(at % 64) / 4;
+    shift[l] = _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                _mm512_set1_epi32(16 - o));
+    head[l] = static_cast<__mmask16>(0xFFFFu << o);
+    line[l] = reinterpret_cast<float*>(at - at % 64);
+    buffers[1][l] = V{};
+  }
+  // Adds what `where` holds under `mask` (as T) when accumulating.
+  const auto with_held = [accumulate](__m512 x, const float* where, __mmask16 mask) {
+    if (!accumulate) return x;
+    const __m512 held = _mm512_maskz_loadu_ps(mask, where);
+    return reinterpret_cast<__m512>(reinterpret_cast<V>(x) + reinterpret_cast<V>(held));
+  };
+  for (Index b = 0; b < blocks; ++b) {
+    V* v = buffers[b % 2];
+    const V* previous = buffers[(b + 1) % 2];
+    fill(b, v);
+    transpose<T>(v);
+    for (int l = 0; l < L; ++l) {
+      float* at = line[l] + 16 * b;
+      const __m512 x = _mm512_permutex2var_ps(reinterpret_cast<__m512>(previous[l]), shift[l],
+                                              reinterpret_cast<__m512>(v[l]));
+      if (b == 0) {
+        _mm512_mask_storeu_ps(at, head[l], with_held(x, at, head[l]));
+      } else {
+        _mm512_store_ps(at, with_held(x, at, 0xFFFF));
+      }
+    }
+  }
+  for (int l = 0; l < L; ++l) {  // the last partial line: the first o 32-bit units
+    const __mmask16 tail = static_cast<__mmask16>(~head[l]);
+    if (tail == 0 || blocks == 0) continue;
+    float* at = line[l] + 16 * blocks;
+    const __m512 p = reinterpret_cast<__m512>(buffers[(blocks + 1) % 2][l]);
+    _mm512_mask_storeu_ps(at, tail, with_held(_mm512_permutex2var_ps(p, shift[l], p), at, tail));
+  }
+}
+#endif
+
+template <class T, class Fill>
+inline void store_row_blocks(T* out, Index stride, int lanes, Index blocks, bool accumulate, Fill&& fill) {
+  using V = typename Lanes<T>::type;
+  constexpr int L = Lanes<T>::count;
+#if defined(__AVX512F__)
+  if constexpr (kLaneBytes == 64) {
+    bool aligned = true;
+    for (int l = 0; l < lanes; ++l) aligned = aligned && reinterpret_cast<std::uintptr_t>(out + l * stride) % 64 == 0;
+    if (lanes == L && !aligned) {
+      store_row_blocks_aligned<T>(out, stride, blocks, accumulate, fill);
+      return;
+    }
+  }
+#endif
+  V v[L];
+  for (Index b = 0; b < blocks; ++b) {
+    fill(b, v);
+    transpose<T>(v);
+    for (int l = 0; l < std::min<int>(lanes, L); ++l) {  // lanes ≤ L, restated for GCC's -Warray-bounds
+      T* dst = out + l * stride + b * L;
+      if (accumulate) {
+        V held;
+        std::memcpy(&held, dst, sizeof(V));
+        v[l] += held;
+      }
+      std::memcpy(dst, &v[l], sizeof(V));
+    }
+  }
 }
 
 /// f(first_row, lanes, panel) for each panel of `lanes_per_panel` rows of

@@ -387,23 +387,13 @@ class VectorizedFFT {
                             bool accumulate = false) {
     constexpr Index half = L / 2;
     const Index full = count - count % half;
-    V block[L];
-    for (Index j0 = 0; j0 < full; j0 += half) {
+    detail::store_row_blocks<T>(out, out_stride, lanes, full / half, accumulate, [&](Index b, V* block) {
+      const C* from = z + b * half;
       for (Index c = 0; c < half; ++c) {
-        block[2 * c] = z[j0 + c].re * scale;
-        block[2 * c + 1] = z[j0 + c].im * scale;
+        block[2 * c] = from[c].re * scale;
+        block[2 * c + 1] = from[c].im * scale;
       }
-      detail::transpose<T>(block);
-      for (int l = 0; l < std::min<int>(lanes, L); ++l) {  // lanes ≤ L, restated for GCC's -Warray-bounds
-        T* dst = out + l * out_stride + 2 * j0;
-        if (accumulate) {
-          V held;
-          std::memcpy(&held, dst, sizeof(V));
-          block[l] += held;
-        }
-        std::memcpy(dst, &block[l], sizeof(V));
-      }
-    }
+    });
     const T* zf = flat(z);
     for (int l = 0; l < lanes; ++l)
       for (Index j = full; j < count; ++j) {
@@ -435,20 +425,9 @@ class VectorizedFFT {
   static void lanes_to_reals(const C* z, T* out, Index out_stride, int lanes, Index count, V C::*part, T scale,
                              bool accumulate) {
     const Index full = count - count % L;
-    V block[L];
-    for (Index j0 = 0; j0 < full; j0 += L) {
-      for (Index c = 0; c < L; ++c) block[c] = z[j0 + c].*part * scale;
-      detail::transpose<T>(block);
-      for (int l = 0; l < std::min<int>(lanes, L); ++l) {  // lanes ≤ L, restated for GCC's -Warray-bounds
-        T* dst = out + l * out_stride + j0;
-        if (accumulate) {
-          V held;
-          std::memcpy(&held, dst, sizeof(V));
-          block[l] += held;
-        }
-        std::memcpy(dst, &block[l], sizeof(V));
-      }
-    }
+    detail::store_row_blocks<T>(out, out_stride, lanes, full / L, accumulate, [&](Index b, V* block) {
+      for (Index c = 0; c < L; ++c) block[c] = z[b * L + c].*part * scale;
+    });
     for (int l = 0; l < lanes; ++l)
       for (Index j = full; j < count; ++j) {
         T* dst = out + l * out_stride + j;
