@@ -68,6 +68,22 @@ inline void transpose(typename Lanes<T>::type* v) {
   transpose_levels<typename Lanes<T>::type, Lanes<T>::count, Lanes<T>::count / 2>(v);
 }
 
+/// v[c][l] = in[l·stride + c] for c < L, l < lanes; lanes ≥ `lanes` are zero.
+template <class T>
+inline void load_transposed(typename Lanes<T>::type* v, const T* in, Index stride, int lanes) {
+  using V = typename Lanes<T>::type;
+  constexpr int L = Lanes<T>::count;
+  if (lanes == L) {  // full panels without a test per row
+    for (int l = 0; l < L; ++l) std::memcpy(&v[l], in + l * stride, sizeof(V));
+  } else {
+    for (int l = 0; l < L; ++l) {
+      if (l < lanes) std::memcpy(&v[l], in + l * stride, sizeof(V));
+      else v[l] = V{};
+    }
+  }
+  transpose<T>(v);
+}
+
 /// Writes rows from lane vectors, a block of L elements of every row at a
 /// time: for b < blocks, fill(b, v) puts element c of block b in v[c]; the
 /// block is transposed and row l's L elements go to out[l·stride + b·L ..]

@@ -314,6 +314,11 @@ class VectorizedFFT {
     const Index count = K == Transform::negacyclic ? n_ / 2 : bins();
     detail::for_each_panel(rows, L, [&](Index r0, int lanes, Index) {
       load_panel<K>(in + r0 * in_stride, in_stride, lanes, z_.data());
+      if (K == Transform::real && even_) {
+        plan_.template transform<false>(z_.data(), scratch_.data());
+        scatter_post_twiddled(z_.data(), out + r0 * out_stride, out_stride, lanes);
+        return;
+      }
       forward_panel<K>(z_.data());
       scatter_complex(z_.data(), out + r0 * out_stride, out_stride, lanes, count);
     });
@@ -325,13 +330,19 @@ class VectorizedFFT {
                     Index rows, T scale, bool accumulate) {
     const Index count = K == Transform::negacyclic ? n_ / 2 : bins();
     C* z = z_.data();
+    const auto times_w = [&](Index k, C& x) { detail::multiply_lane(x, detail::maybe_conj(w[k], conj_w)); };
     detail::for_each_panel(rows, L, [&](Index r0, int lanes, Index) {
-      if (lanes < L) clear_lanes(z, count);
-      gather_complex(z, in + r0 * in_stride, in_stride, lanes, count);
-      if (w == nullptr)
-        inverse_panel<K>(z);
-      else
-        inverse_panel<K>(z, [&](Index k, C& x) { detail::multiply_lane(x, detail::maybe_conj(w[k], conj_w)); });
+      const Complex* spectra = in + r0 * in_stride;
+      if (K == Transform::real && even_) {
+        if (w == nullptr) gather_pre_twiddled(spectra, in_stride, lanes, z, NoVisit{});
+        else gather_pre_twiddled(spectra, in_stride, lanes, z, times_w);
+        plan_.template transform<true>(z, scratch_.data());
+      } else {
+        if (lanes < L) clear_lanes(z, count);
+        gather_complex(z, spectra, in_stride, lanes, count);
+        if (w == nullptr) inverse_panel<K>(z);
+        else inverse_panel<K>(z, times_w);
+      }
       store_panel<K>(z, out + r0 * out_stride, out_stride, lanes, scale, accumulate);
     });
   }
@@ -363,11 +374,7 @@ class VectorizedFFT {
     const Index full = count - count % half;
     V block[L];
     for (Index j0 = 0; j0 < full; j0 += half) {
-      for (int l = 0; l < L; ++l) {
-        if (l < lanes) std::memcpy(&block[l], in + l * in_stride + 2 * j0, sizeof(V));
-        else block[l] = V{};
-      }
-      detail::transpose<T>(block);
+      detail::load_transposed<T>(block, in + 2 * j0, in_stride, lanes);
       for (Index c = 0; c < half; ++c) {
         z[j0 + c].re = block[2 * c];
         z[j0 + c].im = block[2 * c + 1];
@@ -410,11 +417,7 @@ class VectorizedFFT {
     const Index full = count - count % L;
     V block[L];
     for (Index j0 = 0; j0 < full; j0 += L) {
-      for (int l = 0; l < L; ++l) {
-        if (l < lanes) std::memcpy(&block[l], in + l * in_stride + j0, sizeof(V));
-        else block[l] = V{};
-      }
-      detail::transpose<T>(block);
+      detail::load_transposed<T>(block, in + j0, in_stride, lanes);
       for (Index c = 0; c < L; ++c) z[j0 + c].*part = block[c];
     }
     for (int l = 0; l < lanes; ++l)
@@ -440,6 +443,34 @@ class VectorizedFFT {
   }
   static void scatter_complex(const C* z, Complex* out, Index out_stride, int lanes, Index count) {
     lanes_to_rows(z, reinterpret_cast<T*>(out), 2 * out_stride, lanes, count, T(1));
+  }
+
+  /// The spectrum X_0..X_m of Z_0..Z_{m−1} (even n) scattered to rows,
+  /// computed block by block as it is written: post_twiddle_all and
+  /// scatter_complex in one pass, with z left as it was. Each X_k reads
+  /// Z_k and Z_{m−k}, so the mirrored half is read twice, but nothing is
+  /// written back to the panel.
+  void scatter_post_twiddled(const C* z, Complex* out, Index out_stride, int lanes) const {
+    const Index m = n_ / 2, count = m + 1;
+    constexpr Index half = L / 2;
+    const Index full = count - count % half;
+    const auto spectrum = [&](Index k, C& x) {  // Z's indices are mod m
+      post_twiddle(z[k == m ? 0 : k], z[k == 0 ? 0 : m - k], twiddle_[static_cast<std::size_t>(k)], x);
+    };
+    T* rows = reinterpret_cast<T*>(out);
+    detail::store_row_blocks<T>(rows, 2 * out_stride, lanes, full / half, false, [&](Index b, V* block) {
+      for (Index c = 0; c < half; ++c) {
+        C x;
+        spectrum(b * half + c, x);
+        block[2 * c] = x.re;
+        block[2 * c + 1] = x.im;
+      }
+    });
+    for (Index k = full; k < count; ++k) {
+      C x;
+      spectrum(k, x);
+      for (int l = 0; l < lanes; ++l) out[l * out_stride + k] = Complex(x.re[l], x.im[l]);
+    }
   }
 
   /// z_j ← θ^j·conj(z_j), j < count: the negacyclic transform's twist, the
@@ -498,10 +529,11 @@ class VectorizedFFT {
 
   /// X_0..X_m → the Z_0..Z_{m−1} whose inverse is n·x, in place (even n),
   /// visiting each X_k first. The imaginary parts of X_0 and X_m are ignored.
+  /// From `first` on: the pairs (k, m − k) with k < first are done.
   template <class Visit>
-  void pre_twiddle_all(C* z, Visit& visit) const {
+  void pre_twiddle_all(C* z, Visit& visit, Index first = 0) const {
     const Index m = n_ / 2;
-    for (Index k = 0; k <= m / 2; ++k) {
+    for (Index k = first; k <= m / 2; ++k) {
       const Index k2 = m - k;
       visit(k, z[k]);
       if (k2 != k) visit(k2, z[k2]);
@@ -510,6 +542,42 @@ class VectorizedFFT {
       pre_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
       if (k2 != k && k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
     }
+  }
+
+  /// gather_complex, the visits and pre_twiddle_all in one pass (even n):
+  /// a block of bins k from the front of the rows and the block of their
+  /// mirrors m − k from the back are gathered together, and each pair gives
+  /// Z_k and Z_{m−k} straight into z. The middle bins left over (around m/2)
+  /// are gathered one by one and paired as in pre_twiddle_all.
+  template <class Visit>
+  void gather_pre_twiddled(const Complex* in, Index in_stride, int lanes, C* z, Visit&& visit) const {
+    const Index m = n_ / 2;
+    constexpr Index half = L / 2;
+    const T* rows = reinterpret_cast<const T*>(in);
+    const Index stride = 2 * in_stride;
+    V low[L], high[L];
+    Index k0 = 0;
+    for (; 2 * (k0 + half) <= m; k0 += half) {  // fronts [k0, k0 + half) and backs [m − k0 − half + 1, m − k0] apart
+      detail::load_transposed<T>(low, rows + 2 * k0, stride, lanes);
+      detail::load_transposed<T>(high, rows + 2 * (m - k0 - half + 1), stride, lanes);
+      for (Index c = 0; c < half; ++c) {
+        const Index k = k0 + c, k2 = m - k, mirror = half - 1 - c;
+        C a{low[2 * c], low[2 * c + 1]}, b{high[2 * mirror], high[2 * mirror + 1]};
+        visit(k, a);
+        visit(k2, b);
+        if (k == 0) a.im = b.im = V{};  // X_0 and X_m: imaginary parts ignored
+        pre_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
+        if (k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
+      }
+    }
+    if (lanes < L) clear_lanes(z + k0, m - 2 * k0 + 1);
+    T* zf = flat(z);
+    for (int l = 0; l < lanes; ++l)
+      for (Index j = k0; j <= m - k0; ++j) {
+        zf[re(j) + l] = rows[l * stride + 2 * j];
+        zf[im(j) + l] = rows[l * stride + 2 * j + 1];
+      }
+    pre_twiddle_all(z, visit, k0);
   }
 
   /// Z = (a + conj b) + i·conj(w)·(a − conj b), with a = X_k, b = X_{m−k}, w = W^k.
