@@ -60,6 +60,11 @@ TEST(RED, RejectsBadInput) {
   RED<double> red(6, 4);
   Matrix<double> H(3, 5);
   EXPECT_PEFT_ERROR(red.forward_output(H), "RED::forward_output: H must have d_out = 4 columns, got 3 x 5");
+  Matrix<double> good = Matrix<double>::Zero(3, 4), dH = Matrix<double>::Zero(3, 5);
+  red.forward_output(good);
+  EXPECT_PEFT_ERROR(red.backward_output(dH), "RED::backward_output: dH must be 3 x 4 (N x d_out of the last forward), got 3 x 5");
+  RED<double> bias_only(6, 4, {.scale = false, .bias = true});
+  EXPECT_PEFT_ERROR(bias_only.backward_output(dH), "RED::backward_output: dH must have d_out = 4 columns, got 3 x 5");
 }
 
 }  // namespace

@@ -94,16 +94,21 @@ class IA3 : public OwnsParameters<T> {
 
   void scale_rows(Matrix<T>& M, const char* who, Index width) {
     PEFT_REQUIRE(M.cols() == width, who, ": expected ", width, " columns, got ", detail::shape_str(M.rows(), M.cols()));
-    saved_ = M;
-    M.array().rowwise() *= l_row().array();
+    saved_.resize(M.rows(), M.cols());
+    for (Index r = 0; r < M.rows(); ++r) {  // one pass: each row kept and scaled while in L1
+      saved_.row(r) = M.row(r);
+      M.row(r).array() *= l_row().array();
+    }
   }
 
   void scale_rows_backward(Matrix<T>& dM, const char* who) {
     PEFT_REQUIRE(dM.rows() == saved_.rows() && dM.cols() == saved_.cols(), who, ": gradient must be ",
                  detail::shape_str(saved_.rows(), saved_.cols()), " like the last forward, got ",
                  detail::shape_str(dM.rows(), dM.cols()));
-    l_grad_row().array() += (dM.array() * saved_.array()).colwise().sum();
-    dM.array().rowwise() *= l_row().array();
+    for (Index r = 0; r < dM.rows(); ++r) {  // one pass: the batch sum, then the scale
+      l_grad_row().array() += dM.row(r).array() * saved_.row(r).array();
+      dM.row(r).array() *= l_row().array();
+    }
   }
 
   Index d_in_, d_out_;

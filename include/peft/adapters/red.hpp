@@ -60,11 +60,15 @@ class RED : public OwnsParameters<T> {
   void forward_output(Matrix<T>& H) {
     PEFT_REQUIRE(H.cols() == d_out_, "RED::forward_output: H must have d_out = ", d_out_, " columns, got ",
                  detail::shape_str(H.rows(), H.cols()));
-    if (config_.scale) {
-      h_ = H;
-      H.array().rowwise() *= params_.value(scale_).row(0).array();
+    if (config_.scale) h_.resize(H.rows(), H.cols());
+    // One pass over the rows, each in L1 while it is kept, scaled and shifted.
+    for (Index r = 0; r < H.rows(); ++r) {
+      if (config_.scale) {
+        h_.row(r) = H.row(r);
+        H.row(r).array() *= params_.value(scale_).row(0).array();
+      }
+      if (config_.bias) H.row(r) += params_.value(bias_).row(0);
     }
-    if (config_.bias) H.rowwise() += params_.value(bias_).row(0);
   }
 
   /// ds += Σ_n dH' ⊙ H, dβ += Σ_n dH', dH = dH' ⊙ s.
@@ -73,10 +77,16 @@ class RED : public OwnsParameters<T> {
       PEFT_REQUIRE(h_.rows() == dH.rows() && dH.cols() == d_out_, "RED::backward_output: dH must be ",
                    detail::shape_str(h_.rows(), d_out_), " (N x d_out of the last forward), got ",
                    detail::shape_str(dH.rows(), dH.cols()));
-      params_.grad(scale_).row(0).array() += (dH.array() * h_.array()).colwise().sum();
+    } else {
+      PEFT_REQUIRE(dH.cols() == d_out_, "RED::backward_output: dH must have d_out = ", d_out_, " columns, got ",
+                   detail::shape_str(dH.rows(), dH.cols()));
     }
-    if (config_.bias) params_.grad(bias_).row(0) += dH.colwise().sum();
-    if (config_.scale) dH.array().rowwise() *= params_.value(scale_).row(0).array();
+    // One pass over the rows: both batch sums, then the scale applied.
+    for (Index r = 0; r < dH.rows(); ++r) {
+      if (config_.scale) params_.grad(scale_).row(0).array() += dH.row(r).array() * h_.row(r).array();
+      if (config_.bias) params_.grad(bias_).row(0) += dH.row(r);
+      if (config_.scale) dH.row(r).array() *= params_.value(scale_).row(0).array();
+    }
   }
 
   /// W ← diag(s)·W, b ← s ⊙ b + β.
