@@ -158,8 +158,8 @@ inline void store_row_blocks(T* out, Index stride, int lanes, Index blocks, bool
   constexpr int L = Lanes<T>::count;
 #if defined(__AVX512F__)
   if constexpr (kLaneBytes == 64) {
-    bool aligned = true;
-    for (int l = 0; l < lanes; ++l) aligned = aligned && reinterpret_cast<std::uintptr_t>(out + l * stride) % 64 == 0;
+    bool aligned = true;  // every row on a line: plain stores are already whole lines
+    for (int l = 0; l < lanes && aligned; ++l) aligned = reinterpret_cast<std::uintptr_t>(out + l * stride) % 64 == 0;
     if (lanes == L && !aligned) {
       store_row_blocks_aligned<T>(out, stride, blocks, accumulate, fill);
       return;

@@ -548,7 +548,7 @@ class VectorizedFFT {
   /// a block of bins k from the front of the rows and the block of their
   /// mirrors m − k from the back are gathered together, and each pair gives
   /// Z_k and Z_{m−k} straight into z. The middle bins left over (around m/2)
-  /// are gathered one by one and paired as in pre_twiddle_all.
+  /// are gathered as gather_complex does and paired as in pre_twiddle_all.
   template <class Visit>
   void gather_pre_twiddled(const Complex* in, Index in_stride, int lanes, C* z, Visit&& visit) const {
     const Index m = n_ / 2;
@@ -570,13 +570,9 @@ class VectorizedFFT {
         if (k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
       }
     }
-    if (lanes < L) clear_lanes(z + k0, m - 2 * k0 + 1);
-    T* zf = flat(z);
-    for (int l = 0; l < lanes; ++l)
-      for (Index j = k0; j <= m - k0; ++j) {
-        zf[re(j) + l] = rows[l * stride + 2 * j];
-        zf[im(j) + l] = rows[l * stride + 2 * j + 1];
-      }
+    const Index middle = m - 2 * k0 + 1;  // bins k0..m − k0
+    if (lanes < L) clear_lanes(z + k0, middle);
+    gather_complex(z + k0, in + k0, in_stride, lanes, middle);
     pre_twiddle_all(z, visit, k0);
   }
 
