@@ -10,6 +10,12 @@
 //                      b_k = Σ_r a_r·ω_p^{rk}        (a size-p DFT)
 //                      dst[t + s·(p·j + k)] = b_k·w^{jk},  w = e^{∓2πi/n}
 // then n ← q, s ← s·p. After the last stage the data are in natural order.
+// The last stage has q = 1: each of its DFTs reads and writes the same p
+// slots t + s·r, so it can run in place, and no final copy is ever needed
+// (stages alternate between the two buffers so that the last one lands in x).
+// The first stage may read its input, and the last hand over its output,
+// through functions: a twist before or a pointwise step after the transform
+// then costs no pass over the panel of its own.
 
 #include <cmath>
 #include <complex>
@@ -67,27 +73,41 @@ class Stockham {
   /// Transforms x (m elements) in place; work holds m elements of scratch.
   template <bool Inverse>
   void transform(C* x, C* work) const {
-    C* src = x;
-    C* dst = work;
+    transform<Inverse>(x, work, [x](Index i) { return x[i]; }, [x](Index k, const C& v) { x[k] = v; });
+  }
+
+  /// The transform of the sequence load(i), i < m, handed out as
+  /// store(k, X_k), each k < m once. x and work (m elements each) carry the
+  /// stages in between and are overwritten. load may read x but not work;
+  /// store may write x[k] itself, or any buffer other than x and work.
+  template <bool Inverse, class Load, class Store>
+  void transform(C* x, C* work, Load&& load, Store&& store) const {
+    const std::size_t stages = radices_.size();
+    if (stages == 0) {  // m == 1
+      store(0, load(0));
+      return;
+    }
+    // Stage i < last writes work for even i, x for odd i (its input is then
+    // used up), so the last stage reads x when there is an odd number of
+    // stages and runs in place there.
+    const C* src = nullptr;
     Index n = m_, s = 1;
-    for (std::size_t stage = 0; stage < radices_.size(); ++stage) {
+    for (std::size_t stage = 0; stage < stages; ++stage) {
       const int p = radices_[stage];
       const Index q = n / p;
       const std::complex<T>* w = twiddles_[stage].data();
-      switch (p) {
-        case 8: stage_pass<8, Inverse>(src, dst, q, s, w); break;
-        case 4: stage_pass<4, Inverse>(src, dst, q, s, w); break;
-        case 2: stage_pass<2, Inverse>(src, dst, q, s, w); break;
-        case 3: stage_pass<3, Inverse>(src, dst, q, s, w); break;
-        case 6: stage_pass<6, Inverse>(src, dst, q, s, w); break;
-        default: stage_pass<5, Inverse>(src, dst, q, s, w); break;
-      }
+      C* dst = stage % 2 == 0 ? work : x;
+      const auto read = [src](Index i) { return src[i]; };
+      const auto write = [dst](Index i, const C& v) { dst[i] = v; };
+      const bool first = stage == 0, last = stage + 1 == stages;
+      if (first && last) run_stage<Inverse>(p, load, store, q, s, w);
+      else if (first) run_stage<Inverse>(p, load, write, q, s, w);
+      else if (last) run_stage<Inverse>(p, read, store, q, s, w);
+      else run_stage<Inverse>(p, read, write, q, s, w);
+      src = dst;
       n = q;
       s *= p;
-      std::swap(src, dst);
     }
-    if (src != x)
-      for (Index i = 0; i < m_; ++i) x[i] = src[i];
   }
 
  private:
@@ -242,26 +262,38 @@ class Stockham {
     }
   }
 
-  template <int P, bool Inverse>
-  static void stage_pass(const C* src, C* dst, Index q, Index s, const std::complex<T>* w) {
+  template <bool Inverse, class Load, class Store>
+  static void run_stage(int p, Load& load, Store& store, Index q, Index s, const std::complex<T>* w) {
+    switch (p) {
+      case 8: stage_pass<8, Inverse>(load, store, q, s, w); break;
+      case 4: stage_pass<4, Inverse>(load, store, q, s, w); break;
+      case 2: stage_pass<2, Inverse>(load, store, q, s, w); break;
+      case 3: stage_pass<3, Inverse>(load, store, q, s, w); break;
+      case 6: stage_pass<6, Inverse>(load, store, q, s, w); break;
+      default: stage_pass<5, Inverse>(load, store, q, s, w); break;
+    }
+  }
+
+  template <int P, bool Inverse, class Load, class Store>
+  static void stage_pass(Load& load, Store& store, Index q, Index s, const std::complex<T>* w) {
     C a[P];
     for (Index j = 0; j < q; ++j) {
       const std::complex<T>* wj = w + j * (P - 1);
       for (Index t = 0; t < s; ++t) {
-        for (int r = 0; r < P; ++r) a[r] = src[t + s * (j + r * q)];
+        for (int r = 0; r < P; ++r) a[r] = load(t + s * (j + r * q));
         if constexpr (P == 2) dft2<Inverse>(a);
         else if constexpr (P == 3) dft3<Inverse>(a);
         else if constexpr (P == 4) dft4<Inverse>(a);
         else if constexpr (P == 8) dft8<Inverse>(a);
         else if constexpr (P == 6) dft6<Inverse>(a);
         else dft5<Inverse>(a);
-        dst[t + s * P * j] = a[0];
+        store(t + s * P * j, a[0]);
         if (j == 0) {
-          for (int k = 1; k < P; ++k) dst[t + s * (P * j + k)] = a[k];
+          for (int k = 1; k < P; ++k) store(t + s * (P * j + k), a[k]);
         } else {
           for (int k = 1; k < P; ++k) {
             rotate<Inverse>(a[k], wj[k - 1]);
-            dst[t + s * (P * j + k)] = a[k];
+            store(t + s * (P * j + k), a[k]);
           }
         }
       }
