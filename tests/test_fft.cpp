@@ -338,8 +338,10 @@ void check_complex_fft(Index m) {
 }
 
 TEST(FFT, ComplexTransformsMatchNaiveDft) {
-  // Every radix (8, 4, 6, 2, 3, 5) and Bluestein lengths (prime, and 2·prime).
-  for (const Index m : {1, 2, 5, 6, 18, 48, 96, 135, 243, 384, 625, 1125, 2048, 7, 97, 1021, 2 * 509}) {
+  // Every radix (8, 4, 6, 2, 3, 5), every fused pair (8·8, 8·4, 8·6, 8·2:
+  // 256, 288, 384, 512, 720, 1024, 2048) and Bluestein lengths (prime, and 2·prime).
+  for (const Index m :
+       {1, 2, 5, 6, 18, 48, 96, 135, 243, 256, 288, 384, 512, 625, 720, 1024, 1125, 2048, 7, 97, 1021, 2 * 509}) {
     check_complex_fft<float>(m);
     check_complex_fft<double>(m);
   }
