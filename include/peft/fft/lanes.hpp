@@ -208,13 +208,6 @@ inline void add_product_lane(LaneComplex<T>& sum, const LaneComplex<T>& x, std::
   sum.im += x.re * w.imag() + x.im * w.real();
 }
 
-/// sum ← sum + conj(a)·b per lane.
-template <class T>
-inline void add_conj_product_lane(LaneComplex<T>& sum, const LaneComplex<T>& a, const LaneComplex<T>& b) {
-  sum.re += a.re * b.re + a.im * b.im;
-  sum.im += a.re * b.im - a.im * b.re;
-}
-
 template <class T>
 inline std::complex<T> maybe_conj(std::complex<T> w, bool conj) {
   return conj ? std::conj(w) : w;
@@ -243,20 +236,66 @@ inline void add_product_lanes(LaneComplex<T>* sum, const LaneComplex<T>* z, cons
   for (Index k = 0; k < count; ++k) add_product_lane(sum[k], z[k], maybe_conj(w[k], conj_w));
 }
 
-/// sum[k] += conj(a[k])·b[k] per lane for k < count: a kernel gradient's
-/// batch sum, kept per lane until reduce_lanes.
+// A kernel gradient's batch sum Σ_rows conj(a)·b is kept per bin in a
+// quarter of the lanes (at least one): each product is folded, lane l adding
+// lanes l, l + F, l + 2F, ... of it, before it is added. LDR keeps 2ρ such
+// sums of n/2 + 1 bins; at full width (128 bytes a bin) they outgrow L2 and
+// stream from L3 for every panel.
+
 template <class T>
-inline void add_conj_products_lanes(LaneComplex<T>* sum, const LaneComplex<T>* a, const LaneComplex<T>* b,
-                                    Index count) {
-  for (Index k = 0; k < count; ++k) add_conj_product_lane(sum[k], a[k], b[k]);
+struct SumLanes {
+  static constexpr int count = std::max(Lanes<T>::count / 4, 1);
+  typedef T type __attribute__((vector_size(count * sizeof(T))));
+};
+
+/// One bin of a folded batch sum: real and imaginary parts.
+template <class T>
+struct SumComplex {
+  using V = typename SumLanes<T>::type;
+  V re, im;
+};
+
+/// out = the sum of v's two halves (H = half of v's lanes).
+template <class V, class Half, int... I>
+inline void fold_halves(const V& v, Half& out, std::integer_sequence<int, I...>) {
+  constexpr int H = sizeof...(I);
+  out = __builtin_shufflevector(v, v, I...) + __builtin_shufflevector(v, v, (I + H)...);
+}
+
+/// sum += v folded to SumLanes<T>::count lanes.
+template <class T>
+inline void add_folded(typename SumLanes<T>::type& sum, const typename Lanes<T>::type& v) {
+  constexpr int L = Lanes<T>::count, F = SumLanes<T>::count;
+  if constexpr (L == F) {
+    sum += v;
+  } else if constexpr (L == 2 * F) {
+    typename SumLanes<T>::type folded;
+    fold_halves(v, folded, std::make_integer_sequence<int, F>{});
+    sum += folded;
+  } else {
+    static_assert(L == 4 * F);
+    typedef T Half __attribute__((vector_size(2 * F * sizeof(T))));
+    Half half;
+    typename SumLanes<T>::type folded;
+    fold_halves(v, half, std::make_integer_sequence<int, 2 * F>{});
+    fold_halves(half, folded, std::make_integer_sequence<int, F>{});
+    sum += folded;
+  }
+}
+
+/// sum ← sum + conj(a)·b, folded.
+template <class T>
+inline void add_conj_product_folded(SumComplex<T>& sum, const LaneComplex<T>& a, const LaneComplex<T>& b) {
+  add_folded<T>(sum.re, a.re * b.re + a.im * b.im);
+  add_folded<T>(sum.im, a.re * b.im - a.im * b.re);
 }
 
 /// out[k] = the sum of z[k]'s lanes, k < count.
 template <class T>
-inline void reduce_lanes(const LaneComplex<T>* z, std::complex<T>* out, Index count) {
+inline void reduce_lanes(const SumComplex<T>* z, std::complex<T>* out, Index count) {
   for (Index k = 0; k < count; ++k) {
     T re = 0, im = 0;
-    for (int l = 0; l < Lanes<T>::count; ++l) {
+    for (int l = 0; l < SumLanes<T>::count; ++l) {
       re += z[k].re[l];
       im += z[k].im[l];
     }

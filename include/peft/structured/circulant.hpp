@@ -117,9 +117,9 @@ class DiagonalisedProduct {
       Lane* z = w.buffer(0);
       w.plan->load_panel(G.data() + r0 * G.outerStride(), G.outerStride(), lanes, z);
       const Lane* x_hat = x_panels_.panel(p);
-      Lane* sums = dc != nullptr ? w.sums[0].data() : nullptr;
+      auto* sums = dc != nullptr ? w.sums[0].data() : nullptr;
       w.plan->around_spectrum(z, [&](Index k, Lane& g) {
-        if (sums != nullptr) fft::detail::add_conj_product_lane(sums[k], x_hat[k], g);
+        if (sums != nullptr) fft::detail::add_conj_product_folded(sums[k], x_hat[k], g);
         fft::detail::multiply_lane(g, std::conj(c_hat_[k]));
       });
       w.plan->store_panel(z, dX.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);

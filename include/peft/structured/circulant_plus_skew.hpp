@@ -39,6 +39,7 @@ template <class T, class Plan = fft::RealFFT<T>>
 class CirculantPlusSkew {
   using SkewPlan = fft::NegacyclicFFT<T, Plan>;
   using Lane = fft::detail::LaneComplex<T>;
+  using Sum = fft::detail::SumComplex<T>;
   // The panel path runs both transforms on one engine plan (one scratch in
   // cache, not two).
   static constexpr bool kPanels = std::is_same_v<Plan, fft::VectorizedFFT<T>>;
@@ -143,10 +144,10 @@ class CirculantPlusSkew {
       // Per bin: keep x's spectrum (forward) or add to the kernel gradient's
       // sum (backward), then multiply by the kernel's spectrum (conj in backward).
       Lane *kept_c = P.x_real.panel(p), *kept_s = P.x_skew.panel(p);
-      Lane *sum_c = kernel_grad ? w.sums[0].data() : nullptr, *sum_s = kernel_grad ? w.sums[1].data() : nullptr;
-      auto per_bin = [adjoint](Lane* kept, Lane* sums, std::complex<T> v_hat, Index k, Lane& v) {
+      Sum *sum_c = kernel_grad ? w.sums[0].data() : nullptr, *sum_s = kernel_grad ? w.sums[1].data() : nullptr;
+      auto per_bin = [adjoint](Lane* kept, Sum* sums, std::complex<T> v_hat, Index k, Lane& v) {
         if (!adjoint) kept[k] = v;
-        else if (sums != nullptr) fft::detail::add_conj_product_lane(sums[k], kept[k], v);
+        else if (sums != nullptr) fft::detail::add_conj_product_folded(sums[k], kept[k], v);
         fft::detail::multiply_lane(v, adjoint ? std::conj(v_hat) : v_hat);
       };
       w.plan->around_spectrum(a, [&](Index k, Lane& v) { per_bin(kept_c, sum_c, P.c_hat[k], k, v); });

@@ -118,6 +118,7 @@ class LDR {
  private:
   using SkewPlan = fft::NegacyclicFFT<T, Plan>;
   using Lane = fft::detail::LaneComplex<T>;
+  using Sum = fft::detail::SumComplex<T>;
   // The panel path runs both transforms on plan_n_ (one scratch in cache, not two).
   static constexpr bool kPanels = std::is_same_v<Plan, fft::VectorizedFFT<T>>;
   static constexpr auto kSkew = fft::Transform::negacyclic;
@@ -177,18 +178,18 @@ class LDR {
       const Lane* x_kept = x_panels_.panel(p);
       for (Index i = 0; i < rank_; ++i) {
         const Lane* u_hat = u_panels_[static_cast<std::size_t>(i)].panel(p);
-        Lane* g_sums = dkernel != nullptr ? w.sums[static_cast<std::size_t>(i)].data() : nullptr;
-        Lane* h_sums = dkernel != nullptr ? w.sums[static_cast<std::size_t>(rank_ + i)].data() : nullptr;
+        Sum* g_sums = dkernel != nullptr ? w.sums[static_cast<std::size_t>(i)].data() : nullptr;
+        Sum* h_sums = dkernel != nullptr ? w.sums[static_cast<std::size_t>(rank_ + i)].data() : nullptr;
         const std::complex<T>*g_hat = &g_hat_(i, 0), *h_hat = &h_hat_(i, 0);
         // work = conj(ĝ_i) ⊙ Ĝ and dg_i's sum, taken in the pre-twiddle pass.
         plan.inverse_panel(work, [&](Index k, Lane& v) {
-          if (g_sums != nullptr) fft::detail::add_conj_product_lane(g_sums[k], u_hat[k], g[k]);
+          if (g_sums != nullptr) fft::detail::add_conj_product_folded(g_sums[k], u_hat[k], g[k]);
           v = g[k];
           fft::detail::multiply_lane(v, std::conj(g_hat[k]));
         });
         plan.real_layout_to_negacyclic_forward(work, d_hat, inverse_scale());
         for (Index k = 0; k < skew_bins; ++k) {
-          if (h_sums != nullptr) fft::detail::add_conj_product_lane(h_sums[k], x_kept[k], d_hat[k]);
+          if (h_sums != nullptr) fft::detail::add_conj_product_folded(h_sums[k], x_kept[k], d_hat[k]);
           if (i == 0) dx_sum[k] = Lane{};
           fft::detail::add_product_lane(dx_sum[k], d_hat[k], std::conj(h_hat[k]));
         }

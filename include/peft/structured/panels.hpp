@@ -66,14 +66,15 @@ class PanelSpectra {
   std::vector<Lane> data_;
 };
 
-/// A per-lane batch sum of conj(x̂)⊙ĝ, reduced over lanes at the end.
+/// A batch sum of conj(x̂)⊙ĝ per bin, kept in folded lanes
+/// (fft::detail::SumComplex) and reduced over them at the end.
 template <class T>
 struct LaneSums {
-  using Lane = fft::detail::LaneComplex<T>;
-  std::vector<Lane> sums;
+  using Sum = fft::detail::SumComplex<T>;
+  std::vector<Sum> sums;
 
-  void reset(Index bins) { sums.assign(static_cast<std::size_t>(bins), Lane{}); }
-  Lane* data() { return sums.data(); }
+  void reset(Index bins) { sums.assign(static_cast<std::size_t>(bins), Sum{}); }
+  Sum* data() { return sums.data(); }
   /// out[k] = Σ over lanes of sums[k].
   void reduce(std::complex<T>* out) const {
     fft::detail::reduce_lanes(sums.data(), out, static_cast<Index>(sums.size()));
