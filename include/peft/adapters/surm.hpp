@@ -156,6 +156,10 @@ class SURM : public OwnsParameters<T> {
       ldr_->forward(X, Y, alpha_, true);
       return;
     }
+    if (config_.structure == Structure::SymToeplitz && d_in_ == d_out_) {
+      symmetric_toeplitz_forward(X, Y, alpha_, true);
+      return;
+    }
     if (config_.structure == Structure::Toeplitz || config_.structure == Structure::Kronecker) {
       if (config_.structure == Structure::Toeplitz) {
         toeplitz_a_->set_kernel(params_.value(0).data());
@@ -174,14 +178,9 @@ class SURM : public OwnsParameters<T> {
         set_circulant_kernel();
         circulants_[0]->forward(xp_, z_);
         break;
-      case Structure::SymToeplitz: {
-        const Vector<T> a = symmetric_kernel(0), b = symmetric_kernel(1);
-        toeplitz_a_->set_kernel(a.data());
-        toeplitz_a_->forward(xp_, u_);
-        toeplitz_b_->set_kernel(b.data());
-        toeplitz_b_->forward(u_, z_);
+      case Structure::SymToeplitz:
+        symmetric_toeplitz_forward(xp_, z_, T(1), false);
         break;
-      }
       default:
         ldr_->set_kernel(params_.value(0).data());
         ldr_->forward(xp_, z_);
@@ -206,6 +205,10 @@ class SURM : public OwnsParameters<T> {
       ldr_->backward(dY, dX, params_.grad(0).data(), alpha_, true);
       return;
     }
+    if (config_.structure == Structure::SymToeplitz && d_in_ == d_out_) {
+      symmetric_toeplitz_backward(dY, dX, alpha_, true);
+      return;
+    }
     if (config_.structure == Structure::Kronecker) {
       kronecker_.backward(dY, dX, dB_, dA_);
       params_.grad(0) += dA_;
@@ -219,14 +222,9 @@ class SURM : public OwnsParameters<T> {
       case Structure::CirculantSingle:
         add_circulant_backward(gp_, dxp_, false);
         break;
-      case Structure::SymToeplitz: {
-        Vector<T> da = Vector<T>::Zero(2 * n_ - 1), db = Vector<T>::Zero(2 * n_ - 1);
-        toeplitz_b_->backward(gp_, du_, db.data());
-        toeplitz_a_->backward(du_, dxp_, da.data());
-        add_symmetric_grad(da, 0);
-        add_symmetric_grad(db, 1);
+      case Structure::SymToeplitz:
+        symmetric_toeplitz_backward(gp_, dxp_, T(1), false);
         break;
-      }
       default:
         ldr_->backward(gp_, dxp_, params_.grad(0).data());
     }
@@ -252,6 +250,25 @@ class SURM : public OwnsParameters<T> {
 
   Vector<T> circulant_kernel() const {
     return (params_.value(0).row(0).array() * params_.value(1).row(0).array()).matrix().transpose();
+  }
+
+  /// Y = or += scale · rows of T(b)·T(a)·x (the square case writes the
+  /// adapter's output directly, the padded one a scratch).
+  void symmetric_toeplitz_forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale, bool accumulate) {
+    const Vector<T> a = symmetric_kernel(0), b = symmetric_kernel(1);
+    toeplitz_a_->set_kernel(a.data());
+    toeplitz_a_->forward(X, u_);
+    toeplitz_b_->set_kernel(b.data());
+    toeplitz_b_->forward(u_, Y, scale, accumulate);
+  }
+
+  /// dX = or += scale · rows of T(a)ᵀ·T(b)ᵀ·g; a's and b's gradients accumulate.
+  void symmetric_toeplitz_backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T scale, bool accumulate) {
+    Vector<T> da = Vector<T>::Zero(2 * n_ - 1), db = Vector<T>::Zero(2 * n_ - 1);
+    toeplitz_b_->backward(G, du_, db.data(), scale);  // du = scale · T(b)ᵀ·g
+    toeplitz_a_->backward(du_, dX, da.data(), T(1), accumulate);
+    add_symmetric_grad(da, 0);
+    add_symmetric_grad(db, 1);
   }
 
   /// The circulant product's backward. Square (`scaled_in_place`): G = dY,
