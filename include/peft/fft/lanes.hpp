@@ -255,32 +255,27 @@ struct SumComplex {
   V re, im;
 };
 
-/// out = the sum of v's two halves (H = half of v's lanes).
-template <class V, class Half, int... I>
-inline void fold_halves(const V& v, Half& out, std::integer_sequence<int, I...>) {
-  constexpr int H = sizeof...(I);
-  out = __builtin_shufflevector(v, v, I...) + __builtin_shufflevector(v, v, (I + H)...);
+/// out = v folded to out's width: lane l of out sums v's lanes l, l + F,
+/// l + 2F, ... (F = out's lane count), by adding halves. Vectors pass by
+/// reference: wider than the target's registers they would change the ABI.
+template <class V, class Out>
+inline void fold_into(const V& v, Out& out) {
+  if constexpr (sizeof(V) == sizeof(Out)) {
+    out = v;
+  } else {
+    [&]<int... I>(std::integer_sequence<int, I...>) {
+      constexpr int H = sizeof...(I);
+      fold_into(__builtin_shufflevector(v, v, I...) + __builtin_shufflevector(v, v, (I + H)...), out);
+    }(std::make_integer_sequence<int, static_cast<int>(sizeof(V) / sizeof(v[0]) / 2)>{});
+  }
 }
 
 /// sum += v folded to SumLanes<T>::count lanes.
 template <class T>
 inline void add_folded(typename SumLanes<T>::type& sum, const typename Lanes<T>::type& v) {
-  constexpr int L = Lanes<T>::count, F = SumLanes<T>::count;
-  if constexpr (L == F) {
-    sum += v;
-  } else if constexpr (L == 2 * F) {
-    typename SumLanes<T>::type folded;
-    fold_halves(v, folded, std::make_integer_sequence<int, F>{});
-    sum += folded;
-  } else {
-    static_assert(L == 4 * F);
-    typedef T Half __attribute__((vector_size(2 * F * sizeof(T))));
-    Half half;
-    typename SumLanes<T>::type folded;
-    fold_halves(v, half, std::make_integer_sequence<int, 2 * F>{});
-    fold_halves(half, folded, std::make_integer_sequence<int, F>{});
-    sum += folded;
-  }
+  typename SumLanes<T>::type folded;
+  fold_into(v, folded);
+  sum += folded;
 }
 
 /// sum ← sum + conj(a)·b, folded.
