@@ -131,10 +131,13 @@ class SURM : public OwnsParameters<T> {
     switch (config_.structure) {
       case Structure::Circulant: S = structured::circulant_dense<T>(circulant_kernel()); break;
       case Structure::CirculantSingle: S = structured::circulant_dense<T>(params_.value(0).row(0).transpose()); break;
-      case Structure::SymToeplitz:
-        S = structured::toeplitz_dense<T>(symmetric_kernel(1), n_, n_) *
-            structured::toeplitz_dense<T>(symmetric_kernel(0), n_, n_);
+      case Structure::SymToeplitz: {
+        Vector<T> a, b;
+        symmetric_kernel(0, a);
+        symmetric_kernel(1, b);
+        S = structured::toeplitz_dense<T>(b, n_, n_) * structured::toeplitz_dense<T>(a, n_, n_);
         break;
+      }
       default:
         S = structured::ldr_dense<T>(Eigen::Map<const Vector<T>>(params_.value(0).data(), 2 * config_.rank * n_), n_,
                                      config_.rank);
@@ -255,20 +258,22 @@ class SURM : public OwnsParameters<T> {
   /// Y = or += scale · rows of T(b)·T(a)·x (the square case writes the
   /// adapter's output directly, the padded one a scratch).
   void symmetric_toeplitz_forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale, bool accumulate) {
-    const Vector<T> a = symmetric_kernel(0), b = symmetric_kernel(1);
-    toeplitz_a_->set_kernel(a.data());
+    symmetric_kernel(0, kernel_);  // set_kernel takes its spectrum, so kernel_ serves both
+    toeplitz_a_->set_kernel(kernel_.data());
     toeplitz_a_->forward(X, u_);
-    toeplitz_b_->set_kernel(b.data());
+    symmetric_kernel(1, kernel_);
+    toeplitz_b_->set_kernel(kernel_.data());
     toeplitz_b_->forward(u_, Y, scale, accumulate);
   }
 
   /// dX = or += scale · rows of T(a)ᵀ·T(b)ᵀ·g; a's and b's gradients accumulate.
   void symmetric_toeplitz_backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T scale, bool accumulate) {
-    Vector<T> da = Vector<T>::Zero(2 * n_ - 1), db = Vector<T>::Zero(2 * n_ - 1);
-    toeplitz_b_->backward(G, du_, db.data(), scale);  // du = scale · T(b)ᵀ·g
-    toeplitz_a_->backward(du_, dX, da.data(), T(1), accumulate);
-    add_symmetric_grad(da, 0);
-    add_symmetric_grad(db, 1);
+    kernel_grad_.setZero(2 * n_ - 1);
+    toeplitz_b_->backward(G, du_, kernel_grad_.data(), scale);  // du = scale · T(b)ᵀ·g
+    add_symmetric_grad(kernel_grad_, 1);
+    kernel_grad_.setZero();
+    toeplitz_a_->backward(du_, dX, kernel_grad_.data(), T(1), accumulate);
+    add_symmetric_grad(kernel_grad_, 0);
   }
 
   /// The circulant product's backward. Square (`scaled_in_place`): G = dY,
@@ -287,11 +292,10 @@ class SURM : public OwnsParameters<T> {
   }
 
   /// t = [v_{n−1}..v_1, v_0, v_1..v_{n−1}]: T(v) as a general Toeplitz kernel.
-  Vector<T> symmetric_kernel(Index which) const {
+  void symmetric_kernel(Index which, Vector<T>& t) const {
     const auto v = params_.value(which).row(0);
-    Vector<T> t(2 * n_ - 1);
+    t.resize(2 * n_ - 1);
     for (Index k = 0; k < n_; ++k) t[n_ - 1 + k] = t[n_ - 1 - k] = v[k];
-    return t;
   }
 
   /// dv_0 = dt_{n−1}, dv_k = dt_{n−1+k} + dt_{n−1−k}.
@@ -310,7 +314,7 @@ class SURM : public OwnsParameters<T> {
   std::unique_ptr<structured::Toeplitz<T>> toeplitz_a_, toeplitz_b_;
   structured::Kronecker<T> kronecker_;
   Matrix<T> xp_, gp_, u_, z_, du_, dxp_, dA_, dB_;
-  Vector<T> kernel_, kernel_grad_;
+  Vector<T> kernel_, kernel_grad_;  // circulant / symmetric Toeplitz kernels and their gradients, reused per call
 };
 
 }  // namespace peft
