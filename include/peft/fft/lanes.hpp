@@ -106,7 +106,7 @@ template <class T, class Fill>
 inline void store_row_blocks_aligned(T* out, Index stride, Index blocks, bool accumulate, Fill& fill) {
   using V = typename Lanes<T>::type;
   constexpr int L = Lanes<T>::count;
-  static_assert(kLaneBytes == 64, "one line per lane vector");
+  static_assert(sizeof(V) == 64, "one line per lane vector");
   __m512i shift[L];
   __mmask16 head[L];
   float* line[L];  // row l's first line (its start rounded down to 64 bytes)
