@@ -11,6 +11,7 @@
 #include <peft/core/linear.hpp>
 #include <peft/core/parameters.hpp>
 #include <peft/core/random.hpp>
+#include <peft/core/scratch.hpp>
 #include <peft/core/types.hpp>
 
 #include <peft/adapters/c3a.hpp>

@@ -112,8 +112,16 @@ class LoKr : public OwnsParameters<T> {
   std::pair<Index, Index> w2_shape() const { return {out_k_, in_n_}; }
 
   /// The Kronecker factors (products of the low-rank pair where decomposed).
-  Matrix<T> w1() const { return w1_full_ ? Matrix<T>(params_.value(w1_)) : Matrix<T>(params_.value(w1_) * params_.value(w1b_)); }
-  Matrix<T> w2() const { return w2_full_ ? Matrix<T>(params_.value(w2_)) : Matrix<T>(params_.value(w2_) * params_.value(w2b_)); }
+  Matrix<T> w1() const {
+    Matrix<T> w;
+    form_factor(w1_full_, w1_, w1b_, w);
+    return w;
+  }
+  Matrix<T> w2() const {
+    Matrix<T> w;
+    form_factor(w2_full_, w2_, w2b_, w);
+    return w;
+  }
 
   void set_training(bool training) { training_ = training; }
 
@@ -135,7 +143,9 @@ class LoKr : public OwnsParameters<T> {
     rows_ = X.rows();
     skipped_ = training_ && config_.module_dropout > 0.0 && !(rng_.uniform() > config_.module_dropout);
     if (skipped_) return;
-    kron_.forward(w1(), w2(), scaling_, X, delta_);
+    form_factor(w1_full_, w1_, w1b_, w1_value_);  // into kept matrices: training steps allocate nothing
+    form_factor(w2_full_, w2_, w2b_, w2_value_);
+    kron_.forward(w1_value_, w2_value_, scaling_, X, delta_);
     draw_rank_mask();
     if (masked_) delta_.array().rowwise() *= mask_.array();
     Y += delta_;
@@ -159,6 +169,12 @@ class LoKr : public OwnsParameters<T> {
   }
 
  private:
+  /// w = the factor: parameter `full` itself, or the product of the pair (a, b).
+  void form_factor(bool full, Index a, Index b, Matrix<T>& w) const {
+    if (full) w = params_.value(a);
+    else w.noalias() = params_.value(a) * params_.value(b);
+  }
+
   void initialise(LoKrInit how, std::uint64_t seed) {
     Rng rng(seed);
     const double a = std::sqrt(5.0);
@@ -210,7 +226,7 @@ class LoKr : public OwnsParameters<T> {
   Index rows_ = -1;
   structured::Kronecker<T> kron_;
   Eigen::Matrix<T, 1, Eigen::Dynamic> mask_;  // rank dropout over output features
-  Matrix<T> delta_, g_, gw1_, gw2_;
+  Matrix<T> delta_, g_, gw1_, gw2_, w1_value_, w2_value_;
 };
 
 }  // namespace peft

@@ -106,7 +106,8 @@ class LoRA : public OwnsParameters<T> {
     }
     h_.noalias() = x_ * A().transpose();
     Y.noalias() += (scaling_ * h_) * B().transpose();
-    if (config_.lora_bias) Y.rowwise() += scaling_ * params_.value(kBias).row(0);
+    if (config_.lora_bias)  // row by row: Eigen would evaluate s·b_B into a temporary for rowwise()
+      for (Index n = 0; n < Y.rows(); ++n) Y.row(n) += scaling_ * params_.value(kBias).row(0);
   }
 
   /// dB += s·dYᵀ·H, dA += (s·dY·B)ᵀ·D(X), dX += mask ⊙ (s·dY·B·A).
@@ -116,7 +117,8 @@ class LoRA : public OwnsParameters<T> {
                  detail::shape_str(dY.rows(), dY.cols()));
     PEFT_ASSERT(dX.rows() == dY.rows() && dX.cols() == d_in_);
     params_.grad(kB).noalias() += (scaling_ * dY.transpose()) * h_;
-    if (config_.lora_bias) params_.grad(kBias).row(0) += scaling_ * dY.colwise().sum();
+    if (config_.lora_bias)
+      for (Index n = 0; n < dY.rows(); ++n) params_.grad(kBias).row(0) += scaling_ * dY.row(n);
     dh_.noalias() = (scaling_ * dY) * B();
     params_.grad(kA).noalias() += dh_.transpose() * x_;
     if (dropped_) {

@@ -78,11 +78,12 @@ class LoRTAFactors : public OwnsParameters<T> {
   ConstMatrixMap<T> value(Index i) const { return params_.value(i); }
   MatrixMap<T> grad(Index i) { return params_.grad(i); }
 
-  /// c_h = C_H[h] ⊙ C_M[m] ⊙ C_L[l] for every head, as rows of an H x r matrix.
-  Matrix<T> head_coefficients(Index layer, Index matrix_type) const {
-    Matrix<T> c = params_.value(kCh);
-    c.array().rowwise() *= params_.value(kCm).row(matrix_type).array() * params_.value(kCl).row(layer).array();
-    return c;
+  /// c_h = C_H[h] ⊙ C_M[m] ⊙ C_L[l] for every head, as the rows of c (H x r;
+  /// an out-parameter so that a layer's kept matrix is reused every step).
+  void head_coefficients(Index layer, Index matrix_type, Matrix<T>& c) const {
+    const auto cm = params_.value(kCm).row(matrix_type).array(), cl = params_.value(kCl).row(layer).array();
+    c.resize(config_.heads, config_.r);
+    for (Index h = 0; h < config_.heads; ++h) c.row(h).array() = params_.value(kCh).row(h).array() * cm * cl;
   }
 
   // parameters(), parameter_block(), zero_grad() and num_params() (which is
@@ -135,7 +136,8 @@ class LoRTA {
   Matrix<T> delta_weight() const {
     const auto& c = factors_->config();
     const Index dh = factors_->head_dim();
-    const Matrix<T> coeff = factors_->head_coefficients(layer_, type_);
+    Matrix<T> coeff;
+    factors_->head_coefficients(layer_, type_, coeff);
     const auto A = factors_->value(Factors::kA);
     const auto B = factors_->value(Factors::kB);
     Matrix<T> dW(c.d, c.d);
@@ -154,7 +156,7 @@ class LoRTA {
     dropped_ = training_ && dropout_.active();
     if (dropped_) dropout_.forward(X, x_);
     else x_ = X;
-    coeff_ = factors_->head_coefficients(layer_, type_);
+    factors_->head_coefficients(layer_, type_, coeff_);
     const ConstMatrixMap<T> x_heads(x_.data(), N * H, dh);
     u_.noalias() = x_heads * factors_->value(Factors::kB).transpose();
     v_.setZero(N, c.r);

@@ -251,7 +251,8 @@ class SURM : public OwnsParameters<T> {
     circulants_[0]->set_kernel(kernel_.data());
   }
 
-  Vector<T> circulant_kernel() const {
+  /// A ⊙ B as an expression: assigned to kernel_ (already sized) it allocates nothing.
+  auto circulant_kernel() const {
     return (params_.value(0).row(0).array() * params_.value(1).row(0).array()).matrix().transpose();
   }
 

@@ -20,6 +20,7 @@
 #include <complex>
 
 #include <peft/core/error.hpp>
+#include <peft/core/scratch.hpp>
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
 
@@ -50,13 +51,13 @@ class NegacyclicFFT {
     if constexpr (has_right_angle) {
       if (right_angle_) return plan_.negacyclic_forward(in, in_stride, out, out_stride, rows);
     }
-    padded_.resize(rows, 2 * n_);
-    padded_.rightCols(n_).setZero();
-    for (Index r = 0; r < rows; ++r) std::copy(in + r * in_stride, in + r * in_stride + n_, padded_.row(r).data());
-    wide_.resize(rows, plan_.bins());
-    plan_.forward(padded_.data(), 2 * n_, wide_.data(), wide_.cols(), rows);
+    auto padded = padded_.view(rows, 2 * n_);
+    padded.rightCols(n_).setZero();
+    for (Index r = 0; r < rows; ++r) std::copy(in + r * in_stride, in + r * in_stride + n_, padded.row(r).data());
+    auto wide = wide_.view(rows, plan_.bins());
+    plan_.forward(padded.data(), 2 * n_, wide.data(), wide.cols(), rows);
     for (Index r = 0; r < rows; ++r)
-      for (Index k = 0; k < bins(); ++k) out[r * out_stride + k] = wide_(r, 2 * k + 1);
+      for (Index k = 0; k < bins(); ++k) out[r * out_stride + k] = wide(r, 2 * k + 1);
   }
 
   /// out[r] = scale · Σ_{k<n} F_k·e^{+iπ j(2k+1)/n} over the conjugate-completed
@@ -74,17 +75,18 @@ class NegacyclicFFT {
         return plan_.negacyclic_inverse_of_product(in, in_stride, w, conj_w, out, out_stride, rows, scale, accumulate);
     }
     // Odd bins only: the 2n-point inverse of that spectrum is n·[x, −x]·scale.
-    wide_.setZero(rows, plan_.bins());
+    auto wide = wide_.view(rows, plan_.bins());
+    wide.setZero();
     for (Index r = 0; r < rows; ++r)
       for (Index k = 0; k < bins(); ++k) {
         const Complex weight = w == nullptr ? Complex(1) : conj_w ? std::conj(w[k]) : w[k];
-        wide_(r, 2 * k + 1) = in[r * in_stride + k] * weight;
+        wide(r, 2 * k + 1) = in[r * in_stride + k] * weight;
       }
-    padded_.resize(rows, 2 * n_);
-    plan_.inverse(wide_.data(), wide_.cols(), padded_.data(), 2 * n_, rows, scale);
+    auto padded = padded_.view(rows, 2 * n_);
+    plan_.inverse(wide.data(), wide.cols(), padded.data(), 2 * n_, rows, scale);
     for (Index r = 0; r < rows; ++r) {
       T* dst = out + r * out_stride;
-      const T* src = padded_.row(r).data();
+      const T* src = padded.row(r).data();
       if (accumulate)
         for (Index j = 0; j < n_; ++j) dst[j] += src[j];
       else
@@ -124,8 +126,8 @@ class NegacyclicFFT {
   Index n_;
   bool right_angle_;
   Plan plan_;
-  Matrix<T> padded_;                             // rows x 2n, the zero-padded or unfolded rows
-  ComplexMatrix<T> wide_;                        // rows x (n + 1), the 2n-point half spectra
+  Scratch<T> padded_;      // rows x 2n, the zero-padded or unfolded rows
+  Scratch<Complex> wide_;  // rows x (n + 1), the 2n-point half spectra
 };
 
 }  // namespace peft::fft

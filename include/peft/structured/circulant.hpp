@@ -125,8 +125,7 @@ class DiagonalisedProduct {
       w.plan->store_panel(z, dX.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
     });
     if (dc == nullptr) return;
-    correlation_.sum.resize(bins);
-    workers_.reduce_sums(0, correlation_.sum.data());
+    workers_.reduce_sums(0, correlation_.sum_for(bins));
     detail::add_inverse_of_sum(plan_, dc, n_, correlation_, scale);
   }
 

@@ -156,11 +156,9 @@ class CirculantPlusSkew {
       w.plan->store_panel(a, Out.data() + r0 * n_, n_, lanes, scale / static_cast<T>(n_), accumulate);
     });
     if (!kernel_grad) return;
-    P.correlation.sum.resize(real_bins);
-    P.workers.reduce_sums(0, P.correlation.sum.data());
+    P.workers.reduce_sums(0, P.correlation.sum_for(real_bins));
     detail::add_inverse_of_sum(P.real, dkernel, n_, P.correlation, scale);
-    P.correlation.sum.resize(skew_bins);
-    P.workers.reduce_sums(1, P.correlation.sum.data());
+    P.workers.reduce_sums(1, P.correlation.sum_for(skew_bins));
     detail::add_inverse_of_sum(P.skew, dkernel + n_, n_, P.correlation, scale);
   }
 

@@ -17,6 +17,13 @@ template <class T>
 struct CorrelationScratch {
   Eigen::Matrix<std::complex<T>, 1, Eigen::Dynamic> sum;
   Eigen::Matrix<T, 1, Eigen::Dynamic> row;
+
+  /// sum's storage for `bins` bins. It only grows: products that alternate
+  /// real and skew bin counts would otherwise reallocate on every resize.
+  std::complex<T>* sum_for(Index bins) {
+    if (sum.size() < bins) sum.resize(bins);
+    return sum.data();
+  }
 };
 
 /// out[0 : count] += scale · irfft(scratch.sum)[0 : count] / plan.size(), for a
@@ -32,7 +39,7 @@ void add_inverse_of_sum(Plan& plan, T* out, Index count, CorrelationScratch<T>& 
 template <class Plan, class T = typename Plan::Scalar>
 void add_correlation(Plan& plan, const fft::ComplexMatrix<T>& x_hat, const fft::ComplexMatrix<T>& g_hat, T* out,
                      Index count, CorrelationScratch<T>& scratch, T scale = T(1)) {
-  sum_conj_products(x_hat, g_hat, scratch.sum);
+  sum_conj_products(x_hat, g_hat, scratch.sum_for(x_hat.cols()));
   add_inverse_of_sum(plan, out, count, scratch, scale);
 }
 

@@ -28,7 +28,8 @@ class Kronecker {
 
   /// Y = scale·rows (W1 ⊗ W2)·x of X (Y resized to N x rows()). Keeps X, the
   /// factors and U for backward.
-  void forward(const Matrix<T>& W1, const Matrix<T>& W2, T scale, const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+  void forward(const ConstMatrixRef<T>& W1, const ConstMatrixRef<T>& W2, T scale, const ConstMatrixRef<T>& X,
+               Matrix<T>& Y) {
     PEFT_REQUIRE(W1.rows() == p_out_ && W1.cols() == p_in_ && W2.rows() == q_out_ && W2.cols() == q_in_,
                  "Kronecker::forward: factors must be ", ::peft::detail::shape_str(p_out_, p_in_), " and ",
                  ::peft::detail::shape_str(q_out_, q_in_), ", got ", ::peft::detail::shape_str(W1.rows(), W1.cols()),
@@ -42,9 +43,9 @@ class Kronecker {
     x_ = X;
     u_.noalias() = ConstMatrixMap<T>(x_.data(), N * p_in_, q_in_) * w2_.transpose();
     Y.resize(N, rows());
-    const Matrix<T> w1_scaled = scale * w1_;
+    w1_scaled_ = scale * w1_;
     for (Index n = 0; n < N; ++n)
-      MatrixMap<T>(Y.row(n).data(), p_out_, q_out_).noalias() = w1_scaled * u_.middleRows(n * p_in_, p_in_);
+      MatrixMap<T>(Y.row(n).data(), p_out_, q_out_).noalias() = w1_scaled_ * u_.middleRows(n * p_in_, p_in_);
   }
 
   /// dX += scale·rows (W1 ⊗ W2)ᵀ·g of G; dW1, dW2 = the factors' gradients
@@ -56,10 +57,9 @@ class Kronecker {
     const Index N = G.rows();
     p_.resize(N * p_in_, q_out_);
     dW1.setZero(p_out_, p_in_);
-    const Matrix<T> w1t_scaled = scale_ * w1_.transpose();
     for (Index n = 0; n < N; ++n) {
       const ConstMatrixMap<T> g(G.row(n).data(), p_out_, q_out_);
-      p_.middleRows(n * p_in_, p_in_).noalias() = w1t_scaled * g;
+      p_.middleRows(n * p_in_, p_in_).noalias() = w1_scaled_.transpose() * g;
       dW1.noalias() += g * u_.middleRows(n * p_in_, p_in_).transpose();
     }
     dW1 *= scale_;
@@ -70,7 +70,7 @@ class Kronecker {
  private:
   Index p_out_, p_in_, q_out_, q_in_;
   T scale_{1};
-  Matrix<T> w1_, w2_, x_, u_, p_;
+  Matrix<T> w1_, w2_, w1_scaled_, x_, u_, p_;  // kept across calls: no allocation once shapes settle
 };
 
 /// The dense Kronecker product a ⊗ b, the oracle for tests and merging.

@@ -200,8 +200,7 @@ class LDR {
     if (dkernel == nullptr) return;
     for (Index i = 0; i < 2 * rank_; ++i) {
       const bool real = i < rank_;
-      correlation_.sum.resize(real ? real_bins : skew_bins);
-      workers_.reduce_sums(static_cast<std::size_t>(i), correlation_.sum.data());
+      workers_.reduce_sums(static_cast<std::size_t>(i), correlation_.sum_for(real ? real_bins : skew_bins));
       if (real)
         detail::add_inverse_of_sum(plan_n_, dkernel + i * n_, n_, correlation_, scale);
       else

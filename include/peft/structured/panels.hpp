@@ -121,7 +121,9 @@ class PanelWorkers {
       Worker& worker = workers_[static_cast<std::size_t>(w)];
       worker.plan = w == 0 ? &plan : &copies_[static_cast<std::size_t>(w - 1)];
       worker.buffers.resize(static_cast<std::size_t>(buffers) * worker.slots());
-      worker.sums.resize(sum_bins.size());
+      // Never shrunk: forward asks for no sums, backward for some, and the
+      // sums' storage must survive the forward in between.
+      if (worker.sums.size() < sum_bins.size()) worker.sums.resize(sum_bins.size());
       for (std::size_t i = 0; i < sum_bins.size(); ++i) worker.sums[i].reset(sum_bins[i]);
     }
   }
