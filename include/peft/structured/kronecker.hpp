@@ -37,13 +37,12 @@ class Kronecker {
     PEFT_REQUIRE(X.cols() == cols(), "Kronecker::forward: X must have ", cols(), " columns, got ",
                  ::peft::detail::shape_str(X.rows(), X.cols()));
     const Index N = X.rows();
-    w1_ = W1;
     w2_ = W2;
     scale_ = scale;
     x_ = X;
     u_.noalias() = ConstMatrixMap<T>(x_.data(), N * p_in_, q_in_) * w2_.transpose();
     Y.resize(N, rows());
-    w1_scaled_ = scale * w1_;
+    w1_scaled_ = scale * W1;  // all backward needs of W1
     for (Index n = 0; n < N; ++n)
       MatrixMap<T>(Y.row(n).data(), p_out_, q_out_).noalias() = w1_scaled_ * u_.middleRows(n * p_in_, p_in_);
   }
@@ -70,7 +69,7 @@ class Kronecker {
  private:
   Index p_out_, p_in_, q_out_, q_in_;
   T scale_{1};
-  Matrix<T> w1_, w2_, w1_scaled_, x_, u_, p_;  // kept across calls: no allocation once shapes settle
+  Matrix<T> w1_scaled_, w2_, x_, u_, p_;  // kept across calls: no allocation once shapes settle
 };
 
 /// The dense Kronecker product a ⊗ b, the oracle for tests and merging.
