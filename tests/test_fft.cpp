@@ -264,7 +264,7 @@ TYPED_TEST(FFTTest, BinMajorSpectraAreTheTransposedRowSpectra) {
 // naive sum, the round trip, and accumulation into strided rows.
 TYPED_TEST(FFTTest, NegacyclicBinsMatchNaiveSumsAndRoundTrip) {
   using T = typename TestFixture::T;
-  for (const Index n : {1, 2, 3, 4, 7, 8, 30, 96, 105, 768, 1000}) {
+  for (const Index n : {1, 2, 3, 4, 7, 8, 30, 96, 105, 768, 1000, 1024, 4096}) {
     fft::NegacyclicFFT<T, TypeParam> plan(n);
     ASSERT_EQ(plan.bins(), (n + 1) / 2);
     std::vector<std::complex<LD>> roots(static_cast<std::size_t>(2 * n));  // e^{−iπp/n}
@@ -299,7 +299,7 @@ TYPED_TEST(FFTTest, NegacyclicBinsMatchNaiveSumsAndRoundTrip) {
 /// The engine's complex FFT of length m on its own (complex_plan.hpp:
 /// Stockham for 2,3,5-smooth m, Bluestein otherwise). Lanes hold different
 /// signals; the first and last lane are checked against a naive DFT in long
-/// double, forward and inverse.
+/// double, forward and inverse (every bin up to m = 2048, every 61st above).
 template <class T>
 void check_complex_fft(Index m) {
   using C = fft::detail::LaneComplex<T>;
@@ -322,7 +322,7 @@ void check_complex_fft(Index m) {
           std::polar(LD(1), (inverse ? 2 : -2) * std::numbers::pi_v<LD> * static_cast<LD>(k) / static_cast<LD>(m));
     for (const int l : {0, L - 1}) {
       double err = 0, scale = 0;
-      for (Index k = 0; k < m; ++k) {
+      for (Index k = 0; k < m; k += m <= 2048 ? 1 : 61) {
         std::complex<LD> want = 0;
         for (Index j = 0; j < m; ++j)
           want += std::complex<LD>(re(l, j), im(l, j)) * roots[static_cast<std::size_t>((j * k) % m)];
@@ -340,11 +340,76 @@ void check_complex_fft(Index m) {
 TEST(FFT, ComplexTransformsMatchNaiveDft) {
   // Every radix (8, 4, 6, 2, 3, 5), every fused pair (8·8, 8·4, 8·6, 8·2:
   // 256, 288, 384, 512, 720, 1024, 2048) and Bluestein lengths (prime, and 2·prime).
-  for (const Index m :
-       {1, 2, 5, 6, 18, 48, 96, 135, 243, 256, 288, 384, 512, 625, 720, 1024, 1125, 2048, 7, 97, 1021, 2 * 509}) {
+  // 8192 has three passes, the last in place.
+  for (const Index m : {1, 2, 5, 6, 18, 48, 96, 135, 243, 256, 288, 384, 512, 625, 720, 1024, 1125, 2048, 8192, 7,
+                        97, 1021, 2 * 509}) {
     check_complex_fft<float>(m);
     check_complex_fft<double>(m);
   }
+}
+
+/// The padded layout (fft::detail::PanelLayout) only moves elements: a
+/// transform taking or giving x padded must give bitwise the same numbers as
+/// the natural one, and never touch the gaps.
+template <class T>
+void check_padded_layouts(Index m) {
+  using C = fft::detail::LaneComplex<T>;
+  using Layout = fft::detail::PanelLayout;
+  constexpr int L = fft::detail::Lanes<T>::count;
+  fft::detail::ComplexPlan<T> plan(m);
+  const Layout pad = plan.signal_layout();
+  ASSERT_FALSE(pad.natural()) << "m = " << m << " should be padded";
+  ASSERT_GT(pad.extent(m), m);
+  const Matrix<T> values = random_matrix<T>(2 * L, m, static_cast<std::uint64_t>(m) + 7);
+  const T kGap = T(-12345);
+  const auto fill = [&](Layout layout) {  // room for either layout, as a panel buffer has
+    std::vector<C> x(static_cast<std::size_t>(pad.extent(m)));
+    for (auto& e : x) e.re = e.im = typename fft::detail::Lanes<T>::type{} + kGap;
+    for (Index j = 0; j < m; ++j)
+      for (int l = 0; l < L; ++l) {
+        x[static_cast<std::size_t>(layout.slot(j))].re[l] = values(l, j);
+        x[static_cast<std::size_t>(layout.slot(j))].im[l] = values(L + l, j);
+      }
+    return x;
+  };
+  std::vector<C> scratch(static_cast<std::size_t>(plan.scratch_size()));
+  for (const bool inverse : {false, true}) {
+    std::vector<C> want = fill(Layout{});
+    if (inverse) plan.template transform<true>(want.data(), scratch.data());
+    else plan.template transform<false>(want.data(), scratch.data());
+    for (const Layout in : {Layout{}, pad})
+      for (const Layout out : {Layout{}, pad}) {
+        std::vector<C> x = fill(in);
+        if (inverse) plan.template transform<true>(x.data(), scratch.data(), in, out);
+        else plan.template transform<false>(x.data(), scratch.data(), in, out);
+        for (Index j = 0; j < m; ++j)
+          for (int l = 0; l < L; ++l) {
+            const C& got = x[static_cast<std::size_t>(out.slot(j))];
+            const C& ref = want[static_cast<std::size_t>(j)];
+            ASSERT_EQ(got.re[l], ref.re[l]) << "m = " << m << ", element " << j << ", in padded " << !in.natural()
+                                            << ", out padded " << !out.natural() << (inverse ? ", inverse" : "");
+            ASSERT_EQ(got.im[l], ref.im[l]) << "m = " << m << ", element " << j;
+          }
+        if (in == pad && out == pad) {  // the gaps are left alone
+          for (Index j = 0; j < static_cast<Index>(x.size()); ++j) {
+            if ((j + 1) % ((Index{1} << pad.shift) + 1) != 0) continue;
+            ASSERT_EQ(x[static_cast<std::size_t>(j)].re[0], kGap) << "gap " << j << " written, m = " << m;
+          }
+        }
+      }
+  }
+}
+
+TEST(FFT, PaddedLayoutsGiveTheSameTransforms) {
+  // The smallest padded length (two passes), 2048 (n = 4096), and three passes.
+  for (const Index m : {512, 1024, 2048, 8192}) {
+    check_padded_layouts<float>(m);
+    check_padded_layouts<double>(m);
+  }
+  // Short lengths and Bluestein keep the natural layout.
+  EXPECT_TRUE(fft::detail::ComplexPlan<float>(256).signal_layout().natural());
+  EXPECT_TRUE(fft::detail::ComplexPlan<float>(1021).signal_layout().natural());
+  EXPECT_TRUE(fft::detail::ComplexPlan<double>(768).signal_layout().natural());
 }
 
 TEST(FFT, RejectsBadInput) {

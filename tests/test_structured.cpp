@@ -28,7 +28,8 @@ using Plans = ::testing::Types<fft::VectorizedFFT<double>, fft::VectorizedFFT<fl
                                >;
 TYPED_TEST_SUITE(StructuredTest, Plans);
 
-const Index kSizes[] = {1, 2, 3, 7, 8, 64, 768, 1000, 1021};
+// 1024: the shortest length whose panels use the padded layout (PanelLayout).
+const Index kSizes[] = {1, 2, 3, 7, 8, 64, 768, 1000, 1021, 1024};
 
 /// forward equals dense·x and backward's dX equals G·dense, for an operator
 /// `op` with kernel `k` and dense matrix M (rows out x cols in). 21 rows:
@@ -86,7 +87,7 @@ TYPED_TEST(StructuredTest, SkewCirculantMatchesDense) {
 
 TYPED_TEST(StructuredTest, ToeplitzMatchesDense) {
   using T = typename TestFixture::T;
-  for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {64, 40}, {48, 64}, {7, 7}, {8, 8}, {768, 768}, {1000, 1000}, {1000, 1021}}) {
+  for (const auto& [m, n] : {std::pair<Index, Index>{1, 1}, {3, 7}, {7, 3}, {64, 40}, {48, 64}, {7, 7}, {8, 8}, {768, 768}, {1000, 1000}, {1000, 1021}, {1024, 1024}}) {
     const Vector<T> t = random_matrix<T>(m + n - 1, 1, static_cast<std::uint64_t>(m * n));
     structured::Toeplitz<T, TypeParam> op(m, n);
     op.set_kernel(t.data());
@@ -114,6 +115,38 @@ TYPED_TEST(StructuredTest, LDRMatchesDense) {
       op.set_kernel(k.data());
       expect_matches_dense<T>(op, structured::ldr_dense<T>(k, n, rank), 3 * TestFixture::tol(), 6);
     }
+}
+
+/// Kernel gradients at lengths too long for finite differences, against
+/// the same operator on Eigen's kissfft (the row path: no panels, no padded
+/// layout; itself checked by finite differences above). Y is linear in each
+/// kernel, so a wrong bin or lane would show at full size.
+template <class T, template <class, class> class Op, class Plan, class... More>
+void expect_kernel_gradient_as_kissfft(Index kernel_size, Index n, More... more) {
+  Op<T, Plan> op(n, more...);
+  Op<T, fft::KissFFT<T>> reference(n, more...);
+  const Vector<T> k = random_matrix<T>(kernel_size, 1, static_cast<std::uint64_t>(kernel_size));
+  op.set_kernel(k.data());
+  reference.set_kernel(k.data());
+  const Matrix<T> X = random_matrix<T>(21, n, 12), G = random_matrix<T>(21, n, 13);
+  Vector<T> dk = Vector<T>::Zero(kernel_size), dk_ref = Vector<T>::Zero(kernel_size);
+  Matrix<T> Y, dX;
+  op.forward(X, Y);
+  op.backward(G, dX, dk.data());
+  reference.forward(X, Y);
+  reference.backward(G, dX, dk_ref.data());
+  const double tol = std::is_same_v<T, float> ? 1e-4 : 1e-11;
+  EXPECT_LT(max_rel_diff(dk, dk_ref), tol) << "n = " << n << ", " << kernel_size << " kernel entries";
+}
+
+TYPED_TEST(StructuredTest, KernelGradientsOfLongProductsMatchTheRowPath) {
+  using T = typename TestFixture::T;
+  for (const Index n : {Index{1024}, Index{4096}}) {
+    expect_kernel_gradient_as_kissfft<T, structured::Circulant, TypeParam>(n, n);
+    expect_kernel_gradient_as_kissfft<T, structured::SkewCirculant, TypeParam>(n, n);
+    expect_kernel_gradient_as_kissfft<T, structured::CirculantPlusSkew, TypeParam>(2 * n, n);
+    expect_kernel_gradient_as_kissfft<T, structured::LDR, TypeParam>(2 * 2 * n, n, Index{2});
+  }
 }
 
 TYPED_TEST(StructuredTest, GradientsMatchFiniteDifferences) {

@@ -42,7 +42,7 @@ class ComplexPlan {
       chirp_[static_cast<std::size_t>(j)] = std::complex<T>(static_cast<T>(std::cos(angle)), static_cast<T>(std::sin(angle)));
     }
     // FFT_M of the wrapped conjugate chirp, in every lane, scaled by 1/M.
-    std::vector<C> b(static_cast<std::size_t>(M_)), work(static_cast<std::size_t>(M_));
+    std::vector<C> b(static_cast<std::size_t>(M_)), work(static_cast<std::size_t>(direct_.work_size()));
     for (auto& e : b) e.re = e.im = V{};
     for (Index j = 0; j < m; ++j) {
       const std::complex<T> v = std::conj(chirp_[static_cast<std::size_t>(j)]);
@@ -59,38 +59,49 @@ class ComplexPlan {
 
   Index size() const { return m_; }
   /// Elements of scratch transform() needs.
-  Index scratch_size() const { return bluestein_ ? 2 * M_ : m_; }
+  Index scratch_size() const {
+    return bluestein_ ? direct_.padded_layout().extent(M_) + direct_.work_size() : direct_.work_size();
+  }
+  /// The padded layout transform() can take and give signals in (natural
+  /// where padding does not pay, and for Bluestein).
+  PanelLayout signal_layout() const { return bluestein_ ? PanelLayout{} : direct_.padded_layout(); }
 
-  /// Transforms x (m elements) in place.
+  /// Transforms x (m elements) in place, reading it in layout `in` and
+  /// writing it in layout `out` (each natural or signal_layout()).
   template <bool Inverse>
-  void transform(C* x, C* scratch) const {
+  void transform(C* x, C* scratch, PanelLayout in = {}, PanelLayout out = {}) const {
     if (!bluestein_) {
-      direct_.template transform<Inverse>(x, scratch);
+      direct_.template transform<Inverse>(x, scratch, in, out);
       return;
     }
     // conj(forward(conj(x))) for the inverse: conjugate on the way in and out.
+    // The length-M buffer stays inside: it is kept in the padded layout.
+    const PanelLayout pad = direct_.padded_layout();
     C* a = scratch;
-    C* work = scratch + M_;
+    C* work = scratch + pad.extent(M_);
     for (Index j = 0; j < m_; ++j) {
       V im = x[j].im;
       if constexpr (Inverse) im = -im;
       const std::complex<T> c = chirp_[static_cast<std::size_t>(j)];
-      a[j].re = x[j].re * c.real() - im * c.imag();
-      a[j].im = x[j].re * c.imag() + im * c.real();
+      C& aj = a[pad.slot(j)];
+      aj.re = x[j].re * c.real() - im * c.imag();
+      aj.im = x[j].re * c.imag() + im * c.real();
     }
-    for (Index j = m_; j < M_; ++j) a[j].re = a[j].im = V{};
-    direct_.template transform<false>(a, work);
+    for (Index j = m_; j < M_; ++j) a[pad.slot(j)].re = a[pad.slot(j)].im = V{};
+    direct_.template transform<false>(a, work, pad, pad);
     for (Index k = 0; k < M_; ++k) {
       const std::complex<T> b = kernel_[static_cast<std::size_t>(k)];
-      const V re = a[k].re * b.real() - a[k].im * b.imag();
-      a[k].im = a[k].re * b.imag() + a[k].im * b.real();
-      a[k].re = re;
+      C& ak = a[pad.slot(k)];
+      const V re = ak.re * b.real() - ak.im * b.imag();
+      ak.im = ak.re * b.imag() + ak.im * b.real();
+      ak.re = re;
     }
-    direct_.template transform<true>(a, work);
+    direct_.template transform<true>(a, work, pad, pad);
     for (Index k = 0; k < m_; ++k) {
       const std::complex<T> c = chirp_[static_cast<std::size_t>(k)];
-      x[k].re = a[k].re * c.real() - a[k].im * c.imag();
-      x[k].im = a[k].re * c.imag() + a[k].im * c.real();
+      const C& ak = a[pad.slot(k)];
+      x[k].re = ak.re * c.real() - ak.im * c.imag();
+      x[k].im = ak.re * c.imag() + ak.im * c.real();
       if constexpr (Inverse) x[k].im = -x[k].im;
     }
   }

@@ -22,7 +22,9 @@
 //   b_{k1+p1·k2} = Σ_{r2} c[r2][k1]·ω_{p2}^{r2·k2}
 // (m = 2048: two passes instead of four, the transform ~20% faster).
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <complex>
 #include <numbers>
 #include <utility>
@@ -61,6 +63,10 @@ inline std::vector<int> stockham_radices(Index m) {
 /// ~4% slower fused, m = 1024 ~15% faster).
 inline constexpr Index kFusedPassesFrom = 512;
 
+/// Power-of-two lengths from this one on keep their work buffer padded
+/// (PanelLayout) and can take and give signals padded.
+inline constexpr Index kPaddedFrom = 512;
+
 template <class T>
 class Stockham {
  public:
@@ -92,26 +98,47 @@ class Stockham {
       }
       n = q;
     }
+    // A gap every 4 KiB (see PanelLayout) once the strides are 4 KiB
+    // multiples; the gap period must hold whole blocks of lanes, which the
+    // panel's row moves work in.
+    const Index period = 4096 / static_cast<Index>(sizeof(C));
+    const bool power_of_two = (m & (m - 1)) == 0;
+    if (power_of_two && m >= kPaddedFrom && passes_.size() >= 2 && period >= Lanes<T>::count &&
+        (period & (period - 1)) == 0)
+      padded_.shift = std::countr_zero(static_cast<std::uint64_t>(period));
   }
 
   Index size() const { return m_; }
+  /// The layout of the work buffer, which transform() can also take its
+  /// input in and give its output in (natural where padding does not pay).
+  PanelLayout padded_layout() const { return padded_; }
+  /// Elements of the work buffer transform() needs.
+  Index work_size() const { return padded_.extent(m_); }
 
-  /// Transforms x (m elements) in place; work holds m elements of scratch.
+  /// Transforms x (m elements) in place; work holds work_size() elements
+  /// of scratch. x is read in layout `in` and written in layout `out`, each
+  /// natural or padded_layout(); with a single pass they must be the same.
   template <bool Inverse>
-  void transform(C* x, C* work) const {
+  void transform(C* x, C* work, PanelLayout in = {}, PanelLayout out = {}) const {
     // Pass i < last writes work for even i, x for odd i (its input is then
     // used up), so the last pass reads x after an odd number of passes and
-    // runs in place there.
+    // runs in place there, which needs x's intermediate layout to be `out`.
+    const std::size_t count = passes_.size();
+    const bool last_in_place = count % 2 == 1;
     const C* src = x;
+    PanelLayout from = in;
     Index n = m_, s = 1;
-    for (std::size_t i = 0; i < passes_.size(); ++i) {
+    for (std::size_t i = 0; i < count; ++i) {
       const Pass& pass = passes_[i];
       const int p = pass.p1 * pass.p2;
       const Index q = n / p;
-      C* dst = i + 1 == passes_.size() ? x : i % 2 == 0 ? work : x;
-      if (pass.p2 == 1) run_stage<Inverse>(pass.p1, src, dst, q, s, pass.twiddles.data());
-      else run_fused<Inverse>(pass, src, dst, q, s);
+      const bool last = i + 1 == count;
+      C* dst = last ? x : i % 2 == 0 ? work : x;
+      const PanelLayout to = last || (dst == x && last_in_place) ? out : padded_;
+      if (pass.p2 == 1) run_stage<Inverse>(pass.p1, src, dst, q, s, pass.twiddles.data(), from, to);
+      else run_fused<Inverse>(pass, src, dst, q, s, from, to);
       src = dst;
+      from = to;
       n = q;
       s *= p;
     }
@@ -294,49 +321,53 @@ class Stockham {
     else dft5<Inverse>(a);
   }
 
+  // Every pass reads src in layout `from` and writes dst in layout `to`.
   template <bool Inverse>
-  static void run_stage(int p, const C* src, C* dst, Index q, Index s, const std::complex<T>* w) {
+  static void run_stage(int p, const C* src, C* dst, Index q, Index s, const std::complex<T>* w, PanelLayout from,
+                        PanelLayout to) {
     switch (p) {
-      case 8: stage_pass<8, Inverse>(src, dst, q, s, w); break;
-      case 4: stage_pass<4, Inverse>(src, dst, q, s, w); break;
-      case 2: stage_pass<2, Inverse>(src, dst, q, s, w); break;
-      case 3: stage_pass<3, Inverse>(src, dst, q, s, w); break;
-      case 6: stage_pass<6, Inverse>(src, dst, q, s, w); break;
-      default: stage_pass<5, Inverse>(src, dst, q, s, w); break;
+      case 8: stage_pass<8, Inverse>(src, dst, q, s, w, from, to); break;
+      case 4: stage_pass<4, Inverse>(src, dst, q, s, w, from, to); break;
+      case 2: stage_pass<2, Inverse>(src, dst, q, s, w, from, to); break;
+      case 3: stage_pass<3, Inverse>(src, dst, q, s, w, from, to); break;
+      case 6: stage_pass<6, Inverse>(src, dst, q, s, w, from, to); break;
+      default: stage_pass<5, Inverse>(src, dst, q, s, w, from, to); break;
     }
   }
 
   template <bool Inverse>
-  static void run_fused(const Pass& pass, const C* src, C* dst, Index q, Index s) {
+  static void run_fused(const Pass& pass, const C* src, C* dst, Index q, Index s, PanelLayout from, PanelLayout to) {
     const std::complex<T>*w = pass.twiddles.data(), *inner = pass.inner.data();
     switch (pass.p2) {  // p1 is 8
-      case 8: fused_pass<8, 8, Inverse>(src, dst, q, s, w, inner); break;
-      case 4: fused_pass<8, 4, Inverse>(src, dst, q, s, w, inner); break;
-      case 6: fused_pass<8, 6, Inverse>(src, dst, q, s, w, inner); break;
-      default: fused_pass<8, 2, Inverse>(src, dst, q, s, w, inner); break;
+      case 8: fused_pass<8, 8, Inverse>(src, dst, q, s, w, inner, from, to); break;
+      case 4: fused_pass<8, 4, Inverse>(src, dst, q, s, w, inner, from, to); break;
+      case 6: fused_pass<8, 6, Inverse>(src, dst, q, s, w, inner, from, to); break;
+      default: fused_pass<8, 2, Inverse>(src, dst, q, s, w, inner, from, to); break;
     }
   }
 
   // A stage of radix P; in place when q == 1 (the last), as every DFT reads
   // its P inputs before writing. j = 0 has no twiddles (and q == 1 only that).
   template <int P, bool Inverse>
-  static void stage_pass(const C* src, C* dst, Index q, Index s, const std::complex<T>* w) {
+  static void stage_pass(const C* src, C* dst, Index q, Index s, const std::complex<T>* w, PanelLayout from,
+                         PanelLayout to) {
     for (Index j = 0; j < q; ++j) {
-      if (j == 0) stage_column<P, Inverse, false>(src, dst, j, q, s, w);
-      else stage_column<P, Inverse, true>(src, dst, j, q, s, w + j * (P - 1));
+      if (j == 0) stage_column<P, Inverse, false>(src, dst, j, q, s, w, from, to);
+      else stage_column<P, Inverse, true>(src, dst, j, q, s, w + j * (P - 1), from, to);
     }
   }
 
   template <int P, bool Inverse, bool Twiddled>
-  static void stage_column(const C* src, C* dst, Index j, Index q, Index s, const std::complex<T>* wj) {
+  static void stage_column(const C* src, C* dst, Index j, Index q, Index s, const std::complex<T>* wj,
+                           PanelLayout from, PanelLayout to) {
     C a[P];
     for (Index t = 0; t < s; ++t) {
-      for (int r = 0; r < P; ++r) a[r] = src[t + s * (j + r * q)];
+      for (int r = 0; r < P; ++r) a[r] = src[from.slot(t + s * (j + r * q))];
       dft<P, Inverse>(a);
-      dst[t + s * P * j] = a[0];
+      dst[to.slot(t + s * P * j)] = a[0];
       for (int k = 1; k < P; ++k) {
         if constexpr (Twiddled) rotate<Inverse>(a[k], wj[k - 1]);
-        dst[t + s * (P * j + k)] = a[k];
+        dst[to.slot(t + s * (P * j + k))] = a[k];
       }
     }
   }
@@ -345,22 +376,22 @@ class Stockham {
   // P2 DFTs of size P1, the inner twiddles, and P1 DFTs of size P2 (above).
   template <int P1, int P2, bool Inverse>
   static void fused_pass(const C* src, C* dst, Index q, Index s, const std::complex<T>* w,
-                         const std::complex<T>* inner) {
+                         const std::complex<T>* inner, PanelLayout from, PanelLayout to) {
     for (Index j = 0; j < q; ++j) {
-      if (j == 0) fused_column<P1, P2, Inverse, false>(src, dst, j, q, s, w, inner);
-      else fused_column<P1, P2, Inverse, true>(src, dst, j, q, s, w + j * (P1 * P2 - 1), inner);
+      if (j == 0) fused_column<P1, P2, Inverse, false>(src, dst, j, q, s, w, inner, from, to);
+      else fused_column<P1, P2, Inverse, true>(src, dst, j, q, s, w + j * (P1 * P2 - 1), inner, from, to);
     }
   }
 
   template <int P1, int P2, bool Inverse, bool Twiddled>
   static void fused_column(const C* src, C* dst, Index j, Index q, Index s, const std::complex<T>* wj,
-                           const std::complex<T>* inner) {
+                           const std::complex<T>* inner, PanelLayout from, PanelLayout to) {
     constexpr int P = P1 * P2;
     C c[P];  // c[r2·P1 + k1], in L1
     for (Index t = 0; t < s; ++t) {
       for (int r2 = 0; r2 < P2; ++r2) {
         C u[P1];
-        for (int r1 = 0; r1 < P1; ++r1) u[r1] = src[t + s * (j + (P2 * r1 + r2) * q)];
+        for (int r1 = 0; r1 < P1; ++r1) u[r1] = src[from.slot(t + s * (j + (P2 * r1 + r2) * q))];
         dft<P1, Inverse>(u);
         c[r2 * P1] = u[0];
         for (int k1 = 1; k1 < P1; ++k1) {
@@ -375,7 +406,7 @@ class Stockham {
         for (int k2 = 0; k2 < P2; ++k2) {
           const int k = k1 + P1 * k2;
           if (Twiddled && k != 0) rotate<Inverse>(u[k2], wj[k - 1]);
-          dst[t + s * (P * j + k)] = u[k2];
+          dst[to.slot(t + s * (P * j + k))] = u[k2];
         }
       }
     }
@@ -383,6 +414,7 @@ class Stockham {
 
   Index m_ = 1;
   std::vector<Pass> passes_;
+  PanelLayout padded_;  // the work buffer's layout
 };
 
 }  // namespace peft::fft::detail

@@ -63,6 +63,7 @@ class VectorizedFFT {
     even_ = n % 2 == 0;
     const Index m = even_ ? n / 2 : n;
     plan_ = detail::ComplexPlan<T>(m);
+    layout_ = plan_.signal_layout();
     z_.resize(static_cast<std::size_t>(panel_slots()));
     scratch_.resize(static_cast<std::size_t>(std::max<Index>(plan_.scratch_size(), 1)));
     if (even_) {
@@ -163,24 +164,27 @@ class VectorizedFFT {
   //   forward_panel   in place: input layout → spectrum, bins 0..(bins − 1)
   //   inverse_panel   in place: spectrum → n·signal in the input layout
   //   store_panel     out rows = (or +=) scale · that signal
-  // Spectra have bins() (real) or n/2 (negacyclic) bins, as the row functions'.
-  // The negacyclic steps need even n.
+  // Spectra have bins() (real) or n/2 (negacyclic) bins, as the row functions',
+  // and bin k is element k of the buffer. Signals sit in the engine's own
+  // layout (padded for long power-of-two lengths, see PanelLayout): callers
+  // only move them with the functions here, and any buffer that holds one
+  // needs panel_slots() Lanes. The negacyclic steps need even n.
 
   /// Every length runs on panels (the negacyclic steps: even lengths).
   bool has_panels() const { return true; }
   /// Lanes a panel buffer needs.
-  Index panel_slots() const { return even_ ? n_ / 2 + 1 : n_; }
+  Index panel_slots() const { return even_ ? std::max(n_ / 2 + 1, layout_.extent(n_ / 2)) : n_; }
 
   template <Transform K = Transform::real>
   void load_panel(const T* in, Index in_stride, int lanes, Lane* z) {
     if constexpr (K == Transform::negacyclic) {
       const Index m = n_ / 2;
-      if (lanes < L) clear_lanes(z, m);
-      reals_to_lanes(z, in, in_stride, lanes, m, &Lane::re);
-      reals_to_lanes(z, in + m, in_stride, lanes, m, &Lane::im);
+      if (lanes < L) clear_lanes(z, layout_.extent(m));
+      reals_to_lanes(z, in, in_stride, lanes, m, &Lane::re, layout_);
+      reals_to_lanes(z, in + m, in_stride, lanes, m, &Lane::im, layout_);
     } else if (even_) {
-      if (lanes < L) clear_lanes(z, n_ / 2);
-      rows_to_lanes(z, in, in_stride, lanes, n_ / 2);
+      if (lanes < L) clear_lanes(z, layout_.extent(n_ / 2));
+      rows_to_lanes(z, in, in_stride, lanes, n_ / 2, layout_);
     } else {
       load_odd(z, in, in_stride, lanes);
     }
@@ -193,13 +197,13 @@ class VectorizedFFT {
   void forward_panel(Lane* z, Visit&& visit = {}) {
     if constexpr (K == Transform::negacyclic) {
       twist_conjugates(z, n_ / 2);  // θ^j·(x_j − i·x_{j+m})
-      plan_.template transform<false>(z, scratch_.data());
+      forward_transform(z);
       visit_bins(z, n_ / 2, visit);
     } else if (even_) {
-      plan_.template transform<false>(z, scratch_.data());
+      forward_transform(z);
       post_twiddle_all(z, visit);
     } else {
-      plan_.template transform<false>(z, scratch_.data());
+      forward_transform(z);
       visit_bins(z, bins(), visit);
     }
   }
@@ -210,16 +214,16 @@ class VectorizedFFT {
   void inverse_panel(Lane* z, Visit&& visit = {}) {
     if constexpr (K == Transform::negacyclic) {
       visit_bins(z, n_ / 2, visit);
-      plan_.template transform<true>(z, scratch_.data());
+      inverse_transform(z);
       // conj(θ^{−j}·s) = θ^j·conj(s): x_j = 2·Re, x_{j+m} = 2·Im of it (store_panel doubles).
       twist_conjugates(z, n_ / 2);
     } else if (even_) {
       pre_twiddle_all(z, visit);
-      plan_.template transform<true>(z, scratch_.data());
+      inverse_transform(z);
     } else {
       visit_bins(z, bins(), visit);
       complete_hermitian(z);
-      plan_.template transform<true>(z, scratch_.data());
+      inverse_transform(z);
     }
   }
 
@@ -234,12 +238,14 @@ class VectorizedFFT {
       inverse_panel<K>(z);
       return;
     }
-    // Real, even n.
-    plan_.template transform<false>(z, scratch_.data());
+    // Real, even n. The spectrum Z never leaves this function, so it stays in layout_.
+    forward_transform(z, layout_);
     const Index m = n_ / 2;
     for (Index k = 0; k <= m / 2; ++k) {
       const Index k2 = m - k;
-      const C a = z[k], b = z[k == 0 ? 0 : k2];
+      C& zk = z[layout_.slot(k)];
+      C& zk2 = z[layout_.slot(k == 0 ? 0 : k2)];
+      const C a = zk, b = zk2;
       C x, x2;  // X_k and X_{m−k}
       post_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], x);
       visit(k, x);
@@ -250,20 +256,20 @@ class VectorizedFFT {
         x2 = x;
       }
       if (k == 0) x.im = x2.im = V{};  // X_0 and X_m: imaginary parts ignored
-      pre_twiddle(x, x2, twiddle_[static_cast<std::size_t>(k)], z[k]);
-      if (k2 != k && k2 < m) pre_twiddle(x2, x, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
+      pre_twiddle(x, x2, twiddle_[static_cast<std::size_t>(k)], zk);
+      if (k2 != k && k2 < m) pre_twiddle(x2, x, twiddle_[static_cast<std::size_t>(k2)], zk2);
     }
-    plan_.template transform<true>(z, scratch_.data());
+    inverse_transform(z, layout_);
   }
 
   template <Transform K = Transform::real>
   void store_panel(const Lane* z, T* out, Index out_stride, int lanes, T scale, bool accumulate) {
     if constexpr (K == Transform::negacyclic) {
       const Index m = n_ / 2;
-      lanes_to_reals(z, out, out_stride, lanes, m, &Lane::re, 2 * scale, accumulate);
-      lanes_to_reals(z, out + m, out_stride, lanes, m, &Lane::im, 2 * scale, accumulate);
+      lanes_to_reals(z, out, out_stride, lanes, m, &Lane::re, 2 * scale, accumulate, layout_);
+      lanes_to_reals(z, out + m, out_stride, lanes, m, &Lane::im, 2 * scale, accumulate, layout_);
     } else if (even_) {
-      lanes_to_rows(z, out, out_stride, lanes, n_ / 2, scale, accumulate);
+      lanes_to_rows(z, out, out_stride, lanes, n_ / 2, scale, accumulate, layout_);
     } else {
       store_odd(z, out, out_stride, lanes, scale, accumulate);
     }
@@ -278,13 +284,14 @@ class VectorizedFFT {
   /// inverse_panel<negacyclic>(z), then its signal times factor into `to`
   /// in the real layout (or added there with `accumulate`). z is used up.
   void negacyclic_inverse_to_real_layout(Lane* z, Lane* to, T factor, bool accumulate) {
-    plan_.template transform<true>(z, scratch_.data());
+    inverse_transform(z);
     const Index m = n_ / 2;
     const T f = 2 * factor;  // store_panel<negacyclic> doubles
     for (Index j = 0; j < m; ++j) {
       const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
-      const V low = (z[j].re * c + z[j].im * s) * f;   // x_j
-      const V high = (z[j].re * s - z[j].im * c) * f;  // x_{j+m}
+      const C& v = z[layout_.slot(j)];
+      const V low = (v.re * c + v.im * s) * f;   // x_j
+      const V high = (v.re * s - v.im * c) * f;  // x_{j+m}
       put_real_layout(to, j, low, accumulate);
       put_real_layout(to, j + m, high, accumulate);
     }
@@ -297,16 +304,27 @@ class VectorizedFFT {
     for (Index j = 0; j < m; ++j) {
       const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
       const V low = real_layout(from, j) * factor, high = real_layout(from, j + m) * factor;
-      to[j].re = low * c + high * s;  // θ^j·(x_j − i·x_{j+m})
-      to[j].im = low * s - high * c;
+      C& v = to[layout_.slot(j)];
+      v.re = low * c + high * s;  // θ^j·(x_j − i·x_{j+m})
+      v.im = low * s - high * c;
     }
-    plan_.template transform<false>(to, scratch_.data());
+    forward_transform(to);
   }
 
  private:
   using C = Lane;
   using V = typename detail::Lanes<T>::type;
   static constexpr int L = detail::Lanes<T>::count;
+  using Layout = detail::PanelLayout;
+
+  // The complex FFT of a panel: signals in layout_, spectra natural (bin k
+  // at k) unless they stay inside this class (then in layout_ as well).
+  void forward_transform(C* z, Layout spectrum = {}) {
+    plan_.template transform<false>(z, scratch_.data(), layout_, spectrum);
+  }
+  void inverse_transform(C* z, Layout spectrum = {}) {
+    plan_.template transform<true>(z, scratch_.data(), spectrum, layout_);
+  }
 
   /// Panels of rows through load → forward → scatter of the spectrum.
   template <Transform K>
@@ -315,7 +333,7 @@ class VectorizedFFT {
     detail::for_each_panel(rows, L, [&](Index r0, int lanes, Index) {
       load_panel<K>(in + r0 * in_stride, in_stride, lanes, z_.data());
       if (K == Transform::real && even_) {
-        plan_.template transform<false>(z_.data(), scratch_.data());
+        forward_transform(z_.data(), layout_);
         scatter_post_twiddled(z_.data(), out + r0 * out_stride, out_stride, lanes);
         return;
       }
@@ -336,7 +354,7 @@ class VectorizedFFT {
       if (K == Transform::real && even_) {
         if (w == nullptr) gather_pre_twiddled(spectra, in_stride, lanes, z, NoVisit{});
         else gather_pre_twiddled(spectra, in_stride, lanes, z, times_w);
-        plan_.template transform<true>(z, scratch_.data());
+        inverse_transform(z, layout_);
       } else {
         if (lanes < L) clear_lanes(z, count);
         gather_complex(z, spectra, in_stride, lanes, count);
@@ -368,34 +386,36 @@ class VectorizedFFT {
   /// z[j] ← (row[2j], row[2j+1]) per lane for j < count: rows of
   /// interleaved pairs (real input seen as pairs, or complex rows) into lanes.
   /// Full blocks of L/2 elements load L values from each row and transpose
-  /// them in registers; the tail moves scalars.
-  static void rows_to_lanes(C* z, const T* in, Index in_stride, int lanes, Index count) {
+  /// them in registers; the tail moves scalars. z in `layout` (whose gaps
+  /// never split a block).
+  static void rows_to_lanes(C* z, const T* in, Index in_stride, int lanes, Index count, Layout layout = {}) {
     constexpr Index half = L / 2;
     const Index full = count - count % half;
     V block[L];
     for (Index j0 = 0; j0 < full; j0 += half) {
       detail::load_transposed<T>(block, in + 2 * j0, in_stride, lanes);
+      C* to = z + layout.slot(j0);
       for (Index c = 0; c < half; ++c) {
-        z[j0 + c].re = block[2 * c];
-        z[j0 + c].im = block[2 * c + 1];
+        to[c].re = block[2 * c];
+        to[c].im = block[2 * c + 1];
       }
     }
     T* zf = flat(z);
     for (int l = 0; l < lanes; ++l)
       for (Index j = full; j < count; ++j) {
-        zf[re(j) + l] = in[l * in_stride + 2 * j];
-        zf[im(j) + l] = in[l * in_stride + 2 * j + 1];
+        zf[re(layout.slot(j)) + l] = in[l * in_stride + 2 * j];
+        zf[im(layout.slot(j)) + l] = in[l * in_stride + 2 * j + 1];
       }
   }
 
   /// The reverse of rows_to_lanes, times scale: row[2j], row[2j+1] ← scale·z[j]
   /// (or += with `accumulate`).
   static void lanes_to_rows(const C* z, T* out, Index out_stride, int lanes, Index count, T scale,
-                            bool accumulate = false) {
+                            bool accumulate = false, Layout layout = {}) {
     constexpr Index half = L / 2;
     const Index full = count - count % half;
     detail::store_row_blocks<T>(out, out_stride, lanes, full / half, accumulate, [&](Index b, V* block) {
-      const C* from = z + b * half;
+      const C* from = z + layout.slot(b * half);
       for (Index c = 0; c < half; ++c) {
         block[2 * c] = from[c].re * scale;
         block[2 * c + 1] = from[c].im * scale;
@@ -406,35 +426,38 @@ class VectorizedFFT {
       for (Index j = full; j < count; ++j) {
         T* dst = out + l * out_stride + 2 * j;
         const T held_re = accumulate ? dst[0] : T(0), held_im = accumulate ? dst[1] : T(0);
-        dst[0] = held_re + scale * zf[re(j) + l];
-        dst[1] = held_im + scale * zf[im(j) + l];
+        dst[0] = held_re + scale * zf[re(layout.slot(j)) + l];
+        dst[1] = held_im + scale * zf[im(layout.slot(j)) + l];
       }
   }
 
   /// (z[j].*part) ← row[j] per lane for j < count: plain real rows into one
   /// part of the lanes, by blocks of L values transposed in registers.
-  static void reals_to_lanes(C* z, const T* in, Index in_stride, int lanes, Index count, V C::*part) {
+  static void reals_to_lanes(C* z, const T* in, Index in_stride, int lanes, Index count, V C::*part,
+                             Layout layout) {
     const Index full = count - count % L;
     V block[L];
     for (Index j0 = 0; j0 < full; j0 += L) {
       detail::load_transposed<T>(block, in + j0, in_stride, lanes);
-      for (Index c = 0; c < L; ++c) z[j0 + c].*part = block[c];
+      C* to = z + layout.slot(j0);
+      for (Index c = 0; c < L; ++c) to[c].*part = block[c];
     }
     for (int l = 0; l < lanes; ++l)
-      for (Index j = full; j < count; ++j) (z[j].*part)[l] = in[l * in_stride + j];
+      for (Index j = full; j < count; ++j) (z[layout.slot(j)].*part)[l] = in[l * in_stride + j];
   }
 
   /// The reverse of reals_to_lanes: row[j] ← scale·(z[j].*part) (+= with accumulate).
   static void lanes_to_reals(const C* z, T* out, Index out_stride, int lanes, Index count, V C::*part, T scale,
-                             bool accumulate) {
+                             bool accumulate, Layout layout) {
     const Index full = count - count % L;
     detail::store_row_blocks<T>(out, out_stride, lanes, full / L, accumulate, [&](Index b, V* block) {
-      for (Index c = 0; c < L; ++c) block[c] = z[b * L + c].*part * scale;
+      const C* from = z + layout.slot(b * L);
+      for (Index c = 0; c < L; ++c) block[c] = from[c].*part * scale;
     });
     for (int l = 0; l < lanes; ++l)
       for (Index j = full; j < count; ++j) {
         T* dst = out + l * out_stride + j;
-        *dst = (accumulate ? *dst : T(0)) + scale * (z[j].*part)[l];
+        *dst = (accumulate ? *dst : T(0)) + scale * (z[layout.slot(j)].*part)[l];
       }
   }
 
@@ -445,7 +468,7 @@ class VectorizedFFT {
     lanes_to_rows(z, reinterpret_cast<T*>(out), 2 * out_stride, lanes, count, T(1));
   }
 
-  /// The spectrum X_0..X_m of Z_0..Z_{m−1} (even n) scattered to rows,
+  /// The spectrum X_0..X_m of Z_0..Z_{m−1} (even n, Z in layout_) scattered to rows,
   /// computed block by block as it is written: post_twiddle_all and
   /// scatter_complex in one pass, with z left as it was. Each X_k reads
   /// Z_k and Z_{m−k}, so the mirrored half is read twice, but nothing is
@@ -455,7 +478,8 @@ class VectorizedFFT {
     constexpr Index half = L / 2;
     const Index full = count - count % half;
     const auto spectrum = [&](Index k, C& x) {  // Z's indices are mod m
-      post_twiddle(z[k == m ? 0 : k], z[k == 0 ? 0 : m - k], twiddle_[static_cast<std::size_t>(k)], x);
+      post_twiddle(z[layout_.slot(k == m ? 0 : k)], z[layout_.slot(k == 0 ? 0 : m - k)],
+                   twiddle_[static_cast<std::size_t>(k)], x);
     };
     T* rows = reinterpret_cast<T*>(out);
     detail::store_row_blocks<T>(rows, 2 * out_stride, lanes, full / half, false, [&](Index b, V* block) {
@@ -475,19 +499,25 @@ class VectorizedFFT {
 
   /// z_j ← θ^j·conj(z_j), j < count: the negacyclic transform's twist, the
   /// same on the way in (x_j − i·x_{j+m} is conj of x_j + i·x_{j+m}) and out.
+  /// z is a signal, in layout_'s layout.
   void twist_conjugates(C* z, Index count) const {
     for (Index j = 0; j < count; ++j) {
       const T c = twist_[static_cast<std::size_t>(j)].real(), s = twist_[static_cast<std::size_t>(j)].imag();
-      const V re = z[j].re * c + z[j].im * s;
-      z[j].im = z[j].re * s - z[j].im * c;
-      z[j].re = re;
+      C& v = z[layout_.slot(j)];
+      const V re = v.re * c + v.im * s;
+      v.im = v.re * s - v.im * c;
+      v.re = re;
     }
   }
 
-  /// Element i of a signal in the real layout, and its store.
-  static const V& real_layout(const C* z, Index i) { return i % 2 == 0 ? z[i / 2].re : z[i / 2].im; }
-  static void put_real_layout(C* z, Index i, const V& v, bool accumulate) {
-    V& dst = i % 2 == 0 ? z[i / 2].re : z[i / 2].im;
+  /// Element i of a signal in the real layout (in layout_'s), and its store.
+  const V& real_layout(const C* z, Index i) const {
+    const C& v = z[layout_.slot(i / 2)];
+    return i % 2 == 0 ? v.re : v.im;
+  }
+  void put_real_layout(C* z, Index i, const V& v, bool accumulate) const {
+    C& e = z[layout_.slot(i / 2)];
+    V& dst = i % 2 == 0 ? e.re : e.im;
     if (accumulate) dst += v;
     else dst = v;
   }
@@ -529,26 +559,34 @@ class VectorizedFFT {
 
   /// X_0..X_m → the Z_0..Z_{m−1} whose inverse is n·x, in place (even n),
   /// visiting each X_k first. The imaginary parts of X_0 and X_m are ignored.
-  /// From `first` on: the pairs (k, m − k) with k < first are done.
   template <class Visit>
-  void pre_twiddle_all(C* z, Visit& visit, Index first = 0) const {
+  void pre_twiddle_all(C* z, Visit& visit) const {
+    pre_twiddle_pairs(z, 0, z, Layout{}, visit);
+  }
+
+  /// The pairs (k, m − k) of pre_twiddle_all for k ≥ first, reading X_k at
+  /// x[k − first] (visited there) and writing Z_k into z in `layout`.
+  template <class Visit>
+  void pre_twiddle_pairs(C* x, Index first, C* z, Layout layout, Visit& visit) const {
     const Index m = n_ / 2;
     for (Index k = first; k <= m / 2; ++k) {
       const Index k2 = m - k;
-      visit(k, z[k]);
-      if (k2 != k) visit(k2, z[k2]);
-      if (k == 0) z[0].im = z[m].im = V{};
-      const C a = z[k], b = z[k2];
-      pre_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
-      if (k2 != k && k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
+      C& a = x[k - first];
+      C& b = x[k2 - first];
+      visit(k, a);
+      if (k2 != k) visit(k2, b);
+      if (k == 0) a.im = b.im = V{};
+      const C xk = a, xk2 = b;
+      pre_twiddle(xk, xk2, twiddle_[static_cast<std::size_t>(k)], z[layout.slot(k)]);
+      if (k2 != k && k2 < m) pre_twiddle(xk2, xk, twiddle_[static_cast<std::size_t>(k2)], z[layout.slot(k2)]);
     }
   }
 
   /// gather_complex, the visits and pre_twiddle_all in one pass (even n):
   /// a block of bins k from the front of the rows and the block of their
   /// mirrors m − k from the back are gathered together, and each pair gives
-  /// Z_k and Z_{m−k} straight into z. The middle bins left over (around m/2)
-  /// are gathered as gather_complex does and paired as in pre_twiddle_all.
+  /// Z_k and Z_{m−k} straight into z (in layout_). The middle bins left over
+  /// (around m/2, at most L + 1) are gathered into a small buffer first.
   template <class Visit>
   void gather_pre_twiddled(const Complex* in, Index in_stride, int lanes, C* z, Visit&& visit) const {
     const Index m = n_ / 2;
@@ -566,14 +604,15 @@ class VectorizedFFT {
         visit(k, a);
         visit(k2, b);
         if (k == 0) a.im = b.im = V{};  // X_0 and X_m: imaginary parts ignored
-        pre_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[k]);
-        if (k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[k2]);
+        pre_twiddle(a, b, twiddle_[static_cast<std::size_t>(k)], z[layout_.slot(k)]);
+        if (k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[layout_.slot(k2)]);
       }
     }
     const Index middle = m - 2 * k0 + 1;  // bins k0..m − k0
-    if (lanes < L) clear_lanes(z + k0, middle);
-    gather_complex(z + k0, in + k0, in_stride, lanes, middle);
-    pre_twiddle_all(z, visit, k0);
+    C mid[L + 1];
+    if (lanes < L) clear_lanes(mid, middle);
+    gather_complex(mid, in + k0, in_stride, lanes, middle);
+    pre_twiddle_pairs(mid, k0, z, layout_, visit);
   }
 
   /// Z = (a + conj b) + i·conj(w)·(a − conj b), with a = X_k, b = X_{m−k}, w = W^k.
@@ -627,6 +666,7 @@ class VectorizedFFT {
   Index n_;
   bool even_ = true;
   detail::ComplexPlan<T> plan_;
+  detail::PanelLayout layout_;    // signals and internal spectra in a panel buffer (see PanelLayout)
   std::vector<C> z_, scratch_;    // the row functions' panel buffer, the complex FFT's scratch
   std::vector<Complex> twiddle_;  // W^k, k = 0..m (even n)
   std::vector<Complex> twist_;    // θ^j = e^{−iπj/n}, j < m (even n)

@@ -130,10 +130,10 @@ class LDR {
   void forward_panels(const ConstMatrixRef<T>& X, Matrix<T>& Y, T out_scale, bool accumulate)
     requires kPanels
   {
-    const Index real_bins = plan_n_.bins(), skew_bins = skew_plan_.bins();
+    const Index skew_bins = skew_plan_.bins();
     x_panels_.resize(X.rows(), skew_bins);
     u_panels_.resize(static_cast<std::size_t>(rank_));
-    for (auto& u : u_panels_) u.resize(X.rows(), real_bins);
+    for (auto& u : u_panels_) u.resize(X.rows(), plan_n_.panel_slots());  // holds u_i as a signal first
     workers_.prepare(plan_n_, X.rows(), 3);
     workers_.run(X.rows(), [&](auto& w, Index r0, int lanes, Index p) {
       Plan& plan = *w.plan;
