@@ -401,13 +401,14 @@ void check_padded_layouts(Index m) {
 }
 
 TEST(FFT, PaddedLayoutsGiveTheSameTransforms) {
-  // The smallest padded length (two passes), 2048 (n = 4096), and three passes.
-  for (const Index m : {512, 1024, 2048, 8192}) {
+  // The smallest padded length (three unfused passes), two fused passes
+  // (512, 1024, 2048: n = 4096), and three fused passes.
+  for (const Index m : {256, 512, 1024, 2048, 8192}) {
     check_padded_layouts<float>(m);
     check_padded_layouts<double>(m);
   }
   // Short lengths and Bluestein keep the natural layout.
-  EXPECT_TRUE(fft::detail::ComplexPlan<float>(256).signal_layout().natural());
+  EXPECT_TRUE(fft::detail::ComplexPlan<float>(128).signal_layout().natural());
   EXPECT_TRUE(fft::detail::ComplexPlan<float>(1021).signal_layout().natural());
   EXPECT_TRUE(fft::detail::ComplexPlan<double>(768).signal_layout().natural());
 }

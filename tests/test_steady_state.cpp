@@ -172,6 +172,7 @@ TEST(SteadyState, RectangularStructures) {
 TEST(SteadyState, LongTransforms) {
   check_structured<float>(1000, 1000, 20);  // Bluestein
   check_structured<float>(768, 768, 4);     // radix 3
+  check_structured<float>(1024, 1024, 4);   // padded panels (fft::detail::PanelLayout)
   expect_no_steady_state_allocation(C3A<float>(768, 768, {.block_size = 64}), 4, "C3A 768");
 }
 

@@ -28,8 +28,9 @@ using Plans = ::testing::Types<fft::VectorizedFFT<double>, fft::VectorizedFFT<fl
                                >;
 TYPED_TEST_SUITE(StructuredTest, Plans);
 
-// 1024: the shortest length whose panels use the padded layout (PanelLayout).
-const Index kSizes[] = {1, 2, 3, 7, 8, 64, 768, 1000, 1021, 1024};
+// 512 and 1024: panels in the padded layout (PanelLayout), with three
+// unfused and two fused Stockham passes.
+const Index kSizes[] = {1, 2, 3, 7, 8, 64, 768, 1000, 1021, 512, 1024};
 
 /// forward equals dense·x and backward's dX equals G·dense, for an operator
 /// `op` with kernel `k` and dense matrix M (rows out x cols in). 21 rows:
