@@ -236,6 +236,65 @@ TYPED_TEST(FFTTest, RowsAtEveryAlignmentAndNothingWrittenOutside) {
   }
 }
 
+// Rows 4 KiB apart start in the same L1 set; when they are also off a line
+// boundary, ours reads the first rows of a panel through a stage, one row at
+// a time (lanes.hpp). Input rows and spectra at such strides, every few
+// offsets within a line, lengths whose blocks fill a partial last chunk
+// (n = 1000) or whole ones (1024), and a ragged last panel: the transforms
+// equal those of contiguous rows, and nothing outside the rows changes.
+TYPED_TEST(FFTTest, RowsThatShareL1SetsAtAnyAlignment) {
+  using T = typename TestFixture::T;
+  using Complex = std::complex<T>;
+  constexpr T kGuard = T(-77.25);
+  const Index rows = 35;
+  const auto page_multiple = [](Index count, Index size) {  // count elements of `size` bytes, rounded up to 4 KiB
+    const Index per_page = 4096 / size;
+    return (count + per_page - 1) / per_page * per_page;
+  };
+  for (const Index n : {1000, 1024}) {
+    auto plan = make_plan<TypeParam>(n);
+    const Index bins = plan.bins();
+    const Index x_stride = page_multiple(n, sizeof(T)), s_stride = page_multiple(bins, sizeof(Complex));
+    const Matrix<T> x = random_matrix<T>(rows, n, 5);
+    fft::ComplexMatrix<T> want;
+    fft::forward(plan, x, want);
+    const double scale = want.cwiseAbs().maxCoeff();
+    for (const Index offset : {0, 1, 3, 8}) {
+      SCOPED_TRACE(::testing::Message() << "n = " << n << ", offset = " << offset);
+      std::vector<T> x_buffer(static_cast<std::size_t>(rows * x_stride + offset), kGuard);
+      T* X = x_buffer.data() + offset;
+      for (Index r = 0; r < rows; ++r)
+        for (Index j = 0; j < n; ++j) X[r * x_stride + j] = x(r, j);
+      std::vector<T> s_buffer(static_cast<std::size_t>(2 * rows * s_stride + offset), kGuard);
+      auto* S = reinterpret_cast<Complex*>(s_buffer.data() + offset);
+      plan.forward(X, x_stride, S, s_stride, rows);
+      double err = 0;
+      for (Index r = 0; r < rows; ++r)
+        for (Index k = 0; k < bins; ++k) err = std::max<double>(err, std::abs(S[r * s_stride + k] - want(r, k)));
+      EXPECT_LE(err / scale, TestFixture::tol());
+      for (std::size_t i = 0; i < s_buffer.size(); ++i) {
+        const Index at = static_cast<Index>(i) - offset;
+        if (at < 0 || (at / 2) % s_stride >= bins) {
+          ASSERT_EQ(s_buffer[i], kGuard) << "forward wrote at real " << at;
+        }
+      }
+      std::vector<T> y_buffer(x_buffer.size(), kGuard);
+      T* Y = y_buffer.data() + offset;
+      plan.inverse(S, s_stride, Y, x_stride, rows, T(1) / static_cast<T>(n));
+      double y_err = 0;
+      for (Index r = 0; r < rows; ++r)
+        for (Index j = 0; j < n; ++j) y_err = std::max<double>(y_err, std::abs(Y[r * x_stride + j] - x(r, j)));
+      EXPECT_LE(y_err, 10 * TestFixture::tol());
+      for (std::size_t i = 0; i < y_buffer.size(); ++i) {
+        const Index at = static_cast<Index>(i) - offset;
+        if (at < 0 || at % x_stride >= n) {
+          ASSERT_EQ(y_buffer[i], kGuard) << "inverse wrote at " << at;
+        }
+      }
+    }
+  }
+}
+
 // Bin-major spectra (C3A's per-frequency layout): the transpose of the
 // row-major ones, and the inverse reads them back, adding into rows.
 TYPED_TEST(FFTTest, BinMajorSpectraAreTheTransposedRowSpectra) {

@@ -391,15 +391,13 @@ class VectorizedFFT {
   static void rows_to_lanes(C* z, const T* in, Index in_stride, int lanes, Index count, Layout layout = {}) {
     constexpr Index half = L / 2;
     const Index full = count - count % half;
-    V block[L];
-    for (Index j0 = 0; j0 < full; j0 += half) {
-      detail::load_transposed<T>(block, in + 2 * j0, in_stride, lanes);
-      C* to = z + layout.slot(j0);
+    detail::load_row_blocks<T>(in, in_stride, lanes, full / half, [&](Index b, const V* block) {
+      C* to = z + layout.slot(b * half);
       for (Index c = 0; c < half; ++c) {
         to[c].re = block[2 * c];
         to[c].im = block[2 * c + 1];
       }
-    }
+    });
     T* zf = flat(z);
     for (int l = 0; l < lanes; ++l)
       for (Index j = full; j < count; ++j) {
@@ -436,12 +434,10 @@ class VectorizedFFT {
   static void reals_to_lanes(C* z, const T* in, Index in_stride, int lanes, Index count, V C::*part,
                              Layout layout) {
     const Index full = count - count % L;
-    V block[L];
-    for (Index j0 = 0; j0 < full; j0 += L) {
-      detail::load_transposed<T>(block, in + j0, in_stride, lanes);
-      C* to = z + layout.slot(j0);
+    detail::load_row_blocks<T>(in, in_stride, lanes, full / L, [&](Index b, const V* block) {
+      C* to = z + layout.slot(b * L);
       for (Index c = 0; c < L; ++c) to[c].*part = block[c];
-    }
+    });
     for (int l = 0; l < lanes; ++l)
       for (Index j = full; j < count; ++j) (z[layout.slot(j)].*part)[l] = in[l * in_stride + j];
   }
@@ -594,10 +590,14 @@ class VectorizedFFT {
     const T* rows = reinterpret_cast<const T*>(in);
     const Index stride = 2 * in_stride;
     V low[L], high[L];
+    detail::RowBlockReader<T> fronts(rows, stride, lanes), backs(rows, stride, lanes);
+    const Index pairs = m / (2 * half);
+    const auto front = [](Index i) { return i * L; };                        // bins [k0, k0 + half), k0 = i·half
+    const auto back = [m](Index i) { return 2 * (m - (i + 1) * half + 1); };  // bins [m − k0 − half + 1, m − k0]
     Index k0 = 0;
-    for (; 2 * (k0 + half) <= m; k0 += half) {  // fronts [k0, k0 + half) and backs [m − k0 − half + 1, m − k0] apart
-      detail::load_transposed<T>(low, rows + 2 * k0, stride, lanes);
-      detail::load_transposed<T>(high, rows + 2 * (m - k0 - half + 1), stride, lanes);
+    for (Index i = 0; i < pairs; ++i, k0 += half) {
+      fronts.read(i, pairs, front, low);
+      backs.read(i, pairs, back, high);
       for (Index c = 0; c < half; ++c) {
         const Index k = k0 + c, k2 = m - k, mirror = half - 1 - c;
         C a{low[2 * c], low[2 * c + 1]}, b{high[2 * mirror], high[2 * mirror + 1]};
