@@ -238,10 +238,11 @@ TYPED_TEST(FFTTest, RowsAtEveryAlignmentAndNothingWrittenOutside) {
 
 // Rows 4 KiB apart start in the same L1 set; when they are also off a line
 // boundary, ours reads the first rows of a panel through a stage, one row at
-// a time (lanes.hpp). Input rows and spectra at such strides, every few
-// offsets within a line, lengths whose blocks fill a partial last chunk
-// (n = 1000) or whole ones (1024), and a ragged last panel: the transforms
-// equal those of contiguous rows, and nothing outside the rows changes.
+// a time (lanes.hpp). Input rows, spectra and output rows (set or added to)
+// at such strides, several offsets within a line, lengths whose blocks fill
+// a partial last chunk (n = 1000) or whole ones (1024), and a ragged last
+// panel: the transforms equal those of contiguous rows, and nothing outside
+// the rows changes.
 TYPED_TEST(FFTTest, RowsThatShareL1SetsAtAnyAlignment) {
   using T = typename TestFixture::T;
   using Complex = std::complex<T>;
@@ -278,17 +279,20 @@ TYPED_TEST(FFTTest, RowsThatShareL1SetsAtAnyAlignment) {
           ASSERT_EQ(s_buffer[i], kGuard) << "forward wrote at real " << at;
         }
       }
-      std::vector<T> y_buffer(x_buffer.size(), kGuard);
-      T* Y = y_buffer.data() + offset;
-      plan.inverse(S, s_stride, Y, x_stride, rows, T(1) / static_cast<T>(n));
-      double y_err = 0;
-      for (Index r = 0; r < rows; ++r)
-        for (Index j = 0; j < n; ++j) y_err = std::max<double>(y_err, std::abs(Y[r * x_stride + j] - x(r, j)));
-      EXPECT_LE(y_err, 10 * TestFixture::tol());
-      for (std::size_t i = 0; i < y_buffer.size(); ++i) {
-        const Index at = static_cast<Index>(i) - offset;
-        if (at < 0 || at % x_stride >= n) {
-          ASSERT_EQ(y_buffer[i], kGuard) << "inverse wrote at " << at;
+      for (const bool accumulate : {false, true}) {
+        std::vector<T> y_buffer(x_buffer.size(), kGuard);
+        T* Y = y_buffer.data() + offset;
+        plan.inverse(S, s_stride, Y, x_stride, rows, T(1) / static_cast<T>(n), accumulate);
+        double y_err = 0;
+        for (Index r = 0; r < rows; ++r)
+          for (Index j = 0; j < n; ++j)
+            y_err = std::max<double>(y_err, std::abs(Y[r * x_stride + j] - ((accumulate ? kGuard : T(0)) + x(r, j))));
+        EXPECT_LE(y_err, 10 * TestFixture::tol() * (accumulate ? 100.0 : 1.0)) << "accumulate " << accumulate;
+        for (std::size_t i = 0; i < y_buffer.size(); ++i) {
+          const Index at = static_cast<Index>(i) - offset;
+          if (at < 0 || at % x_stride >= n) {
+            ASSERT_EQ(y_buffer[i], kGuard) << "inverse wrote at " << at;
+          }
         }
       }
     }
