@@ -103,9 +103,8 @@ class Stockham {
     // multiples; the gap period must hold whole blocks of lanes, which the
     // panel's row moves work in.
     const Index period = 4096 / static_cast<Index>(sizeof(C));
-    const bool power_of_two = (m & (m - 1)) == 0;
-    if (power_of_two && m >= kPaddedFrom && passes_.size() >= 2 && period >= Lanes<T>::count &&
-        (period & (period - 1)) == 0)
+    if (std::has_single_bit(static_cast<std::uint64_t>(m)) && m >= kPaddedFrom && passes_.size() >= 2 &&
+        period >= Lanes<T>::count && std::has_single_bit(static_cast<std::uint64_t>(period)))
       padded_.shift = std::countr_zero(static_cast<std::uint64_t>(period));
   }
 

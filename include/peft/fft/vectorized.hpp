@@ -594,10 +594,10 @@ class VectorizedFFT {
     const Index pairs = m / (2 * half);
     const auto front = [](Index i) { return i * L; };                        // bins [k0, k0 + half), k0 = i·half
     const auto back = [m](Index i) { return 2 * (m - (i + 1) * half + 1); };  // bins [m − k0 − half + 1, m − k0]
-    Index k0 = 0;
-    for (Index i = 0; i < pairs; ++i, k0 += half) {
+    for (Index i = 0; i < pairs; ++i) {
       fronts.read(i, pairs, front, low);
       backs.read(i, pairs, back, high);
+      const Index k0 = i * half;
       for (Index c = 0; c < half; ++c) {
         const Index k = k0 + c, k2 = m - k, mirror = half - 1 - c;
         C a{low[2 * c], low[2 * c + 1]}, b{high[2 * mirror], high[2 * mirror + 1]};
@@ -608,7 +608,7 @@ class VectorizedFFT {
         if (k2 < m) pre_twiddle(b, a, twiddle_[static_cast<std::size_t>(k2)], z[layout_.slot(k2)]);
       }
     }
-    const Index middle = m - 2 * k0 + 1;  // bins k0..m − k0
+    const Index k0 = pairs * half, middle = m - 2 * k0 + 1;  // bins k0..m − k0
     C mid[L + 1];
     if (lanes < L) clear_lanes(mid, middle);
     gather_complex(mid, in + k0, in_stride, lanes, middle);
