@@ -27,7 +27,6 @@
 #include <cstdint>
 #include <limits>
 #include <map>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,6 +38,7 @@
 #include <peft/core/activation.hpp>
 #include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
+#include <peft/io/module_pattern.hpp>
 
 namespace peft::io {
 
@@ -132,41 +132,11 @@ namespace detail {
 using ::peft::detail::raise;
 using Json = nlohmann::ordered_json;
 
-/// libstdc++'s regex compiler reads a repeat count `{n,m}` or a back-reference
-/// `\n` into a `long` without an overflow check (undefined behaviour on 19+
-/// digits, found by fuzz_peft_config), so numbers that long are refused first.
-inline void check_regex_numbers(const std::string& pattern, const std::string& who) {
-  constexpr std::size_t max_digits = 9;
-  bool in_braces = false;
-  for (std::size_t i = 0; i < pattern.size(); ++i) {
-    const char c = pattern[i];
-    const bool starts_number = (c == '\\' || c == '{' || (in_braces && c == ','));
-    if (c == '{') in_braces = true;
-    if (c == '}') in_braces = false;
-    if (!starts_number) continue;
-    std::size_t digits = 0;
-    while (i + 1 + digits < pattern.size() && pattern[i + 1 + digits] >= '0' && pattern[i + 1 + digits] <= '9')
-      ++digits;
-    if (digits > max_digits)
-      raise(who, ": a repeat count or back-reference in '", pattern, "' has ", digits,
-            " digits; at most ", max_digits, " are accepted");
-    if (c == '\\') ++i;  // the escaped character is not itself a `\`, `{` or `,`
-  }
-}
-
-/// std::regex with the error turned into peft::Error.
-inline std::regex compile_regex(const std::string& pattern, const std::string& who) {
-  check_regex_numbers(pattern, who);
-  try {
-    return std::regex(pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    raise(who, ": '", pattern, "' is not a valid regular expression (", e.what(), ")");
-  }
-}
+/// A regex field or pattern key compiled now, so a bad one is refused at load.
+inline void check_pattern(const std::string& pattern, const std::string& who) { ModulePattern(pattern, who); }
 
 inline bool regex_full_match(const std::string& pattern, std::string_view name) {
-  const std::string s(name);
-  return std::regex_match(s, compile_regex(pattern, "PeftConfig"));
+  return ModulePattern(pattern, "PeftConfig").full_match(name);
 }
 
 inline bool ends_with(std::string_view s, std::string_view suffix) {
@@ -184,7 +154,7 @@ inline bool list_matches(const std::vector<std::string>& list, std::string_view 
 template <class Map>
 auto pattern_lookup(const Map& patterns, std::string_view name, const std::string& prefix) {
   for (auto it = patterns.begin(); it != patterns.end(); ++it)
-    if (regex_full_match(prefix + "(" + it->first + ")", name)) return it;
+    if (ModulePattern(prefix + "(" + it->first + ")$", "PeftConfig").match(name)) return it;
   return patterns.end();
 }
 
@@ -224,7 +194,7 @@ class Fields {
     const Json& v = json_.at(key);
     if (v.is_string()) {
       regex = v.get<std::string>();
-      compile_regex(regex, who_ + ": field '" + key + "'");
+      check_pattern(regex, who_ + ": field '" + key + "'");
       return;
     }
     if (!v.is_array()) raise(who_, ": field '", key, "' must be a list of module names or a regex string, got ",
@@ -242,7 +212,7 @@ class Fields {
     const Json& v = json_.at(key);
     if (!v.is_object()) raise(who_, ": field '", key, "' must be an object {pattern: value}, got ", v.type_name());
     for (const auto& [name, value] : v.items()) {
-      compile_regex(name, who_ + ": field '" + key + "'");
+      check_pattern(name, who_ + ": field '" + key + "'");
       if constexpr (std::is_same_v<Value, Index>) out[name] = as_integer(value, key);
       else out[name] = as_number(value, key);
     }
