@@ -2,11 +2,14 @@
 // a model. Prints the type and key config fields, then one row per module:
 // its tensors (shape, dtype), parameter count, the layer shape the tensors
 // imply, and ‖ΔW‖_F (Frobenius norm of the dense update the adapter merges).
-// Exit status 0 when the directory loads, 1 with the loader's message if not.
+// Exit status 0 when the directory loads, 1 with the loader's message if not
+// (NaN or Inf in a tensor included). --allow-non-finite prints such a
+// directory anyway, with a warning per module, and still exits 1.
 #include <cstdio>
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <peft/peft.hpp>
 
@@ -49,13 +52,15 @@ std::string key_fields(const peft::io::PeftConfig& c) {
   return os.str();
 }
 
-int inspect(const std::string& dir) {
-  const auto adapters = peft::io::load_peft<double>(dir);
+int inspect(const std::string& dir, bool allow_non_finite) {
+  const auto adapters = peft::io::load_peft<double>(dir, {.allow_non_finite = allow_non_finite});
   const auto& config = adapters.config();
-  std::cout << dir << ": " << config.peft_type << "  " << key_fields(config) << "\n";
-  std::cout << "modules: " << adapters.modules().size() << "\n\n";
-  std::cout << "| module | tensors | params | layer (in -> out) | ||dW||_F |\n|---|---|---:|---|---:|\n";
+  std::ostringstream out;  // printed once the whole directory has loaded
+  out << dir << ": " << config.peft_type << "  " << key_fields(config) << "\n";
+  out << "modules: " << adapters.modules().size() << "\n\n";
+  out << "| module | tensors | params | layer (in -> out) | ||dW||_F |\n|---|---|---:|---|---:|\n";
   peft::Index total = 0;
+  std::vector<std::string> non_finite;
   for (const auto& module : adapters.modules()) {
     std::string tensors;
     peft::Index params = 0;
@@ -65,6 +70,7 @@ int inspect(const std::string& dir) {
       tensors += (tensors.empty() ? "" : ", ") + key.substr(prefix.size()) + " " + shape_of(tensor) + " " +
                  tensor.dtype;
       params += tensor.numel();
+      if (!tensor.to_matrix<double>().allFinite()) non_finite.push_back(key);
     }
     std::string layer = "?", norm = "-";
     if (const auto shape = adapters.layer_shape(module)) {
@@ -78,27 +84,33 @@ int inspect(const std::string& dir) {
       if (config.peft_type == "LORTA") params = 0;  // counted once below
     }
     total += params;
-    std::cout << "| " << module << " | " << (tensors.empty() ? "(shared)" : tensors) << " | " << params << " | "
+    out << "| " << module << " | " << (tensors.empty() ? "(shared)" : tensors) << " | " << params << " | "
               << layer << " | " << norm << " |\n";
   }
   if (const auto factors = adapters.lorta_factors()) {
-    std::cout << "\nshared LoRTA factors: " << factors->num_params() << " params\n";
+    out << "\nshared LoRTA factors: " << factors->num_params() << " params\n";
     total += factors->num_params();
   }
-  std::cout << "\ntotal trainable parameters: " << total << "\n";
-  return 0;
+  out << "\ntotal trainable parameters: " << total << "\n";
+  std::cout << out.str();
+  for (const auto& key : non_finite) std::cerr << "peft-inspect: warning: tensor '" << key << "' holds NaN or Inf\n";
+  return non_finite.empty() ? 0 : 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::cerr << "usage: peft-inspect DIR\n"
-                 "  DIR holds adapter_config.json and adapter_model.safetensors (Hugging Face PEFT layout)\n";
-    return argc == 2 ? 0 : 2;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  const bool help = args.size() == 1 && (args[0] == "--help" || args[0] == "-h");
+  const bool allow_non_finite = !args.empty() && args[0] == "--allow-non-finite";
+  if (help || args.size() != 1u + allow_non_finite) {
+    std::cerr << "usage: peft-inspect [--allow-non-finite] DIR\n"
+                 "  DIR holds adapter_config.json and adapter_model.safetensors (Hugging Face PEFT layout)\n"
+                 "  --allow-non-finite  print a directory whose tensors hold NaN or Inf (exit status 1)\n";
+    return help ? 0 : 2;
   }
   try {
-    return inspect(argv[1]);
+    return inspect(args.back(), allow_non_finite);
   } catch (const std::exception& e) {
     std::cerr << "peft-inspect: " << e.what() << "\n";
     return 1;

@@ -2,6 +2,7 @@
 // Adapted<A>: a frozen Linear plus one adapter, with forward, hand-written
 // backward, and merge/unmerge for adapters that can fold into the weights.
 
+#include <cstring>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -70,12 +71,18 @@ class Adapted {
 
   /// Folds the adapter into the base weights: afterwards forward costs what
   /// the frozen layer costs. Only at eval time: dropout is not part of ΔW.
-  /// With safe_merge (PEFT's option) a merge that would leave a NaN or Inf in
-  /// the weights throws and leaves the base as it was.
+  /// Parameters holding NaN or Inf are always refused (nothing changes). With
+  /// safe_merge (PEFT's option) a merge whose finite parameters would still
+  /// leave a NaN or Inf in the weights throws too and leaves the base as it was.
   void merge(bool safe_merge = false)
     requires Mergeable<A>
   {
     PEFT_REQUIRE(!merged_, "Adapted::merge: already merged; call unmerge() first");
+    // A NaN or Inf merged into W could never be subtracted out again: refused
+    // whatever safe_merge says (safe_merge also catches finite values that overflow).
+    for (const auto& p : adapter_.parameters())
+      PEFT_REQUIRE(p.value.allFinite(), "Adapted::merge: parameter '", p.name,
+                   "' holds NaN or Inf; expected finite values (merging would corrupt the base weights for good)");
     std::optional<Linear<T>> before;
     if (safe_merge) before = base_;
     if constexpr (MergesItself<A>) {
@@ -99,7 +106,9 @@ class Adapted {
     requires Mergeable<A>
   {
     PEFT_REQUIRE(merged_, "Adapted::unmerge: not merged");
-    PEFT_REQUIRE(snapshot() == merged_values_,
+    const std::vector<T> now = snapshot();  // compared bitwise: operator== would call NaN changed
+    PEFT_REQUIRE(now.size() == merged_values_.size() &&
+                     std::memcmp(now.data(), merged_values_.data(), now.size() * sizeof(T)) == 0,
                  "Adapted::unmerge: the adapter's parameters changed while merged; unmerging would not restore the "
                  "base weights");
     if constexpr (MergesItself<A>) {

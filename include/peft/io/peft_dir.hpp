@@ -114,9 +114,20 @@ inline std::string read_text_file(const std::filesystem::path& path, const std::
   return text.str();
 }
 
+/// Refuses NaN and Inf in a loaded tensor (after the conversion to T, so an
+/// F64 value beyond T's range counts too) unless the load allows them.
+template <class Values>
+void check_finite(const Values& values, const std::string& key, bool allow_non_finite, const std::string& who) {
+  if (allow_non_finite || values.allFinite()) return;
+  const auto bad = values.size() - values.array().isFinite().count();
+  raise(who, ": tensor '", key, "' holds ", bad, " NaN or Inf value(s); expected finite values (load with "
+        "LoadOptions{.allow_non_finite = true} to read it anyway)");
+}
+
 /// Copies a file tensor into a parameter view after checking its shape.
 template <class T>
-void load_parameter(const Tensor& tensor, const std::string& key, Parameter<T> p, const std::string& who) {
+void load_parameter(const Tensor& tensor, const std::string& key, Parameter<T> p, const std::string& who,
+                    bool allow_non_finite) {
   const std::vector<Index> file_shape(tensor.shape.begin(), tensor.shape.end());
   if (!std::equal(file_shape.begin(), file_shape.end(), p.shape.begin(), p.shape.end()))
     raise(who, ": tensor '", key, "' has shape ", shape_text(tensor.shape), ", the layer needs ",
@@ -124,6 +135,7 @@ void load_parameter(const Tensor& tensor, const std::string& key, Parameter<T> p
   PEFT_REQUIRE(tensor.dtype == "F32" || tensor.dtype == "F64" || tensor.dtype == "F16" || tensor.dtype == "BF16",
                who, ": tensor '", key, "' has dtype ", tensor.dtype, ", expected F32, F64, F16 or BF16");
   p.value = tensor.to_matrix<T>();
+  check_finite(p.value, key, allow_non_finite, who);
 }
 
 /// The adapter the config gives module `name` over a d_in -> d_out layer,
@@ -283,21 +295,28 @@ inline PeftConfig peft_config(const LoRTAConfig& c) {
   return p;
 }
 
+/// How load_peft treats what it reads.
+struct LoadOptions {
+  /// NaN and Inf in the adapter's tensors are refused unless this is set
+  /// (a diverged run's checkpoint, read to inspect it).
+  bool allow_non_finite = false;
+};
+
 /// A loaded adapter directory: its config, the adapted module names, and
 /// wrap() to build each module's layer. Loading checks that every tensor
 /// belongs to a module the config targets and every target has tensors.
 template <class T>
 class PeftAdapters {
  public:
-  PeftAdapters(PeftConfig config, Safetensors tensors, std::string source)
-      : config_(std::move(config)), tensors_(std::move(tensors)), source_(std::move(source)) {
+  PeftAdapters(PeftConfig config, Safetensors tensors, std::string source, LoadOptions options = {})
+      : config_(std::move(config)), tensors_(std::move(tensors)), source_(std::move(source)), options_(options) {
     index_tensors();
     if (config_.peft_type == "LORTA") {
       factors_ = detail::make_lorta_factors<T>(config_);
       for (auto p : factors_->parameters()) {
         const std::string key = std::string(kLoRTAKeyPrefix) + std::string(p.name);
         PEFT_REQUIRE(tensors_.contains(key), who(), ": missing the shared LoRTA tensor '", key, "'");
-        detail::load_parameter(tensors_.at(key), key, p, who());
+        detail::load_parameter(tensors_.at(key), key, p, who(), options_.allow_non_finite);
       }
     }
   }
@@ -320,7 +339,9 @@ class PeftAdapters {
       const Tensor& t = tensors_.at(key);
       PEFT_REQUIRE(t.shape.size() == 1, who(), ": tensor '", key, "' has shape ", detail::shape_text(t.shape),
                    ", a bias must be 1-D");
-      return t.to_vector<T>();
+      Vector<T> bias = t.to_vector<T>();
+      detail::check_finite(bias, key, options_.allow_non_finite, who());
+      return bias;
     }
     return std::nullopt;
   }
@@ -395,7 +416,7 @@ class PeftAdapters {
       for (const auto& p : layer.parameters()) {
         const std::string key = prefix + detail::peft_tensor_name(config_.peft_type, p.name);
         PEFT_REQUIRE(tensors_.contains(key), who(), ": missing tensor '", key, "' for module '", module, "'");
-        detail::load_parameter(tensors_.at(key), key, p, who());
+        detail::load_parameter(tensors_.at(key), key, p, who(), options_.allow_non_finite);
       }
     }
     return layer;
@@ -454,16 +475,19 @@ class PeftAdapters {
   PeftConfig config_;
   Safetensors tensors_;
   std::string source_;
+  LoadOptions options_;
   std::vector<std::string> modules_;
   std::shared_ptr<LoRTAFactors<T>> factors_;
 };
 
 /// Reads `dir`/adapter_config.json and `dir`/adapter_model.safetensors.
 template <class T>
-PeftAdapters<T> load_peft(const std::filesystem::path& dir) {
+PeftAdapters<T> load_peft(const std::filesystem::path& dir, LoadOptions options = {}) {
   const std::string who = "load_peft('" + dir.string() + "')";
   std::error_code ec;
-  PEFT_REQUIRE(std::filesystem::is_directory(dir, ec), who, ": not a directory");
+  if (!std::filesystem::exists(dir, ec)) ::peft::detail::raise(who, ": no such file or directory");
+  PEFT_REQUIRE(std::filesystem::is_directory(dir, ec), who, ": not a directory; expected a directory holding ",
+               kConfigFile, " and ", kWeightsFile, " (save_peft writes one)");
   const std::string text = detail::read_text_file(dir / kConfigFile, who);
   PeftConfig config = [&] {
     try {
@@ -474,7 +498,7 @@ PeftAdapters<T> load_peft(const std::filesystem::path& dir) {
   }();
   PEFT_REQUIRE(std::filesystem::is_regular_file(dir / kWeightsFile, ec), who, ": missing file '",
                (dir / kWeightsFile).string(), "'");
-  return PeftAdapters<T>(std::move(config), read_safetensors(dir / kWeightsFile), dir.string());
+  return PeftAdapters<T>(std::move(config), read_safetensors(dir / kWeightsFile), dir.string(), options);
 }
 
 /// One module to save: its name and its layer (typed or type-erased).
