@@ -98,6 +98,7 @@ TEST(Schedule, WarmupThenLinearOrCosine) {
   EXPECT_DOUBLE_EQ(linear.factor(110), 0.0);
   EXPECT_DOUBLE_EQ(optim::Schedule(10, 0, optim::Decay::Constant).factor(7), 1.0);
   EXPECT_PEFT_ERROR(optim::Schedule(10, 11), "warmup_steps must be in [0, 10], got 11");
+  EXPECT_PEFT_ERROR(optim::Schedule(10, 2).factor(-1), "Schedule::factor: step must be >= 0, got -1");
 }
 
 TEST(ParamSet, SharedLoRTAFactorsAreSteppedOnce) {

@@ -97,6 +97,11 @@ TEST(SURM, RejectsBadInput) {
   EXPECT_PEFT_ERROR(SURM<double>(8, 8, {.alpha = 0}), "SURM: alpha must be a finite value > 0, got 0");
   EXPECT_PEFT_ERROR(SURM<double>(8, 6, {.structure = Structure::Kronecker, .rank = 4}),
                     "SURM: Kronecker r must divide d_in = 8 and d_out = 6, got 4");
+  // r = 1 (all a prime size allows) or r = d_in = d_out: one outer product, refused.
+  EXPECT_PEFT_ERROR(SURM<double>(7, 7, {.structure = Structure::Kronecker, .rank = 1}),
+                    "SURM: Kronecker r = 1 over 7 -> 7 makes ΔW = B ⊗ A a rank-1 outer product");
+  EXPECT_PEFT_ERROR(SURM<double>(8, 8, {.structure = Structure::Kronecker, .rank = 8}), "rank-1 outer product");
+  EXPECT_NO_THROW(SURM<double>(4, 8, {.structure = Structure::Kronecker, .rank = 4}));  // B is 2 x 4: rank 2
   EXPECT_PEFT_ERROR(SURM<double>(0, 8, {}), "SURM: d_in and d_out must be positive");
   SURM<double> surm(8, 6, {});
   Matrix<double> Y(2, 6), dX(2, 8);

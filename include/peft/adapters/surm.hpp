@@ -16,6 +16,7 @@
 // with non-zero gradients. Products run through real FFTs (O(n log n) per
 // row); ΔW is only formed by delta_weight() (merge and tests).
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -81,6 +82,12 @@ class SURM : public OwnsParameters<T> {
       case Structure::Kronecker:
         PEFT_REQUIRE(config.rank >= 1 && d_in % config.rank == 0 && d_out % config.rank == 0,
                      "SURM: Kronecker r must divide d_in = ", d_in, " and d_out = ", d_out, ", got ", config.rank);
+        // rank(B ⊗ A) <= min(d_out/r, r)·min(r, d_in/r): with r = 1 (the only
+        // choice at a prime size) ΔW would silently be one outer product, a LoRA r=1.
+        PEFT_REQUIRE(std::min(d_out / config.rank, config.rank) * std::min(config.rank, d_in / config.rank) > 1,
+                     "SURM: Kronecker r = ", config.rank, " over ", d_in, " -> ", d_out,
+                     " makes ΔW = B ⊗ A a rank-1 outer product; expected a common divisor r of d_in and d_out with "
+                     "1 < r and not r = d_in = d_out (a prime size has none: pick another structure)");
         params_.add("kronecker_A", {config.rank, d_in / config.rank});
         params_.add("kronecker_B", {d_out / config.rank, config.rank});
         init::kaiming_uniform(params_.value(0), d_in / config.rank, std::sqrt(5.0), rng);

@@ -28,6 +28,7 @@ class Schedule {
 
   /// The lr multiplier at step t.
   double factor(Index t) const {
+    PEFT_REQUIRE(t >= 0, "Schedule::factor: step must be >= 0, got ", t);
     if (t < warmup_) return static_cast<double>(t) / static_cast<double>(warmup_);
     if (decay_ == Decay::Constant || total_ == warmup_) return 1.0;
     const double progress = static_cast<double>(t - warmup_) / static_cast<double>(total_ - warmup_);
