@@ -1,5 +1,6 @@
 // The smallest complete use of peft-cpp: wrap a frozen Linear with LoRA, train
-// the adapter to match a target layer with plain SGD, merge, save it.
+// the adapter to match a target layer with plain SGD, merge, save it as a
+// Hugging Face PEFT adapter directory.
 #include <peft/peft.hpp>
 
 #include <cstdio>
@@ -14,7 +15,8 @@ int main() {
   M target = base.weight();
   target += 0.5 * M::Random(d_out, 2) * M::Random(2, d_in);
 
-  peft::Adapted layer(std::move(base), peft::LoRA<double>(d_in, d_out, {.r = 4, .alpha = 8}));
+  const peft::LoRAConfig config{.r = 4, .alpha = 8};
+  peft::Adapted layer(std::move(base), peft::LoRA<double>(d_in, d_out, config));
   const M X = M::Random(N, d_in);
   const M Y_target = X * target.transpose() + (M::Ones(N, 1) * layer.base().bias().transpose());
 
@@ -32,9 +34,10 @@ int main() {
               layer.adapter().delta_weight().cwiseAbs().maxCoeff(), static_cast<long>(layer.adapter().num_params()),
               static_cast<long>(d_in * d_out));
 
-  peft::io::TensorMap tensors;
-  for (const auto& p : layer.adapter().parameters())
-    tensors["base_model.model.fc." + std::string(p.name) + ".weight"] = peft::io::Tensor::from(p.value);
-  peft::io::write_safetensors("lora_quickstart.safetensors", tensors, {{"format", "pt"}});
-  std::printf("saved lora_quickstart.safetensors\n");
+  // An adapter directory as Hugging Face PEFT writes it (adapter_config.json +
+  // adapter_model.safetensors): PeftModel.from_pretrained and peft-inspect read it.
+  peft::io::save_peft<double>("lora_quickstart_adapter", peft::io::peft_config(config), {{"fc", layer}});
+  const auto reloaded = peft::io::load_peft<double>("lora_quickstart_adapter");
+  std::printf("saved lora_quickstart_adapter/ (%s, modules: %s); try: peft-inspect lora_quickstart_adapter\n",
+              reloaded.config().peft_type.c_str(), reloaded.modules().front().c_str());
 }

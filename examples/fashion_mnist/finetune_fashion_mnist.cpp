@@ -10,6 +10,7 @@
 //   finetune_fashion_mnist [--quick] [--data DIR] [--out DIR] [--epochs E] [--seed S] [--lr-scale F] [--head-lr LR]
 // (--lr-scale multiplies every method's learning rate and --head-lr sets the
 // head's, for sweeps.)
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +21,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>  // isatty
 
 #include "finetune.hpp"
 #include "svg_scatter.hpp"
@@ -35,10 +38,20 @@ struct Result {
   double accuracy, train_loss, seconds;
 };
 
+/// A redrawn bar when stderr is a terminal; otherwise (a log file, a pipe) one
+/// plain line per quarter of the run, so a redirected log stays readable.
 void progress_bar(const std::string& label, Index step, Index total, double loss) {
+  static const bool terminal = isatty(fileno(stderr)) != 0;
+  const int percent = static_cast<int>(100 * step / total);
+  if (!terminal) {
+    const Index quarter = std::max<Index>(1, total / 4);
+    if (step % quarter == 0 || step == total)
+      std::fprintf(stderr, "%-22s %3d%%  loss %.4f\n", label.c_str(), percent, loss);
+    return;
+  }
   const int width = 30, filled = static_cast<int>(width * step / total);
   std::fprintf(stderr, "\r%-22s [%s%s] %3d%%  loss %.4f", label.c_str(), std::string(filled, '#').c_str(),
-               std::string(width - filled, '.').c_str(), static_cast<int>(100 * step / total), loss);
+               std::string(width - filled, '.').c_str(), percent, loss);
   if (step == total) std::fprintf(stderr, "\n");
 }
 
