@@ -225,8 +225,8 @@ Method method(std::string name, double lr, std::string peft_type,
 }
 
 /// Every method of the comparison, seeded. Each learning rate is the best of
-/// a sweep over 1e-4 … 3 (steps of about 3x) on --quick runs
-/// (finetune_fashion_mnist --quick --epochs 2 --lr-scale F); RED, IA3 and C3A
+/// a sweep over 1e-4 … 3 (steps of about 3x) on --quick runs, which
+/// fine-tune 2 epochs (finetune_fashion_mnist --quick --lr-scale F); RED, IA3 and C3A
 /// (whose ΔW is divided by d_in) want far larger rates than the LoRA family.
 inline std::vector<Method> all_methods(std::uint64_t seed) {
   using namespace peft;
