@@ -34,3 +34,20 @@
 #include <peft/io/peft_config.hpp>
 #include <peft/io/peft_dir.hpp>
 #include <peft/io/safetensors.hpp>
+
+/// \namespace peft
+/// Layers, adapters and their parameters: Linear, the adapters (LoRA, ...),
+/// Adapted/AdaptedLayer, which wrap a frozen Linear in one, and peft::Error.
+/// \namespace peft::init
+/// Parameter initialisers with PyTorch's semantics.
+/// \namespace peft::optim
+/// Optimizers (SGD, AdamW) over a ParamSet, and learning-rate schedules.
+/// \namespace peft::io
+/// Hugging Face PEFT adapter directories, safetensors files and module patterns.
+/// \namespace peft::fft
+/// Batched real FFTs of blocks of rows, behind the structured adapters.
+/// \namespace peft::structured
+/// Circulant, Toeplitz, Kronecker and low-displacement-rank products with their
+/// gradients, on which the structured adapters are built.
+/// \namespace peft::testing
+/// Finite-difference gradient checks (<peft/testing/gradcheck.hpp>, not included here).

@@ -12,6 +12,8 @@
 
 namespace peft {
 
+/// The nonlinearity of an adapter's hidden layer: GELU (the exact, erf form of
+/// torch.nn.GELU()), ReLU, or Identity (none).
 enum class Activation { GELU, ReLU, Identity };
 
 namespace detail {

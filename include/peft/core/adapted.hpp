@@ -13,12 +13,15 @@
 
 namespace peft {
 
+/// A frozen Linear plus one adapter A: forward, hand-written backward into the
+/// adapter's gradients, and merge/unmerge where A can fold into the weights.
 template <Adapter A>
 class Adapted {
  public:
-  using Scalar = typename A::Scalar;
-  using T = Scalar;
+  using Scalar = typename A::Scalar;  ///< element type, the adapter's
+  using T = Scalar;                   ///< short for Scalar
 
+  /// Throws peft::Error unless the adapter's d_in x d_out match the base layer's.
   Adapted(Linear<T> base, A adapter) : base_(std::move(base)), adapter_(std::move(adapter)) {
     PEFT_REQUIRE(adapter_.in_features() == base_.in_features() && adapter_.out_features() == base_.out_features(),
                  "Adapted: adapter is ", detail::shape_str(adapter_.out_features(), adapter_.in_features()),
@@ -43,6 +46,7 @@ class Adapted {
       if (output_edit_active(adapter_)) adapter_.forward_output(Y);
     rows_ = X.rows();
   }
+  /// Y returned (N x d_out); throws peft::Error unless X has in_features() columns.
   Matrix<T> forward(const ConstMatrixRef<T>& X) {
     Matrix<T> Y;
     forward(X, Y);
@@ -63,6 +67,8 @@ class Adapted {
     if constexpr (EditsInput<A>)
       if (input_edit_active(adapter_)) adapter_.backward_input(dX);
   }
+  /// dX returned (N x d_in). Throws peft::Error when merged, when no forward came
+  /// since construction or the last (un)merge, or unless dY is N x out_features().
   Matrix<T> backward(const ConstMatrixRef<T>& dY) {
     Matrix<T> dX;
     backward(dY, dX);
@@ -121,20 +127,26 @@ class Adapted {
     rows_ = -1;
   }
 
-  bool merged() const { return merged_; }
+  bool merged() const { return merged_; }  ///< whether the adapter is folded into base()
 
   /// Training mode (the default) applies the adapter's dropout; eval does not.
   void set_training(bool training) {
     if constexpr (HasTrainingMode<A>) adapter_.set_training(training);
   }
 
+  /// The frozen layer (holding the merged weights while merged()).
+  ///@{
   Linear<T>& base() { return base_; }
   const Linear<T>& base() const { return base_; }
+  ///@}
+  /// The adapter: its parameters, gradients and config.
+  ///@{
   A& adapter() { return adapter_; }
   const A& adapter() const { return adapter_; }
+  ///@}
 
-  Index in_features() const { return base_.in_features(); }
-  Index out_features() const { return base_.out_features(); }
+  Index in_features() const { return base_.in_features(); }    ///< d_in
+  Index out_features() const { return base_.out_features(); }  ///< d_out
 
   /// Flops of forward + backward of the whole adapted layer for N rows.
   double flops(Index N) const { return base_.flops(N) + adapter_.flops(N); }

@@ -20,12 +20,16 @@ namespace peft {
 /// factors, such as LoRTA, the shared block and the layer's place in it) and the base.
 template <class T>
 struct AdapterState {
-  const ParameterBlock<T>* parameters = nullptr;
-  const Linear<T>* base = nullptr;
-  bool shared = false;
-  Index layer = -1, matrix_type = -1;  ///< a shared-factor adapter's position
+  const ParameterBlock<T>* parameters = nullptr;  ///< the adapter's block, or the shared factors' block
+  const Linear<T>* base = nullptr;                ///< the frozen layer
+  bool shared = false;                            ///< whether `parameters` is a shared factor set
+  /// A shared-factor adapter's position (its layer and matrix type); -1 otherwise.
+  ///@{
+  Index layer = -1, matrix_type = -1;
+  ///@}
 };
 
+/// The AdapterState of a typed layer (pointers into `layer`, valid while it lives).
 template <class A>
 AdapterState<typename A::Scalar> adapter_state(const Adapted<A>& layer) {
   AdapterState<typename A::Scalar> state;
@@ -41,64 +45,77 @@ AdapterState<typename A::Scalar> adapter_state(const Adapted<A>& layer) {
   return state;
 }
 
+/// Any Adapted<A> over scalar T behind one type, for adapters picked at run time;
+/// what the adapter cannot do (merge, delta_weight) throws peft::Error.
 template <class T>
 class AdaptedLayer {
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
   /// `kind` names the adapter in messages and for io (e.g. "LORA").
   template <class A>
   AdaptedLayer(Adapted<A> layer, std::string kind)
       : kind_(std::move(kind)), impl_(std::make_unique<Model<A>>(std::move(layer))) {}
 
-  const std::string& kind() const { return kind_; }
+  const std::string& kind() const { return kind_; }  ///< the adapter's name, e.g. "LORA"
 
+  /// Y (N x d_out) as Adapted::forward.
+  ///@{
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) { impl_->forward(X, Y); }
   Matrix<T> forward(const ConstMatrixRef<T>& X) {
     Matrix<T> Y;
     impl_->forward(X, Y);
     return Y;
   }
+  ///@}
+  /// dX (N x d_in) as Adapted::backward; adds into the adapter's gradients.
+  ///@{
   void backward(const ConstMatrixRef<T>& dY, Matrix<T>& dX) { impl_->backward(dY, dX); }
   Matrix<T> backward(const ConstMatrixRef<T>& dY) {
     Matrix<T> dX;
     impl_->backward(dY, dX);
     return dX;
   }
+  ///@}
 
-  bool mergeable() const { return impl_->mergeable(); }
+  bool mergeable() const { return impl_->mergeable(); }  ///< whether merge() and unmerge() are supported
   /// safe_merge: throw (base unchanged) if the merged weights are not finite.
   void merge(bool safe_merge = false) {
     require_mergeable("merge");
     impl_->merge(safe_merge);
   }
+  /// Restores the base weights, as Adapted::unmerge; throws if not mergeable().
   void unmerge() {
     require_mergeable("unmerge");
     impl_->unmerge();
   }
-  bool merged() const { return impl_->merged(); }
-  void set_training(bool training) { impl_->set_training(training); }
+  bool merged() const { return impl_->merged(); }                      ///< whether merged into base()
+  void set_training(bool training) { impl_->set_training(training); }  ///< training applies dropout, eval not
 
-  bool has_delta_weight() const { return impl_->has_delta_weight(); }
+  bool has_delta_weight() const { return impl_->has_delta_weight(); }  ///< whether delta_weight() is supported
   /// The dense ΔW (d_out x d_in) of an adapter that is linear in X.
   Matrix<T> delta_weight() const {
     PEFT_REQUIRE(has_delta_weight(), "AdaptedLayer::delta_weight: the ", kind_, " adapter has no dense ΔW");
     return impl_->delta_weight();
   }
 
-  std::vector<Parameter<T>> parameters() { return impl_->parameters(); }
-  void zero_grad() { impl_->zero_grad(); }
-  Index num_params() const { return impl_->num_params(); }
+  std::vector<Parameter<T>> parameters() { return impl_->parameters(); }  ///< the adapter's named views
+  void zero_grad() { impl_->zero_grad(); }                                ///< zeroes the adapter's gradients
+  Index num_params() const { return impl_->num_params(); }                ///< the adapter's trainable scalars
 
-  AdapterState<T> state() const { return impl_->state(); }
+  AdapterState<T> state() const { return impl_->state(); }  ///< what io needs to save this layer
 
+  /// The frozen layer.
+  ///@{
   Linear<T>& base() { return impl_->base(); }
   const Linear<T>& base() const { return impl_->cbase(); }
-  Index in_features() const { return base().in_features(); }
-  Index out_features() const { return base().out_features(); }
-  double flops(Index N) const { return impl_->flops(N); }
+  ///@}
+  Index in_features() const { return base().in_features(); }    ///< d_in
+  Index out_features() const { return base().out_features(); }  ///< d_out
+  double flops(Index N) const { return impl_->flops(N); }       ///< forward + backward flops for N rows
 
   /// The typed layer, or nullptr when this one wraps another adapter type.
+  ///@{
   template <class A>
   Adapted<A>* get() {
     auto* model = dynamic_cast<Model<A>*>(impl_.get());
@@ -109,6 +126,7 @@ class AdaptedLayer {
     const auto* model = dynamic_cast<const Model<A>*>(impl_.get());
     return model ? &model->layer : nullptr;
   }
+  ///@}
 
  private:
   struct Concept {

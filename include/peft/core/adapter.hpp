@@ -24,24 +24,29 @@
 
 namespace peft {
 
+/// Has forward_input/backward_input: edits X in place before the base layer.
 template <class A>
 concept EditsInput = requires(A& a, Matrix<typename A::Scalar>& m) {
   a.forward_input(m);
   a.backward_input(m);
 };
 
+/// Has forward_delta/backward_delta: adds Δ(X) into the base layer's output.
 template <class A>
 concept AddsDelta = requires(A& a, const ConstMatrixRef<typename A::Scalar>& x, Matrix<typename A::Scalar>& m) {
   a.forward_delta(x, m);
   a.backward_delta(x, m);
 };
 
+/// Has forward_output/backward_output: edits the layer's output in place.
 template <class A>
 concept EditsOutput = requires(A& a, Matrix<typename A::Scalar>& m) {
   a.forward_output(m);
   a.backward_output(m);
 };
 
+/// What Adapted<A> needs: Scalar, sizes, parameters, flops, and at least one of
+/// the three edit points (EditsInput, AddsDelta, EditsOutput).
 template <class A>
 concept Adapter = requires(A& a, const A& ca, Index n) {
   typename A::Scalar;
@@ -59,12 +64,15 @@ concept HasDeltaWeight = requires(const A& a) {
   { a.delta_weight() } -> std::convertible_to<Matrix<typename A::Scalar>>;
 };
 
+/// Merges by its own merge_into/unmerge_from: a scaling (IA3, RED) or a ΔW that
+/// also changes the bias (LoRA's lora_bias).
 template <class A>
 concept MergesItself = requires(A& a, Linear<typename A::Scalar>& base) {
   a.merge_into(base);
   a.unmerge_from(base);
 };
 
+/// An adapter Adapted<A>::merge() can fold into the base weights.
 template <class A>
 concept Mergeable = Adapter<A> && (HasDeltaWeight<A> || MergesItself<A>);
 
@@ -76,6 +84,7 @@ bool input_edit_active(const A& a) {
   if constexpr (requires { { a.edits_input() } -> std::convertible_to<bool>; }) return a.edits_input();
   else return EditsInput<A>;
 }
+/// Whether the output edit runs for this instance (see input_edit_active).
 template <class A>
 bool output_edit_active(const A& a) {
   if constexpr (requires { { a.edits_output() } -> std::convertible_to<bool>; }) return a.edits_output();

@@ -11,16 +11,19 @@
 
 namespace peft {
 
+/// Inverted dropout, as torch.nn.Dropout in training mode: keeps each entry with
+/// probability 1 − p, scaled by 1/(1 − p), and remembers the mask for backward.
 template <class T>
 class Dropout {
  public:
+  /// Throws peft::Error unless p is in [0, 1); p = 0 is the identity.
   explicit Dropout(double p = 0.0, std::uint64_t seed = 0) : p_(p), rng_(seed) {
     PEFT_REQUIRE(p >= 0.0 && p < 1.0, "Dropout: probability must be in [0, 1), got ", p);
   }
 
-  double probability() const { return p_; }
-  bool active() const { return p_ > 0.0; }
-  void reseed(std::uint64_t seed) { rng_.reseed(seed); }
+  double probability() const { return p_; }               ///< p, the drop probability
+  bool active() const { return p_ > 0.0; }                ///< whether p > 0 (otherwise skip it)
+  void reseed(std::uint64_t seed) { rng_.reseed(seed); }  ///< restarts the mask sequence from `seed`
 
   /// out = X ⊙ mask with a freshly drawn mask.
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& out) {
@@ -39,6 +42,7 @@ class Dropout {
     grad.array() *= mask_.array();
   }
 
+  /// The last mask drawn: 0 or 1/(1 − p) per entry, the shape of the last X.
   const Matrix<T>& mask() const { return mask_; }
 
  private:

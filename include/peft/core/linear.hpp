@@ -9,10 +9,11 @@
 
 namespace peft {
 
+/// A frozen dense layer Y = X·Wᵀ + b, W: d_out x d_in (PyTorch layout), b: d_out or empty.
 template <class T>
 class Linear {
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type (float or double)
 
   /// `bias` may be empty (no bias); otherwise it has d_out entries.
   explicit Linear(Matrix<T> weight, Vector<T> bias = {}) : weight_(std::move(weight)), bias_(std::move(bias)) {
@@ -33,15 +34,18 @@ class Linear {
     return Linear(std::move(w), std::move(b));
   }
 
-  Index in_features() const { return weight_.cols(); }
-  Index out_features() const { return weight_.rows(); }
-  bool has_bias() const { return bias_.size() != 0; }
+  Index in_features() const { return weight_.cols(); }   ///< d_in, the columns of W
+  Index out_features() const { return weight_.rows(); }  ///< d_out, the rows of W
+  bool has_bias() const { return bias_.size() != 0; }    ///< whether b has d_out entries (not empty)
 
-  /// Writable so that adapters can merge into the frozen weights.
+  /// W (d_out x d_in) and b (d_out, or empty). Writable so that adapters can
+  /// merge into the frozen weights.
+  ///@{
   Matrix<T>& weight() { return weight_; }
   Vector<T>& bias() { return bias_; }
   const Matrix<T>& weight() const { return weight_; }
   const Vector<T>& bias() const { return bias_; }
+  ///@}
 
   /// Y = X·Wᵀ + b into `Y` (resized; no allocation when it already fits).
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
@@ -51,6 +55,7 @@ class Linear {
     Y.noalias() = X * weight_.transpose();
     if (has_bias()) Y.rowwise() += bias_.transpose();
   }
+  /// Y = X·Wᵀ + b, returned (N x d_out). Throws peft::Error unless X has d_in columns.
   Matrix<T> forward(const ConstMatrixRef<T>& X) const {
     Matrix<T> Y;
     forward(X, Y);
@@ -64,6 +69,7 @@ class Linear {
     dX.resize(dY.rows(), in_features());
     dX.noalias() = dY * weight_;
   }
+  /// dX = dY·W, returned (N x d_in). Throws peft::Error unless dY has d_out columns.
   Matrix<T> backward(const ConstMatrixRef<T>& dY) const {
     Matrix<T> dX;
     backward(dY, dX);

@@ -21,12 +21,14 @@ namespace peft {
 /// (a 1-D tensor of n entries is 1 x n).
 template <class T>
 struct Parameter {
-  std::string_view name;
-  std::span<const Index> shape;
-  MatrixMap<T> value;
-  MatrixMap<T> grad;
+  std::string_view name;          ///< PEFT's tensor name, e.g. "lora_A"
+  std::span<const Index> shape;   ///< PEFT's tensor shape, e.g. {r, d_in}
+  MatrixMap<T> value;             ///< the values, in the block's storage
+  MatrixMap<T> grad;              ///< the gradients (backward adds into them)
 };
 
+/// The parameters of one adapter (or one shared factor set): named tensors laid
+/// out one after another in a single value vector, with a gradient vector beside it.
 template <class T>
 class ParameterBlock {
  public:
@@ -59,21 +61,27 @@ class ParameterBlock {
   /// Number of scalar parameters.
   Index num_params() const { return values_.size(); }
 
+  /// Values and gradients of tensor i (the index add() returned), viewed as
+  /// shape[0] x (product of the rest) like Parameter.
+  ///@{
   MatrixMap<T> value(Index i) { return map(values_, i); }
   MatrixMap<T> grad(Index i) { return map(grads_, i); }
   ConstMatrixMap<T> value(Index i) const { return cmap(values_, i); }
   ConstMatrixMap<T> grad(Index i) const { return cmap(grads_, i); }
+  ///@}
 
-  std::string_view name(Index i) const { return slot(i).name; }
-  std::span<const Index> shape(Index i) const { return slot(i).shape; }
+  std::string_view name(Index i) const { return slot(i).name; }          ///< name of tensor i
+  std::span<const Index> shape(Index i) const { return slot(i).shape; }  ///< PEFT shape of tensor i
 
   /// The whole block, tensor after tensor in declaration order.
+  ///@{
   Vector<T>& values() { return values_; }
   Vector<T>& grads() { return grads_; }
   const Vector<T>& values() const { return values_; }
   const Vector<T>& grads() const { return grads_; }
+  ///@}
 
-  void zero_grad() { grads_.setZero(); }
+  void zero_grad() { grads_.setZero(); }  ///< sets every gradient to 0
 
   /// Named views in declaration order (stable across calls).
   std::vector<Parameter<T>> views() {
@@ -121,14 +129,18 @@ class ParameterBlock {
 template <class T>
 class OwnsParameters {
  public:
+  /// Named views of every tensor, in declaration order.
   std::vector<Parameter<T>> parameters() { return params_.views(); }
+  /// The block itself: values() and grads() as flat vectors.
+  ///@{
   ParameterBlock<T>& parameter_block() { return params_; }
   const ParameterBlock<T>& parameter_block() const { return params_; }
-  void zero_grad() { params_.zero_grad(); }
-  Index num_params() const { return params_.num_params(); }
+  ///@}
+  void zero_grad() { params_.zero_grad(); }                  ///< sets every gradient to 0
+  Index num_params() const { return params_.num_params(); }  ///< number of trainable scalars
 
  protected:
-  ParameterBlock<T> params_;
+  ParameterBlock<T> params_;  ///< the adapter's tensors; the derived class declares them
 };
 
 }  // namespace peft

@@ -9,10 +9,13 @@
 
 namespace peft {
 
+/// xoshiro256** seeded by splitmix64: the same sequence for a seed on every
+/// platform and standard library.
 class Rng {
  public:
-  explicit Rng(std::uint64_t seed = 0) { reseed(seed); }
+  explicit Rng(std::uint64_t seed = 0) { reseed(seed); }  ///< seeded like reseed(seed)
 
+  /// Restarts the sequence: the state is four splitmix64 outputs from `seed`.
   void reseed(std::uint64_t seed) {
     for (auto& word : state_) word = splitmix64(seed);
   }

@@ -10,9 +10,12 @@
 
 namespace peft {
 
+/// A workspace that only grows and hands out row-major views of any shape, so
+/// products that change shapes between calls allocate nothing once warm.
 template <class S>
 class Scratch {
  public:
+  /// Row-major rows x cols view into the buffer.
   using View = Eigen::Map<Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
   /// A rows x cols view of the buffer (contents unspecified).

@@ -6,11 +6,14 @@
 
 namespace peft {
 
+/// Sizes and indices (Eigen's, signed).
 using Index = Eigen::Index;
 
+/// Dense row-major matrix: a batch (N x d) or a weight (d_out x d_in).
 template <class T>
 using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+/// Dense column vector (a bias).
 template <class T>
 using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 
@@ -18,6 +21,7 @@ using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 template <class T>
 using MatrixMap = Eigen::Map<Matrix<T>>;
 
+/// Read-only view of row-major storage owned elsewhere.
 template <class T>
 using ConstMatrixMap = Eigen::Map<const Matrix<T>>;
 
