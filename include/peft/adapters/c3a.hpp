@@ -28,6 +28,7 @@
 
 namespace peft {
 
+/// How C3A initialises c3a_kernel (PEFT's init_weights).
 enum class C3AInit {
   XavierUniform,   ///< PEFT's default "xavier_uniform" (also init_weights=False): U(±√(6/(d_in + d_out)))
   KaimingUniform,  ///< "kaiming_uniform": U(±1/√d_in)
@@ -35,20 +36,24 @@ enum class C3AInit {
   Zeros,           ///< init_weights=True: ΔW = 0
 };
 
+/// C3A's hyperparameters, named as in PEFT's C3AConfig.
 struct C3AConfig {
   Index block_size = 256;  ///< b, must divide d_in and d_out
-  C3AInit init = C3AInit::XavierUniform;
-  std::uint64_t seed = 0;
+  C3AInit init = C3AInit::XavierUniform;  ///< init_weights
+  std::uint64_t seed = 0;                 ///< seeds the init
 };
 
+/// C3A: ΔW made of (d_out/b) x (d_in/b) circulant blocks of size b, each the
+/// first-row circulant of one row of c3a_kernel [d_out/b, d_in/b, b], over d_in.
 template <class T>
 class C3A : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
   using CMatrix = Eigen::Matrix<std::complex<T>, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
+  /// Throws peft::Error for non-positive sizes or a block_size that does not divide both.
   C3A(Index d_in, Index d_out, const C3AConfig& config = {})
       : d_in_(d_in), d_out_(d_out), b_(checked_block(d_in, d_out, config.block_size)), plan_(b_), config_(config) {
     n_ = d_in / b_;
@@ -63,10 +68,10 @@ class C3A : public OwnsParameters<T> {
     }
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_out_; }
-  Index block_size() const { return b_; }
-  const C3AConfig& config() const { return config_; }
+  Index in_features() const { return d_in_; }          ///< d_in
+  Index out_features() const { return d_out_; }        ///< d_out
+  Index block_size() const { return b_; }              ///< b
+  const C3AConfig& config() const { return config_; }  ///< the configuration it was built with
 
   /// FFTs of the blocks (≈ 2.5·b·log2 b each, forward and backward) plus the
   /// per-frequency complex GEMMs (8 real flops per complex multiply-add).

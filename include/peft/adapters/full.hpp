@@ -13,17 +13,21 @@
 
 namespace peft {
 
+/// Full's options.
 struct FullConfig {
   bool bias = true;  ///< train Δb as well as ΔW
 };
 
+/// Full fine-tuning as an adapter: Y = X·(W0 + ΔW)ᵀ + b0 + Δb with a dense
+/// `weight` ΔW (d_out x d_in) and `bias` Δb (d_out), both zero at start.
 template <class T>
 class Full : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
+  /// ΔW and Δb start at zero; throws peft::Error for non-positive sizes.
   Full(Index d_in, Index d_out, const FullConfig& config = {}) : d_in_(d_in), d_out_(d_out), config_(config) {
     PEFT_REQUIRE(d_in > 0 && d_out > 0, "Full: d_in and d_out must be positive, got d_in = ", d_in,
                  ", d_out = ", d_out);
@@ -31,15 +35,17 @@ class Full : public OwnsParameters<T> {
     if (config.bias) params_.add("bias", {d_out});
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_out_; }
+  Index in_features() const { return d_in_; }    ///< d_in
+  Index out_features() const { return d_out_; }  ///< d_out
 
   /// Forward GEMM, then dΔW and dX GEMMs.
   double flops(Index N) const { return 6.0 * static_cast<double>(N) * static_cast<double>(d_in_ * d_out_); }
 
-  Matrix<T> delta_weight() const { return params_.value(kW); }
+  Matrix<T> delta_weight() const { return params_.value(kW); }  ///< ΔW (d_out x d_in), a copy
 
+  /// W += ΔW and b += Δb; throws peft::Error if Δb is trained and the base has no bias.
   void merge_into(Linear<T>& base) const { fold_into(base, T(1)); }
+  /// W −= ΔW and b −= Δb: undoes merge_into.
   void unmerge_from(Linear<T>& base) const { fold_into(base, T(-1)); }
 
   /// Y += X·ΔWᵀ + Δb; keeps X for dΔW.

@@ -19,20 +19,24 @@
 
 namespace peft {
 
+/// Houlsby's hyperparameters.
 struct HoulsbyConfig {
-  Index bottleneck = 64;
-  Activation activation = Activation::GELU;
-  std::uint64_t seed = 0;
+  Index bottleneck = 64;                     ///< m, the hidden width, >= 1
+  Activation activation = Activation::GELU;  ///< σ
+  std::uint64_t seed = 0;                    ///< seeds the down projection's init
 };
 
+/// The Houlsby bottleneck adapter on the layer's output:
+/// H' = H + σ(H·W_downᵀ + b_down)·W_upᵀ + b_up (W_down: m x d_out, W_up: d_out x m). Not mergeable.
 template <class T>
 class Houlsby : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
   static constexpr Index kDownW = 0, kDownB = 1, kUpW = 2, kUpB = 3;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
+  /// Starts as the identity (W_up, b_up = 0); throws peft::Error for non-positive sizes or bottleneck.
   Houlsby(Index d_in, Index d_out, const HoulsbyConfig& config = {}) : d_in_(d_in), d_(d_out), config_(config) {
     PEFT_REQUIRE(d_in > 0 && d_out > 0, "Houlsby: d_in and d_out must be positive, got d_in = ", d_in, ", d_out = ", d_out);
     PEFT_REQUIRE(config.bottleneck >= 1, "Houlsby: bottleneck must be >= 1, got ", config.bottleneck);
@@ -47,15 +51,16 @@ class Houlsby : public OwnsParameters<T> {
     init::uniform(params_.value(kDownB), bound, rng);
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_; }
-  const HoulsbyConfig& config() const { return config_; }
+  Index in_features() const { return d_in_; }              ///< d_in
+  Index out_features() const { return d_; }                ///< d_out
+  const HoulsbyConfig& config() const { return config_; }  ///< the configuration it was built with
 
   /// Two GEMMs of N x d x m forward, four backward.
   double flops(Index N) const {
     return 12.0 * static_cast<double>(N) * static_cast<double>(d_) * static_cast<double>(config_.bottleneck);
   }
 
+  /// H ← H' in place (H: N x d_out); keeps H and the hidden activations for backward.
   void forward_output(Matrix<T>& H) {
     PEFT_REQUIRE(H.cols() == d_, "Houlsby::forward_output: H must have d_out = ", d_, " columns, got ",
                  ::peft::detail::shape_str(H.rows(), H.cols()));
@@ -67,6 +72,8 @@ class Houlsby : public OwnsParameters<T> {
     H.rowwise() += params_.value(kUpB).row(0);
   }
 
+  /// dH' → dH in place; adds into the four parameter gradients. Throws peft::Error
+  /// unless dH has the last forward's shape.
   void backward_output(Matrix<T>& dH) {
     PEFT_REQUIRE(dH.rows() == h_.rows() && dH.cols() == d_, "Houlsby::backward_output: dH must be ",
                  ::peft::detail::shape_str(h_.rows(), d_), " like the last forward, got ",

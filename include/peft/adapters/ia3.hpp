@@ -18,19 +18,23 @@
 
 namespace peft {
 
+/// IA3's options, as PEFT's IA3Config for one module.
 struct IA3Config {
   bool feedforward = false;  ///< scale the input (feed-forward module) instead of the output
   bool init_ones = true;     ///< PEFT's init_ia3_weights: ones; false draws N(0, 1)
-  std::uint64_t seed = 0;
+  std::uint64_t seed = 0;    ///< seeds the N(0, 1) init
 };
 
+/// IA3: one learned vector l scales the layer's output, Y = (X·W0ᵀ + b) ⊙ l
+/// (ia3_l: d_out x 1), or for feed-forward modules its input, Y = (X ⊙ l)·W0ᵀ + b (1 x d_in).
 template <class T>
 class IA3 : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
+  /// Throws peft::Error for non-positive sizes.
   IA3(Index d_in, Index d_out, const IA3Config& config = {}) : d_in_(d_in), d_out_(d_out), config_(config) {
     PEFT_REQUIRE(d_in > 0 && d_out > 0, "IA3: d_in and d_out must be positive, got d_in = ", d_in, ", d_out = ", d_out);
     params_.add("ia3_l", config.feedforward ? std::vector<Index>{1, d_in} : std::vector<Index>{d_out, 1});
@@ -42,15 +46,17 @@ class IA3 : public OwnsParameters<T> {
     }
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_out_; }
-  const IA3Config& config() const { return config_; }
-  bool edits_input() const { return config_.feedforward; }
-  bool edits_output() const { return !config_.feedforward; }
+  Index in_features() const { return d_in_; }                 ///< d_in
+  Index out_features() const { return d_out_; }               ///< d_out
+  const IA3Config& config() const { return config_; }         ///< the configuration it was built with
+  bool edits_input() const { return config_.feedforward; }    ///< whether l scales the input (feedforward)
+  bool edits_output() const { return !config_.feedforward; }  ///< whether l scales the output
 
   /// ia3_l as PEFT shapes it: d_out x 1, or 1 x d_in for feed-forward modules.
+  ///@{
   MatrixMap<T> l() { return params_.value(0); }
   ConstMatrixMap<T> l() const { return params_.value(0); }
+  ///@}
 
   /// Elementwise flops for N rows: one scaling forward, a product-reduction
   /// and a scaling backward.
@@ -64,8 +70,10 @@ class IA3 : public OwnsParameters<T> {
   void backward_input(Matrix<T>& dX) { scale_rows_backward(dX, "IA3::backward_input"); }
   /// Output scaling: H ← H ⊙ lᵀ; keeps H for dl.
   void forward_output(Matrix<T>& H) { scale_rows(H, "IA3::forward_output", d_out_); }
+  /// dl += Σ_n dH' ⊙ H, dH = dH' ⊙ l.
   void backward_output(Matrix<T>& dH) { scale_rows_backward(dH, "IA3::backward_output"); }
 
+  /// W ← diag(l)·W and b ← l ⊙ b, or W ← W·diag(l) (feedforward); throws peft::Error if l is not finite.
   void merge_into(Linear<T>& base) {
     PEFT_REQUIRE(l().allFinite(), "IA3::merge_into: ia3_l must be finite");
     if (config_.feedforward) {
@@ -76,6 +84,7 @@ class IA3 : public OwnsParameters<T> {
     }
   }
 
+  /// Divides the merge back out exactly; throws peft::Error if some l = 0.
   void unmerge_from(Linear<T>& base) {
     PEFT_REQUIRE((l().array() != T(0)).all(), "IA3::unmerge_from: ia3_l has a zero entry, so the merge cannot be undone");
     if (config_.feedforward) {

@@ -46,31 +46,37 @@ inline std::pair<Index, Index> lokr_factorization(Index dimension, Index factor 
   return {m, n};
 }
 
+/// How LoKr initialises its factors (PEFT's init_weights).
 enum class LoKrInit {
   Default,  ///< PEFT's init_weights=True: W1 (or W1_a) zero, the rest kaiming-uniform: ΔW = 0
   Random,   ///< init_weights=False: everything kaiming-uniform
   Lycoris,  ///< init_weights="lycoris": W2 (or W2_b) zero, the rest kaiming-uniform
 };
 
+/// LoKr's hyperparameters, named as in PEFT's LoKrConfig.
 struct LoKrConfig {
-  Index r = 8;
-  double alpha = 8.0;
-  bool decompose_both = false;
-  Index decompose_factor = -1;
-  double rank_dropout = 0.0;
-  bool rank_dropout_scale = false;
-  double module_dropout = 0.0;
-  LoKrInit init = LoKrInit::Default;
-  std::uint64_t seed = 0;
+  Index r = 8;                       ///< rank of a decomposed factor, >= 1; s = α/r
+  double alpha = 8.0;                ///< > 0
+  bool decompose_both = false;       ///< also split W1 into lokr_w1_a·lokr_w1_b when r is small enough
+  Index decompose_factor = -1;       ///< f of lokr_factorization; -1: near the square root
+  double rank_dropout = 0.0;         ///< drops rows of ΔW (output features) in training, in [0, 1)
+  bool rank_dropout_scale = false;   ///< rescale the kept rows by the mean kept fraction
+  double module_dropout = 0.0;       ///< skips the whole adapter for a forward in training, in [0, 1)
+  LoKrInit init = LoKrInit::Default; ///< init_weights
+  std::uint64_t seed = 0;            ///< seeds the init and the dropout draws
 };
 
+/// LoKr: ΔW = s·(W1 ⊗ W2), s = α/r, W1: out_l x in_m, W2: out_k x in_n, each a full
+/// matrix or a rank-r product; trained without forming the Kronecker product.
 template <class T>
 class LoKr : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
+  /// Throws peft::Error for non-positive sizes, r < 1, a non-finite or non-positive alpha,
+  /// decompose_factor neither -1 nor positive, or a dropout outside [0, 1).
   LoKr(Index d_in, Index d_out, const LoKrConfig& config = {}) : d_in_(d_in), d_out_(d_out), config_(config), rng_(config.seed + 1) {
     PEFT_REQUIRE(d_in > 0 && d_out > 0, "LoKr: d_in and d_out must be positive, got d_in = ", d_in, ", d_out = ", d_out);
     PEFT_REQUIRE(config.r >= 1, "LoKr: r must be >= 1, got ", config.r);
@@ -103,15 +109,18 @@ class LoKr : public OwnsParameters<T> {
     initialise(config.init, config.seed);
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_out_; }
-  T scaling() const { return scaling_; }
-  const LoKrConfig& config() const { return config_; }
+  Index in_features() const { return d_in_; }           ///< d_in
+  Index out_features() const { return d_out_; }         ///< d_out
+  T scaling() const { return scaling_; }                ///< s = α/r
+  const LoKrConfig& config() const { return config_; }  ///< the configuration it was built with
   /// Kronecker factor shapes: W1 is out_l x in_m, W2 is out_k x in_n.
+  ///@{
   std::pair<Index, Index> w1_shape() const { return {out_l_, in_m_}; }
   std::pair<Index, Index> w2_shape() const { return {out_k_, in_n_}; }
+  ///@}
 
   /// The Kronecker factors (products of the low-rank pair where decomposed).
+  ///@{
   Matrix<T> w1() const {
     Matrix<T> w;
     form_factor(w1_full_, w1_, w1b_, w);
@@ -122,8 +131,9 @@ class LoKr : public OwnsParameters<T> {
     form_factor(w2_full_, w2_, w2b_, w);
     return w;
   }
+  ///@}
 
-  void set_training(bool training) { training_ = training; }
+  void set_training(bool training) { training_ = training; }  ///< rank and module dropout apply only in training
 
   /// Matrix-product flops of forward + backward for N rows, never forming ΔW:
   /// U = X_m·W2ᵀ and W1·U forward; dX (two products), dW2 and dW1 backward.

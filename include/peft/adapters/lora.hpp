@@ -22,29 +22,35 @@
 
 namespace peft {
 
+/// How LoRA initialises lora_A and lora_B (PEFT's init_lora_weights).
 enum class LoRAInit {
   KaimingUniform,  ///< PEFT's init_lora_weights=True
   Gaussian,        ///< init_lora_weights="gaussian"
   None,            ///< init_lora_weights=False: nn.Linear defaults, ΔW != 0
 };
 
+/// LoRA's hyperparameters, named as in PEFT's LoraConfig.
 struct LoRAConfig {
   Index r = 8;             ///< rank, in [1, min(d_in, d_out)]
   double alpha = 8.0;      ///< lora_alpha, > 0
   bool rslora = false;     ///< scale by α/√r instead of α/r
   double dropout = 0.0;    ///< lora_dropout, in [0, 1)
-  LoRAInit init = LoRAInit::KaimingUniform;
+  LoRAInit init = LoRAInit::KaimingUniform;  ///< init_lora_weights
   std::uint64_t seed = 0;  ///< seeds the init and the dropout masks
   bool lora_bias = false;  ///< PEFT's lora_bias: lora_B has a bias b_B (zero, or U(±1/√r) with init None), Y += s·b_B
 };
 
+/// LoRA: ΔW = s·B·A with lora_A r x d_in, lora_B d_out x r, s = α/r (rsLoRA: α/√r);
+/// Y += s·D(X)·Aᵀ·Bᵀ with dropout D on the adapter path.
 template <class T>
 class LoRA : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
+  /// Initialised as `config.init` says; throws peft::Error for non-positive sizes,
+  /// r outside [1, min(d_in, d_out)], a non-finite or non-positive alpha, or dropout outside [0, 1).
   LoRA(Index d_in, Index d_out, const LoRAConfig& config = {})
       : d_in_(d_in), d_out_(d_out), config_(config), dropout_(validated(d_in, d_out, config).dropout, config.seed + 1) {
     scaling_ = static_cast<T>(config.rslora ? config.alpha / std::sqrt(static_cast<double>(config.r))
@@ -68,16 +74,19 @@ class LoRA : public OwnsParameters<T> {
     }
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_out_; }
-  Index rank() const { return config_.r; }
-  T scaling() const { return scaling_; }
-  const LoRAConfig& config() const { return config_; }
+  Index in_features() const { return d_in_; }           ///< d_in
+  Index out_features() const { return d_out_; }         ///< d_out
+  Index rank() const { return config_.r; }              ///< r
+  T scaling() const { return scaling_; }                ///< s = α/r, or α/√r with rslora
+  const LoRAConfig& config() const { return config_; }  ///< the configuration it was built with
 
+  /// lora_A (r x d_in) and lora_B (d_out x r), views into the parameter block.
+  ///@{
   MatrixMap<T> A() { return params_.value(kA); }
   MatrixMap<T> B() { return params_.value(kB); }
   ConstMatrixMap<T> A() const { return params_.value(kA); }
   ConstMatrixMap<T> B() const { return params_.value(kB); }
+  ///@}
 
   /// Matrix-product flops of forward + backward for N rows: two thin GEMMs
   /// forward (X·Aᵀ, H·Bᵀ), four backward (dB, dH, dA, dX).
@@ -85,14 +94,15 @@ class LoRA : public OwnsParameters<T> {
     return 6.0 * static_cast<double>(N) * static_cast<double>(config_.r) * static_cast<double>(d_in_ + d_out_);
   }
 
-  void set_training(bool training) { training_ = training; }
-  bool training() const { return training_; }
+  void set_training(bool training) { training_ = training; }  ///< dropout applies only in training (the default)
+  bool training() const { return training_; }                 ///< whether in training mode
 
   /// ΔW = s·B·A (d_out x d_in).
   Matrix<T> delta_weight() const { return (scaling_ * B()) * A(); }
 
   /// W += ΔW, and with lora_bias b += s·b_B (which needs a base bias, as in PEFT).
   void merge_into(Linear<T>& base) const { fold_into(base, T(1)); }
+  /// W −= ΔW (and b −= s·b_B): undoes merge_into.
   void unmerge_from(Linear<T>& base) const { fold_into(base, T(-1)); }
 
   /// Y += s·D(X)·Aᵀ·Bᵀ; keeps D(X) and H = D(X)·Aᵀ for backward.

@@ -25,17 +25,18 @@
 
 namespace peft {
 
+/// LoRTA's hyperparameters, for the whole model.
 struct LoRTAConfig {
-  Index r = 8;
-  double alpha = 8.0;
+  Index r = 8;             ///< CP rank, >= 1
+  double alpha = 8.0;      ///< s = α/r (rsLoRA: α/√r), > 0
   Index d = 0;             ///< hidden size: every adapted matrix is d x d
   Index heads = 1;         ///< H, must divide d (1: no head mode)
   Index layers = 1;        ///< L
   Index matrix_types = 4;  ///< M (e.g. q, k, v, o)
-  bool rslora = false;
-  double dropout = 0.0;
-  double init_scale = 0.0;
-  std::uint64_t seed = 0;
+  bool rslora = false;     ///< scale by α/√r instead of α/r
+  double dropout = 0.0;    ///< on the adapter's input, in [0, 1)
+  double init_scale = 0.0; ///< C factors ~ kaiming_uniform(a = √5·init_scale) over fan_in r
+  std::uint64_t seed = 0;  ///< seeds the init and the dropout masks
 };
 
 /// The CP factors shared by every LoRTA adapter of a model: one parameter
@@ -45,9 +46,14 @@ class LoRTAFactors : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
+  /// Indices of lora_A, lora_B, lora_C_h, lora_C_l and lora_C_m, for value() and grad().
+  ///@{
   static constexpr Index kA = 0, kB = 1, kCh = 2, kCl = 3, kCm = 4;
+  ///@}
 
+  /// Throws peft::Error for d <= 0, heads not dividing d, layers, matrix_types or r < 1,
+  /// or a non-finite or non-positive alpha.
   explicit LoRTAFactors(const LoRTAConfig& config) : config_(config) {
     const auto& c = config;
     PEFT_REQUIRE(c.d > 0, "LoRTAFactors: d must be positive, got ", c.d);
@@ -67,16 +73,20 @@ class LoRTAFactors : public OwnsParameters<T> {
     for (const Index i : {kCh, kCl, kCm}) init::kaiming_uniform(params_.value(i), c.r, std::sqrt(5.0) * c.init_scale, rng);
   }
 
-  const LoRTAConfig& config() const { return config_; }
-  Index head_dim() const { return config_.d / config_.heads; }
+  const LoRTAConfig& config() const { return config_; }         ///< the configuration they were built with
+  Index head_dim() const { return config_.d / config_.heads; }  ///< d_h = d / H
+  /// s = α/r, or α/√r with rslora.
   T scaling() const {
     const double r = static_cast<double>(config_.r);
     return static_cast<T>(config_.rslora ? config_.alpha / std::sqrt(r) : config_.alpha / r);
   }
 
+  /// Factor i (kA, ..., kCm) and its gradient.
+  ///@{
   MatrixMap<T> value(Index i) { return params_.value(i); }
   ConstMatrixMap<T> value(Index i) const { return params_.value(i); }
   MatrixMap<T> grad(Index i) { return params_.grad(i); }
+  ///@}
 
   /// c_h = C_H[h] ⊙ C_M[m] ⊙ C_L[l] for every head, as the rows of c (H x r;
   /// an out-parameter so that a layer's kept matrix is reused every step).
@@ -99,9 +109,10 @@ class LoRTAFactors : public OwnsParameters<T> {
 template <class T>
 class LoRTA {
  public:
-  using Scalar = T;
-  using Factors = LoRTAFactors<T>;
+  using Scalar = T;                 ///< element type
+  using Factors = LoRTAFactors<T>;  ///< the shared factor set
 
+  /// Throws peft::Error for null factors or a layer or matrix type out of range.
   LoRTA(std::shared_ptr<Factors> factors, Index layer, Index matrix_type)
       : factors_(std::move(factors)), layer_(layer), type_(matrix_type) {
     PEFT_REQUIRE(factors_ != nullptr, "LoRTA: factors must not be null");
@@ -112,15 +123,18 @@ class LoRTA {
     dropout_ = Dropout<T>(c.dropout, c.seed + 1 + static_cast<std::uint64_t>(layer * c.matrix_types + matrix_type));
   }
 
-  Index in_features() const { return factors_->config().d; }
-  Index out_features() const { return factors_->config().d; }
-  Index layer() const { return layer_; }
-  Index matrix_type() const { return type_; }
+  Index in_features() const { return factors_->config().d; }   ///< d
+  Index out_features() const { return factors_->config().d; }  ///< d
+  Index layer() const { return layer_; }                       ///< l, in [0, L)
+  Index matrix_type() const { return type_; }                  ///< m, in [0, M)
+  /// The shared factors.
+  ///@{
   Factors& factors() { return *factors_; }
   const Factors& factors() const { return *factors_; }
+  ///@}
 
-  std::vector<Parameter<T>> parameters() { return factors_->parameters(); }
-  void zero_grad() { factors_->zero_grad(); }
+  std::vector<Parameter<T>> parameters() { return factors_->parameters(); }  ///< the shared factors' views
+  void zero_grad() { factors_->zero_grad(); }                                ///< zeroes every layer's shared gradients
   /// The shared factors' count (the whole model's, not this layer's share).
   Index num_params() const { return factors_->num_params(); }
 
@@ -130,7 +144,7 @@ class LoRTA {
     return 12.0 * static_cast<double>(N) * static_cast<double>(c.r) * static_cast<double>(c.d);
   }
 
-  void set_training(bool training) { training_ = training; }
+  void set_training(bool training) { training_ = training; }  ///< dropout applies only in training (the default)
 
   /// ΔW = s·[A·diag(c_h)·B]_h, head blocks along the columns.
   Matrix<T> delta_weight() const {

@@ -23,22 +23,27 @@
 
 namespace peft {
 
+/// MELoRA's hyperparameters.
 struct MELoRAConfig {
   Index r = 8;             ///< rank of each mini
   Index n = 2;             ///< number of minis; must divide d_in and d_out
   double alpha = 16.0;     ///< scaling α/r per mini
   double dropout = 0.0;    ///< dropout on the adapter's input, in [0, 1)
-  LoRAInit init = LoRAInit::KaimingUniform;
+  LoRAInit init = LoRAInit::KaimingUniform;  ///< as LoRA's, per mini
   std::uint64_t seed = 0;  ///< seeds the init and the dropout masks
 };
 
+/// MELoRA: n LoRAs of rank r on contiguous blocks, ΔW = blockdiag(s·B_i·A_i),
+/// s = α/r; lora_A.i: r x d_in/n, lora_B.i: d_out/n x r (i = 0 … n−1).
 template <class T>
 class MELoRA : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
+  /// Throws peft::Error for non-positive sizes, n not dividing both, r outside
+  /// [1, min(d_in, d_out)/n], a non-finite or non-positive alpha, or dropout outside [0, 1).
   MELoRA(Index d_in, Index d_out, const MELoRAConfig& config = {})
       : d_in_(d_in), d_out_(d_out), config_(config), dropout_(validated(d_in, d_out, config).dropout, config.seed + 1) {
     bin_ = d_in / config.n;
@@ -56,23 +61,27 @@ class MELoRA : public OwnsParameters<T> {
     }
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_out_; }
-  T scaling() const { return scaling_; }
-  const MELoRAConfig& config() const { return config_; }
+  Index in_features() const { return d_in_; }             ///< d_in
+  Index out_features() const { return d_out_; }           ///< d_out
+  T scaling() const { return scaling_; }                  ///< s = α/r
+  const MELoRAConfig& config() const { return config_; }  ///< the configuration it was built with
 
+  /// lora_A.i (r x d_in/n) and lora_B.i (d_out/n x r) of mini i, in [0, n).
+  ///@{
   MatrixMap<T> A(Index i) { return params_.value(2 * i); }
   MatrixMap<T> B(Index i) { return params_.value(2 * i + 1); }
   ConstMatrixMap<T> A(Index i) const { return params_.value(2 * i); }
   ConstMatrixMap<T> B(Index i) const { return params_.value(2 * i + 1); }
+  ///@}
 
   /// Same matrix-product flops as one LoRA of rank r.
   double flops(Index N) const {
     return 6.0 * static_cast<double>(N) * static_cast<double>(config_.r) * static_cast<double>(d_in_ + d_out_);
   }
 
-  void set_training(bool training) { training_ = training; }
+  void set_training(bool training) { training_ = training; }  ///< dropout applies only in training (the default)
 
+  /// ΔW = blockdiag(s·B_0·A_0, …), d_out x d_in.
   Matrix<T> delta_weight() const {
     Matrix<T> dW = Matrix<T>::Zero(d_out_, d_in_);
     for (Index i = 0; i < config_.n; ++i)

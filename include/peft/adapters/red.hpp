@@ -16,18 +16,22 @@
 
 namespace peft {
 
+/// Which of RED's two vectors are trained (at least one).
 struct REDConfig {
   bool scale = true;  ///< train red_scale
   bool bias = true;   ///< train red_bias
 };
 
+/// RED: a learned scale and bias on the layer's output, H' = H ⊙ s + β,
+/// red_scale s: d_out (starts at 1), red_bias β: d_out (starts at 0).
 template <class T>
 class RED : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
+  /// Throws peft::Error for non-positive sizes or when neither vector is trained.
   RED(Index d_in, Index d_out, const REDConfig& config = {}) : d_in_(d_in), d_out_(d_out), config_(config) {
     PEFT_REQUIRE(d_in > 0 && d_out > 0, "RED: d_in and d_out must be positive, got d_in = ", d_in, ", d_out = ", d_out);
     PEFT_REQUIRE(config.scale || config.bias, "RED: at least one of scale and bias must be trained");
@@ -38,15 +42,16 @@ class RED : public OwnsParameters<T> {
     if (config.bias) bias_ = params_.add("red_bias", {d_out});
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_out_; }
-  const REDConfig& config() const { return config_; }
+  Index in_features() const { return d_in_; }          ///< d_in
+  Index out_features() const { return d_out_; }        ///< d_out
+  const REDConfig& config() const { return config_; }  ///< the configuration it was built with
 
   /// Elementwise flops for N rows: scale and shift forward, two reductions and
   /// a scale backward.
   double flops(Index N) const { return 5.0 * static_cast<double>(N) * static_cast<double>(d_out_); }
 
   /// The scale as a row (ones when not trained) and the bias (zeros when not).
+  ///@{
   Eigen::Matrix<T, 1, Eigen::Dynamic> scale() const {
     return config_.scale ? Eigen::Matrix<T, 1, Eigen::Dynamic>(params_.value(scale_))
                          : Eigen::Matrix<T, 1, Eigen::Dynamic>::Ones(d_out_);
@@ -55,6 +60,7 @@ class RED : public OwnsParameters<T> {
     return config_.bias ? Eigen::Matrix<T, 1, Eigen::Dynamic>(params_.value(bias_))
                         : Eigen::Matrix<T, 1, Eigen::Dynamic>::Zero(d_out_);
   }
+  ///@}
 
   /// H ← H ⊙ s + β; keeps H for the scale's gradient.
   void forward_output(Matrix<T>& H) {

@@ -35,22 +35,30 @@
 
 namespace peft {
 
+/// The structure of a SURM's S (n x n, n = max(d_in, d_out)), or of its ΔW: Circulant
+/// Circ(A ⊙ B), CirculantSingle Circ(A), SymToeplitz T(b)·T(a), LDR Σ Circ(g_i)·Skew(h_i),
+/// and the rectangular Toeplitz (d_in + d_out − 1 parameters) and Kronecker B ⊗ A.
 enum class Structure { Circulant, CirculantSingle, SymToeplitz, Toeplitz, Kronecker, LDR };
 
+/// SURM's hyperparameters.
 struct SURMConfig {
-  Structure structure = Structure::Circulant;
+  Structure structure = Structure::Circulant;  ///< which structured matrix
   Index rank = 1;       ///< LDR displacement rank ρ, or the Kronecker r
   double alpha = 1.0;   ///< scaling of ΔW
-  std::uint64_t seed = 0;
+  std::uint64_t seed = 0;  ///< seeds the init
 };
 
+/// SURM: a structured, unrestricted-rank ΔW = α·P_out·S·P_inᵀ in place of LoRA's
+/// low-rank one (P_in zero-pads X to n, P_out keeps the first d_out outputs); zero at start.
 template <class T>
 class SURM : public OwnsParameters<T> {
   using OwnsParameters<T>::params_;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
 
+  /// Throws peft::Error for non-positive sizes, a non-finite or non-positive alpha,
+  /// a Kronecker r that does not divide d_in and d_out or makes ΔW rank 1, or an LDR rank outside [1, n].
   SURM(Index d_in, Index d_out, const SURMConfig& config = {})
       : d_in_(d_in), d_out_(d_out), n_(std::max(d_in, d_out)), config_(config), alpha_(static_cast<T>(config.alpha)) {
     PEFT_REQUIRE(d_in > 0 && d_out > 0, "SURM: d_in and d_out must be positive, got d_in = ", d_in, ", d_out = ", d_out);
@@ -104,9 +112,9 @@ class SURM : public OwnsParameters<T> {
     }
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_out_; }
-  const SURMConfig& config() const { return config_; }
+  Index in_features() const { return d_in_; }           ///< d_in
+  Index out_features() const { return d_out_; }         ///< d_out
+  const SURMConfig& config() const { return config_; }  ///< the configuration it was built with
 
   /// Real-FFT flops (≈ 2.5·L·log2 L per transform of length L) plus the
   /// pointwise products, forward + backward, for N rows.

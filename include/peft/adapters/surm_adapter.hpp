@@ -19,28 +19,33 @@
 
 namespace peft {
 
+/// The SURM adapter's hyperparameters.
 struct SURMAdapterConfig {
-  Structure structure = Structure::Circulant;
+  Structure structure = Structure::Circulant;  ///< the structure of S, as in SURM
   Index rank = 1;       ///< LDR ρ or Kronecker r
   double alpha = 1.0;   ///< scaling of the structured matrix
-  Activation activation = Activation::GELU;
+  Activation activation = Activation::GELU;  ///< σ
   double dropout = 0.0;  ///< on the adapter's input, in [0, 1)
-  std::uint64_t seed = 0;
+  std::uint64_t seed = 0;  ///< seeds the init and the dropout masks
 };
 
 // The structured matrix is a square SURM reused privately: its products and
 // parameters, with adapter_bias appended to the same parameter block.
+/// The SURM adapter on the layer's output: H' = H + σ(D(H)·Mᵀ) + β with one square
+/// structured M = α·S (d_out x d_out, S as in SURM) and adapter_bias β (d_out). Not mergeable.
 template <class T>
 class SURMAdapter : private SURM<T> {
   using Base = SURM<T>;
 
  public:
-  using Scalar = T;
+  using Scalar = T;  ///< element type
   using Base::num_params;
   using Base::parameter_block;
   using Base::parameters;
   using Base::zero_grad;
 
+  /// Starts as the identity (M = 0, β = 0); throws peft::Error as SURM(d_out, d_out) does,
+  /// for a non-positive d_in, or for dropout outside [0, 1).
   SURMAdapter(Index d_in, Index d_out, const SURMAdapterConfig& config = {})
       : Base(d_out, d_out, SURMConfig{config.structure, config.rank, config.alpha, config.seed}),
         d_in_(d_in),
@@ -51,16 +56,18 @@ class SURMAdapter : private SURM<T> {
     bias_ = this->parameter_block().add("adapter_bias", {d_out});
   }
 
-  Index in_features() const { return d_in_; }
-  Index out_features() const { return d_; }
-  const SURMAdapterConfig& config() const { return config_; }
-  void set_training(bool training) { training_ = training; }
+  Index in_features() const { return d_in_; }                  ///< d_in
+  Index out_features() const { return d_; }                    ///< d_out
+  const SURMAdapterConfig& config() const { return config_; }  ///< the configuration it was built with
+  void set_training(bool training) { training_ = training; }   ///< dropout applies only in training (the default)
 
   /// The structured matrix M = α·S (d x d), densely: for tests.
   Matrix<T> structured_matrix() const { return Base::delta_weight(); }
 
+  /// The structured product's flops plus the elementwise activation, bias and their gradients, for N rows.
   double flops(Index N) const { return Base::flops(N) + 10.0 * static_cast<double>(N) * static_cast<double>(d_); }
 
+  /// H ← H' in place (H: N x d_out); keeps D(H) and the pre-activations for backward.
   void forward_output(Matrix<T>& H) {
     PEFT_REQUIRE(H.cols() == d_, "SURMAdapter::forward_output: H must have d_out = ", d_, " columns, got ",
                  ::peft::detail::shape_str(H.rows(), H.cols()));
@@ -73,6 +80,8 @@ class SURMAdapter : private SURM<T> {
     H.rowwise() += this->parameter_block().value(bias_).row(0);
   }
 
+  /// dH' → dH in place; adds into the structure's and adapter_bias's gradients. Throws
+  /// peft::Error unless dH has the last forward's shape.
   void backward_output(Matrix<T>& dH) {
     PEFT_REQUIRE(dH.rows() == z_.rows() && dH.cols() == d_, "SURMAdapter::backward_output: dH must be ",
                  ::peft::detail::shape_str(z_.rows(), d_), " like the last forward, got ",
