@@ -13,17 +13,22 @@
 
 namespace peft::optim {
 
+/// AdamW's hyperparameters, with torch.optim.AdamW's defaults.
 struct AdamWOptions {
-  double lr = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 1e-2;
+  double lr = 1e-3;            ///< learning rate, finite and >= 0
+  double beta1 = 0.9;          ///< decay of the first moment m, in [0, 1)
+  double beta2 = 0.999;        ///< decay of the second moment v, in [0, 1)
+  double eps = 1e-8;           ///< added to the bias-corrected √v, > 0
+  double weight_decay = 1e-2;  ///< decoupled: p ← p·(1 − lr·wd), >= 0
 };
 
+/// AdamW (decoupled weight decay) over a ParamSet, as torch.optim.AdamW; keeps
+/// m and v for every tensor.
 template <class T>
 class AdamW {
  public:
+  /// Throws peft::Error for a negative or non-finite lr, betas outside [0, 1),
+  /// eps <= 0 or a negative weight_decay.
   AdamW(ParamSet<T> params, const AdamWOptions& options = {}) : params_(std::move(params)), options_(options) {
     const auto& o = options;
     PEFT_REQUIRE(o.lr >= 0 && std::isfinite(o.lr), "AdamW: lr must be a finite value >= 0, got ", o.lr);
@@ -37,6 +42,7 @@ class AdamW {
     }
   }
 
+  /// One update of every tensor from its current gradient (gradients are not cleared).
   void step() {
     ++steps_;
     const auto& o = options_;
@@ -55,11 +61,11 @@ class AdamW {
     }
   }
 
-  void zero_grad() { params_.zero_grad(); }
-  ParamSet<T>& params() { return params_; }
-  double lr() const { return options_.lr; }
-  void set_lr(double lr) { options_.lr = lr; }
-  Index steps() const { return steps_; }
+  void zero_grad() { params_.zero_grad(); }     ///< zeroes every gradient in the set
+  ParamSet<T>& params() { return params_; }     ///< the tensors it steps
+  double lr() const { return options_.lr; }     ///< the current learning rate
+  void set_lr(double lr) { options_.lr = lr; }  ///< for schedules: the lr of the next step()
+  Index steps() const { return steps_; }        ///< number of step() calls so far (t)
 
  private:
   ParamSet<T> params_;

@@ -14,10 +14,13 @@
 
 namespace peft::optim {
 
+/// The named views an optimizer steps, from any number of adapters; a tensor
+/// added twice (by address) is kept once.
 template <class T>
 class ParamSet {
  public:
   ParamSet() = default;
+  /// add() of each group in turn, e.g. {layer1.adapter().parameters(), layer2.adapter().parameters()}.
   ParamSet(std::initializer_list<std::vector<Parameter<T>>> groups) {
     for (const auto& g : groups) add(g);
   }
@@ -31,14 +34,16 @@ class ParamSet {
     }
   }
 
-  std::vector<Parameter<T>>& views() { return params_; }
-  std::size_t size() const { return params_.size(); }
+  std::vector<Parameter<T>>& views() { return params_; }  ///< the distinct tensors, in the order added
+  std::size_t size() const { return params_.size(); }     ///< number of distinct tensors
+  /// Number of scalars over the distinct tensors.
   Index num_params() const {
     Index n = 0;
     for (const auto& p : params_) n += p.value.size();
     return n;
   }
 
+  /// Zeroes every tensor's gradient.
   void zero_grad() {
     for (auto& p : params_) p.grad.setZero();
   }

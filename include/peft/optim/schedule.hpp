@@ -15,10 +15,14 @@
 
 namespace peft::optim {
 
+/// What follows the warmup: Constant (1), Linear (down to 0 at `total`), or Cosine (half a period, to 0).
 enum class Decay { Constant, Linear, Cosine };
 
+/// A learning-rate multiplier with linear warmup, as transformers'
+/// get_{constant,linear,cosine}_schedule_with_warmup: lr_t = base lr · factor(t).
 class Schedule {
  public:
+  /// Throws peft::Error unless total_steps >= 1 and warmup_steps is in [0, total_steps].
   Schedule(Index total_steps, Index warmup_steps = 0, Decay decay = Decay::Cosine)
       : total_(total_steps), warmup_(warmup_steps), decay_(decay) {
     PEFT_REQUIRE(total_steps >= 1, "Schedule: total_steps must be >= 1, got ", total_steps);

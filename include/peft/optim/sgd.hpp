@@ -12,17 +12,21 @@
 
 namespace peft::optim {
 
+/// SGD's hyperparameters, as torch.optim.SGD's.
 struct SGDOptions {
-  double lr = 1e-2;
-  double momentum = 0.0;
-  double dampening = 0.0;
-  double weight_decay = 0.0;
-  bool nesterov = false;
+  double lr = 1e-2;           ///< learning rate, finite and >= 0
+  double momentum = 0.0;      ///< μ, >= 0 (0: plain SGD, no buffers used)
+  double dampening = 0.0;     ///< the momentum buffer adds (1 − dampening)·g
+  double weight_decay = 0.0;  ///< L2: g ← g + wd·p, >= 0
+  bool nesterov = false;      ///< Nesterov momentum; needs momentum > 0 and dampening = 0
 };
 
+/// SGD with momentum over a ParamSet, as torch.optim.SGD.
 template <class T>
 class SGD {
  public:
+  /// Throws peft::Error for a negative or non-finite lr, a negative momentum or
+  /// weight_decay, or nesterov without momentum > 0 and dampening = 0.
   SGD(ParamSet<T> params, const SGDOptions& options = {}) : params_(std::move(params)), options_(options) {
     const auto& o = options;
     PEFT_REQUIRE(o.lr >= 0 && std::isfinite(o.lr), "SGD: lr must be a finite value >= 0, got ", o.lr);
@@ -34,6 +38,7 @@ class SGD {
     for (const auto& p : params_.views()) buffers_.push_back(Matrix<T>::Zero(p.value.rows(), p.value.cols()));
   }
 
+  /// One update of every tensor from its current gradient (gradients are not cleared).
   void step() {
     const T lr = static_cast<T>(options_.lr), mu = static_cast<T>(options_.momentum),
             wd = static_cast<T>(options_.weight_decay), damp = static_cast<T>(1.0 - options_.dampening);
@@ -54,11 +59,11 @@ class SGD {
     ++steps_;
   }
 
-  void zero_grad() { params_.zero_grad(); }
-  ParamSet<T>& params() { return params_; }
-  double lr() const { return options_.lr; }
-  void set_lr(double lr) { options_.lr = lr; }
-  Index steps() const { return steps_; }
+  void zero_grad() { params_.zero_grad(); }     ///< zeroes every gradient in the set
+  ParamSet<T>& params() { return params_; }     ///< the tensors it steps
+  double lr() const { return options_.lr; }     ///< the current learning rate
+  void set_lr(double lr) { options_.lr = lr; }  ///< for schedules: the lr of the next step()
+  Index steps() const { return steps_; }        ///< number of step() calls so far
 
  private:
   ParamSet<T> params_;

@@ -41,6 +41,7 @@ Matrix<double> numerical_gradient(F&& f, Dense&& x, double h = 1e-6) {
   return g;
 }
 
+/// One tensor's result from check_gradients.
 struct GradientError {
   std::string name;  ///< "X" or the parameter's name
   double error;      ///< relative error, see the header comment
