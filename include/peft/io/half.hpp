@@ -10,6 +10,7 @@ namespace peft::io {
 /// bfloat16 is the top half of a binary32.
 inline float bf16_to_float(std::uint16_t bits) { return std::bit_cast<float>(std::uint32_t{bits} << 16); }
 
+/// IEEE binary16 to float, exactly: subnormals, infinities and NaN payloads included.
 inline float f16_to_float(std::uint16_t bits) {
   const std::uint32_t sign = std::uint32_t{bits & 0x8000u} << 16;
   const std::uint32_t exponent = (bits >> 10) & 0x1fu;

@@ -38,6 +38,8 @@
 
 namespace peft::io {
 
+/// A regular expression of adapter_config.json, matched against module names as
+/// Python's `re` would, in time linear in the name (a Thompson NFA, no backtracking).
 class ModulePattern {
  public:
   /// Nesting of groups and lookarounds the parser accepts.
@@ -56,7 +58,7 @@ class ModulePattern {
   /// re.match(pattern, name) is not None: anchored at the start, any end.
   bool match(std::string_view name) const { return run(name, /*whole=*/false); }
 
-  const std::string& pattern() const { return pattern_; }
+  const std::string& pattern() const { return pattern_; }  ///< the pattern as given
   /// Instructions of the main program (for tests of the size limit).
   std::size_t program_size() const { return programs_.back().code.size(); }
 

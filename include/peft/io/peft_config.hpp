@@ -49,61 +49,63 @@ inline const std::vector<std::string>& supported_peft_types() {
   return types;
 }
 
+/// adapter_config.json as one flat struct over every supported peft_type; fields
+/// keep PEFT's names and defaults, and each applies to the types its group names.
 struct PeftConfig {
-  std::string peft_type;
+  std::string peft_type;  ///< one of supported_peft_types(), e.g. "LORA"
 
   // Which modules are adapted: a list, or (when the file gives one string) a regex.
-  std::vector<std::string> target_modules;
-  std::string target_modules_regex;
-  std::vector<std::string> exclude_modules;
-  std::string exclude_modules_regex;
+  std::vector<std::string> target_modules;  ///< a module matches if it is an entry or ends with "." + entry
+  std::string target_modules_regex;         ///< instead of the list: must match the whole module name
+  std::vector<std::string> exclude_modules; ///< as target_modules; excluded modules are never adapted
+  std::string exclude_modules_regex;        ///< as target_modules_regex, for exclusion
 
   // LORA (r, lora_alpha, lora_dropout also MELORA and LORTA; r, rank_pattern, alpha_pattern also LOKR)
-  Index r = 8;
-  double lora_alpha = 8.0;
-  bool use_rslora = false;
-  double lora_dropout = 0.0;
-  std::map<std::string, Index> rank_pattern;
-  std::map<std::string, double> alpha_pattern;
+  Index r = 8;                                  ///< rank (MELORA: per mini)
+  double lora_alpha = 8.0;                      ///< α of LoRA, MELoRA and LoRTA
+  bool use_rslora = false;                      ///< scale by α/√r instead of α/r
+  double lora_dropout = 0.0;                    ///< dropout on the adapter's input
+  std::map<std::string, Index> rank_pattern;    ///< module key -> r, see rank_for()
+  std::map<std::string, double> alpha_pattern;  ///< module key -> α, see alpha_for()
   std::string bias = "none";  ///< "none", "all" or "lora_only": saved base biases replace the layer's
-  bool lora_bias = false;
+  bool lora_bias = false;  ///< lora_B has a bias (LoRAConfig::lora_bias)
   bool fan_in_fan_out = false;  ///< accepted as PEFT does for nn.Linear: weights are always d_out x d_in here
   bool use_dora = false;        ///< not supported: rejected on load
 
   // IA3
-  std::vector<std::string> feedforward_modules;
-  std::string feedforward_modules_regex;
+  std::vector<std::string> feedforward_modules;  ///< modules whose input is scaled: the name ends with an entry
+  std::string feedforward_modules_regex;         ///< instead of the list: must match the whole module name
 
   // C3A
-  Index block_size = 256;
-  std::map<std::string, Index> block_size_pattern;
+  Index block_size = 256;                           ///< b, see C3AConfig
+  std::map<std::string, Index> block_size_pattern;  ///< module key -> b, see block_size_for()
 
   // LOKR (alpha also SURM and SURM_ADAPTER)
-  double alpha = 8.0;
-  bool decompose_both = false;
-  Index decompose_factor = -1;
-  double rank_dropout = 0.0;
-  bool rank_dropout_scale = false;
-  double module_dropout = 0.0;
+  double alpha = 8.0;               ///< LoKr's α; SURM's and SURM_ADAPTER's scaling
+  bool decompose_both = false;      ///< see LoKrConfig
+  Index decompose_factor = -1;      ///< see LoKrConfig
+  double rank_dropout = 0.0;        ///< see LoKrConfig
+  bool rank_dropout_scale = false;  ///< see LoKrConfig
+  double module_dropout = 0.0;      ///< see LoKrConfig
 
   // SURM, SURM_ADAPTER
-  Structure structure = Structure::Circulant;
-  Index rank = 1;
-  Activation activation = Activation::GELU;
-  double dropout = 0.0;
+  Structure structure = Structure::Circulant;  ///< in JSON in snake case: "circulant", "sym_toeplitz", ...
+  Index rank = 1;                              ///< LDR ρ or Kronecker r
+  Activation activation = Activation::GELU;    ///< SURM_ADAPTER: "gelu", "relu" or "identity"
+  double dropout = 0.0;                        ///< SURM_ADAPTER: dropout on the adapter's input
 
   // RED
-  bool train_scale = true;
-  bool train_bias = true;
+  bool train_scale = true;  ///< REDConfig::scale
+  bool train_bias = true;   ///< REDConfig::bias
 
   // MELORA
-  Index num_minis = 2;
+  Index num_minis = 2;  ///< n, MELoRAConfig::n
 
   // LORTA
-  Index hidden_size = 0;
-  Index heads = 1;
-  Index layers = 1;
-  Index matrix_types = 4;
+  Index hidden_size = 0;   ///< d, LoRTAConfig::d
+  Index heads = 1;         ///< H
+  Index layers = 1;        ///< L
+  Index matrix_types = 4;  ///< M
   std::map<std::string, std::pair<Index, Index>> module_map;  ///< module -> (layer, matrix type)
 
   /// The JSON this config was read from (empty for one built in code).
@@ -112,14 +114,18 @@ struct PeftConfig {
   /// Whether PEFT would adapt the module called `name`.
   bool targets(std::string_view name) const;
   /// The rank, alpha and block size PEFT would give the module `name`.
+  ///@{
   Index rank_for(std::string_view name) const;
   double alpha_for(std::string_view name) const;
   Index block_size_for(std::string_view name) const;
+  ///@}
   /// IA3: whether `name` scales its input (a feed-forward module).
   bool is_feedforward(std::string_view name) const;
 
   /// Parses adapter_config.json text; `source` names it in messages.
   static PeftConfig parse(std::string_view text, const std::string& source);
+  /// Reads and validates an already parsed config; throws peft::Error for a missing or
+  /// unsupported peft_type, a field of the wrong type or value, or a feature we refuse (DoRA, Conv2d).
   static PeftConfig from_json(const nlohmann::ordered_json& json, const std::string& source);
   /// `raw` with every field of this peft_type written over it.
   nlohmann::ordered_json to_json() const;

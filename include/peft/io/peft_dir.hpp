@@ -39,10 +39,10 @@
 
 namespace peft::io {
 
-inline constexpr std::string_view kPeftKeyPrefix = "base_model.model.";
-inline constexpr std::string_view kLoRTAKeyPrefix = "lorta.";
-inline constexpr const char* kConfigFile = "adapter_config.json";
-inline constexpr const char* kWeightsFile = "adapter_model.safetensors";
+inline constexpr std::string_view kPeftKeyPrefix = "base_model.model.";  ///< before "<module>.<tensor>" in tensor keys
+inline constexpr std::string_view kLoRTAKeyPrefix = "lorta.";           ///< before LoRTA's shared factor names
+inline constexpr const char* kConfigFile = "adapter_config.json";        ///< the config's file name in a directory
+inline constexpr const char* kWeightsFile = "adapter_model.safetensors"; ///< the tensors' file name in a directory
 
 namespace detail {
 
@@ -222,6 +222,7 @@ inline PeftConfig ia3_peft_config(std::vector<std::string> targets, std::vector<
   p.feedforward_modules = std::move(feedforward);
   return p;
 }
+/// C3A: block_size (a per-module block_size_pattern is left empty).
 inline PeftConfig peft_config(const C3AConfig& c, std::vector<std::string> targets = {}) {
   PeftConfig p;
   p.peft_type = "C3A";
@@ -229,6 +230,7 @@ inline PeftConfig peft_config(const C3AConfig& c, std::vector<std::string> targe
   p.block_size = c.block_size;
   return p;
 }
+/// LoKr: r, alpha, the decomposition and both dropouts.
 inline PeftConfig peft_config(const LoKrConfig& c, std::vector<std::string> targets = {}) {
   PeftConfig p;
   p.peft_type = "LOKR";
@@ -242,6 +244,7 @@ inline PeftConfig peft_config(const LoKrConfig& c, std::vector<std::string> targ
   p.module_dropout = c.module_dropout;
   return p;
 }
+/// SURM: structure, rank and alpha.
 inline PeftConfig peft_config(const SURMConfig& c, std::vector<std::string> targets = {}) {
   PeftConfig p;
   p.peft_type = "SURM";
@@ -251,6 +254,7 @@ inline PeftConfig peft_config(const SURMConfig& c, std::vector<std::string> targ
   p.alpha = c.alpha;
   return p;
 }
+/// SURM adapter: structure, rank, alpha, activation and dropout.
 inline PeftConfig peft_config(const SURMAdapterConfig& c, std::vector<std::string> targets = {}) {
   PeftConfig p;
   p.peft_type = "SURM_ADAPTER";
@@ -262,6 +266,7 @@ inline PeftConfig peft_config(const SURMAdapterConfig& c, std::vector<std::strin
   p.dropout = c.dropout;
   return p;
 }
+/// RED: train_scale and train_bias.
 inline PeftConfig peft_config(const REDConfig& c, std::vector<std::string> targets = {}) {
   PeftConfig p;
   p.peft_type = "RED";
@@ -270,6 +275,7 @@ inline PeftConfig peft_config(const REDConfig& c, std::vector<std::string> targe
   p.train_bias = c.bias;
   return p;
 }
+/// MELoRA: r per mini, num_minis, lora_alpha and lora_dropout.
 inline PeftConfig peft_config(const MELoRAConfig& c, std::vector<std::string> targets = {}) {
   PeftConfig p;
   p.peft_type = "MELORA";
@@ -308,6 +314,8 @@ struct LoadOptions {
 template <class T>
 class PeftAdapters {
  public:
+  /// From a parsed config and tensor file (load_peft reads both from a directory); `source`
+  /// names them in messages. Throws peft::Error if a tensor does not fit the config.
   PeftAdapters(PeftConfig config, Safetensors tensors, std::string source, LoadOptions options = {})
       : config_(std::move(config)), tensors_(std::move(tensors)), source_(std::move(source)), options_(options) {
     index_tensors();
@@ -321,10 +329,10 @@ class PeftAdapters {
     }
   }
 
-  const PeftConfig& config() const { return config_; }
+  const PeftConfig& config() const { return config_; }  ///< the directory's adapter_config.json
   /// Adapted module names, sorted.
   const std::vector<std::string>& modules() const { return modules_; }
-  const Safetensors& tensors() const { return tensors_; }
+  const Safetensors& tensors() const { return tensors_; }  ///< every tensor of adapter_model.safetensors
   /// The directory it was read from.
   const std::string& source() const { return source_; }
   /// LoRTA: the factors every wrapped layer shares (one set per load).
@@ -389,6 +397,7 @@ class PeftAdapters {
     return std::nullopt;
   }
 
+  /// Whether `module` is one of modules().
   bool contains(std::string_view module) const {
     return std::binary_search(modules_.begin(), modules_.end(), module);
   }
@@ -504,14 +513,18 @@ PeftAdapters<T> load_peft(const std::filesystem::path& dir, LoadOptions options 
 /// One module to save: its name and its layer (typed or type-erased).
 template <class T>
 struct SavedModule {
+  /// Refers to `layer` (its parameters and base): keep it alive until save_peft returns.
+  ///@{
   template <class A>
   SavedModule(std::string module, const Adapted<A>& layer) : name(std::move(module)), state(adapter_state(layer)) {}
   SavedModule(std::string module, const AdaptedLayer<T>& layer) : name(std::move(module)), state(layer.state()) {}
+  ///@}
 
-  std::string name;
-  AdapterState<T> state;
+  std::string name;       ///< the module's name in the model, e.g. "model.layers.0.q_proj"
+  AdapterState<T> state;  ///< what is saved: the parameters and the base
 };
 
+/// How save_peft writes the tensors.
 struct SaveOptions {
   std::string dtype = "F32";  ///< "F32" (PEFT's default) or "F64"
 };

@@ -43,11 +43,13 @@ inline std::optional<std::size_t> dtype_size(std::string_view dtype) {
   return std::nullopt;
 }
 
+/// One tensor of a safetensors file, as raw bytes with its dtype and shape.
 struct Tensor {
   std::string dtype;                 ///< "F32", "F64", "F16", "BF16", ...
   std::vector<std::int64_t> shape;   ///< empty for a scalar
   std::vector<unsigned char> data;   ///< row-major, little-endian
 
+  /// Number of elements: the product of shape (1 for a scalar).
   std::int64_t numel() const {
     std::int64_t n = 1;
     for (const auto extent : shape) n *= extent;
@@ -126,28 +128,35 @@ struct Tensor {
   }
 };
 
+/// Tensors by name (looked up with string_view too).
 using TensorMap = std::map<std::string, Tensor, std::less<>>;
+/// A file's `__metadata__`: string to string.
 using Metadata = std::map<std::string, std::string, std::less<>>;
 
 /// The contents of a safetensors file: tensors by name plus `__metadata__`.
 class Safetensors {
  public:
   Safetensors() = default;
+  /// `source` names the file in messages.
   Safetensors(TensorMap tensors, Metadata metadata, std::string source = {})
       : tensors_(std::move(tensors)), metadata_(std::move(metadata)), source_(std::move(source)) {}
 
+  /// The tensor called `name`; throws peft::Error if there is none.
   const Tensor& at(std::string_view name) const {
     const auto it = tensors_.find(name);
     PEFT_REQUIRE(it != tensors_.end(), "Safetensors::at: no tensor '", name, "' in '", source_, "'");
     return it->second;
   }
-  bool contains(std::string_view name) const { return tensors_.find(name) != tensors_.end(); }
-  std::size_t size() const { return tensors_.size(); }
+  bool contains(std::string_view name) const { return tensors_.find(name) != tensors_.end(); }  ///< whether `name` is there
+  std::size_t size() const { return tensors_.size(); }  ///< number of tensors
+  /// Iteration over (name, Tensor) pairs in name order.
+  ///@{
   auto begin() const { return tensors_.begin(); }
   auto end() const { return tensors_.end(); }
+  ///@}
 
-  const TensorMap& tensors() const { return tensors_; }
-  const Metadata& metadata() const { return metadata_; }
+  const TensorMap& tensors() const { return tensors_; }    ///< every tensor, by name
+  const Metadata& metadata() const { return metadata_; }  ///< the `__metadata__` strings
   /// The file it was read from (for messages).
   const std::string& source() const { return source_; }
 
