@@ -26,6 +26,8 @@
 
 namespace peft::fft {
 
+/// The backend picked at compile time: VectorizedFFT by default, KissFFT with
+/// PEFT_FFT_KISSFFT, FFTWPlan with PEFT_FFT_FFTW (and PEFT_WITH_FFTW).
 #if defined(PEFT_FFT_FFTW)
 #ifndef PEFT_WITH_FFTW
 #error "PEFT_FFT_FFTW needs PEFT_WITH_FFTW"

@@ -67,20 +67,25 @@ struct Fftw<float> {
 
 }  // namespace detail
 
+/// The FFTW real-FFT plan (opt-in, GPL: needs PEFT_WITH_FFTW); the interface of
+/// every backend is described in fft.hpp. Move-only; plan on one thread.
 template <class T>
 class FFTWPlan {
   using API = detail::Fftw<T>;
 
  public:
-  using Scalar = T;
-  using Complex = std::complex<T>;
-  static constexpr const char* name = "fftw";
+  using Scalar = T;                            ///< real type, float or double
+  using Complex = std::complex<T>;             ///< spectrum element
+  static constexpr const char* name = "fftw";  ///< the backend's name, for benchmarks and messages
 
+  /// A plan for length n; FFTW's plans (made with `flags`) come on first use of each
+  /// batch layout. Throws peft::Error unless n >= 1.
   explicit FFTWPlan(Index n, unsigned flags = FFTW_MEASURE) : n_(n), flags_(flags) {
     PEFT_REQUIRE(n >= 1, "FFTWPlan: length must be >= 1, got ", n);
   }
   FFTWPlan(const FFTWPlan&) = delete;
   FFTWPlan& operator=(const FFTWPlan&) = delete;
+  /// Takes over other's FFTW plans.
   FFTWPlan(FFTWPlan&& other) noexcept : n_(other.n_), flags_(other.flags_), plans_(std::move(other.plans_)) {
     other.plans_.clear();
   }
@@ -88,9 +93,10 @@ class FFTWPlan {
     for (auto& entry : plans_) API::destroy(entry.second);
   }
 
-  Index size() const { return n_; }
-  Index bins() const { return n_ / 2 + 1; }
+  Index size() const { return n_; }          ///< n, the transform length
+  Index bins() const { return n_ / 2 + 1; }  ///< n/2 + 1, the half spectrum's length
 
+  /// out[r] = the unscaled half spectrum of in[r], for `rows` rows (strides in elements).
   void forward(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
     if (rows == 0) return;
     auto* src = const_cast<T*>(in);  // FFTW's r2c does not write its input (not FFTW_DESTROY_INPUT)

@@ -13,22 +13,26 @@
 
 namespace peft::fft {
 
+/// The reference real-FFT plan (Eigen's kissfft, one row at a time); the
+/// interface of every backend is described in fft.hpp.
 template <class T>
 class KissFFT {
  public:
-  using Scalar = T;
-  using Complex = std::complex<T>;
-  static constexpr const char* name = "kissfft";
+  using Scalar = T;                               ///< real type, float or double
+  using Complex = std::complex<T>;                ///< spectrum element
+  static constexpr const char* name = "kissfft";  ///< the backend's name, for benchmarks and messages
 
+  /// A plan for length n; throws peft::Error unless n >= 1.
   explicit KissFFT(Index n) : n_(n) {
     PEFT_REQUIRE(n >= 1, "KissFFT: length must be >= 1, got ", n);
     fft_.SetFlag(Eigen::FFT<T>::HalfSpectrum);
     fft_.SetFlag(Eigen::FFT<T>::Unscaled);
   }
 
-  Index size() const { return n_; }
-  Index bins() const { return n_ / 2 + 1; }
+  Index size() const { return n_; }          ///< n, the transform length
+  Index bins() const { return n_ / 2 + 1; }  ///< n/2 + 1, the half spectrum's length
 
+  /// out[r] = the unscaled half spectrum of in[r], for `rows` rows (strides in elements).
   void forward(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
     for (Index r = 0; r < rows; ++r) {
       if (n_ == 1) out[r * out_stride] = in[r * in_stride];  // kissfft cannot plan length 1

@@ -26,22 +26,27 @@
 
 namespace peft::fft {
 
+/// The negacyclic (skew-circulant) transform F_k(x) = Σ_j x_j·e^{−iπ j(2k+1)/n}
+/// with a real FFT plan's interface, on top of `Plan`.
 template <class T, class Plan = RealFFT<T>>
 class NegacyclicFFT {
  public:
-  using Scalar = T;
-  using Complex = std::complex<T>;
+  using Scalar = T;                 ///< real type, float or double
+  using Complex = std::complex<T>;  ///< spectrum element
 
+  /// Whether Plan computes the right-angle fold itself (our engine): then even n
+  /// costs one length-n real FFT instead of a length-2n one.
   static constexpr bool has_right_angle =
       requires(Plan& p, const T* x, Complex* s, T* y) {
         p.negacyclic_forward(x, Index{}, s, Index{}, Index{});
         p.negacyclic_inverse_of_product(s, Index{}, s, bool{}, y, Index{}, Index{}, T{}, bool{});
       };
 
+  /// A plan for length n; throws peft::Error unless n >= 1.
   explicit NegacyclicFFT(Index n) : n_(checked(n)), right_angle_(has_right_angle && n % 2 == 0), plan_(plan_length(n)) {}
 
-  Index size() const { return n_; }
-  Index bins() const { return (n_ + 1) / 2; }
+  Index size() const { return n_; }            ///< n, the transform length
+  Index bins() const { return (n_ + 1) / 2; }  ///< ⌈n/2⌉ independent bins kept (the rest are conjugates)
   /// The odd frequency 2κ + 1 whose F_κ is kept as bin k:
   /// bin k = Σ_j x_j·e^{−iπ j·frequency(k)/n}.
   Index frequency(Index k) const { return right_angle_ ? 4 * k + 1 : 2 * k + 1; }
@@ -96,12 +101,15 @@ class NegacyclicFFT {
 
   // Our engine's panel interface (fft/vectorized.hpp) for the right-angle
   // fold; has_panels() says whether this plan computes it (even n).
+  /// Rows per panel (0 when Plan has no panels).
   static constexpr int panel_rows = [] {
     if constexpr (has_right_angle) return Plan::panel_rows;
     else return 0;
   }();
-  using Lane = detail::LaneComplex<T>;
-  bool has_panels() const { return right_angle_; }
+  using Lane = detail::LaneComplex<T>;                            ///< one panel element, as VectorizedFFT::Lane
+  bool has_panels() const { return right_angle_; }                ///< whether the panel functions may be used (even n)
+  /// VectorizedFFT's panel functions for the negacyclic transform (see vectorized.hpp).
+  ///@{
   Index panel_slots() const requires has_right_angle { return plan_.panel_slots(); }
   void load_panel(const T* in, Index in_stride, int lanes, Lane* z) requires has_right_angle {
     plan_.template load_panel<Transform::negacyclic>(in, in_stride, lanes, z);
@@ -115,6 +123,7 @@ class NegacyclicFFT {
   {
     plan_.template store_panel<Transform::negacyclic>(z, out, out_stride, lanes, scale, accumulate);
   }
+  ///@}
 
  private:
   static Index checked(Index n) {

@@ -39,6 +39,7 @@ namespace peft::fft {
 
 /// The default panel visitor: does nothing.
 struct NoVisit {
+  /// Leaves bin k as it is.
   template <class Lane>
   void operator()(Index, Lane&) const {}
 };
@@ -47,17 +48,20 @@ struct NoVisit {
 /// only) the negacyclic transform of negacyclic.hpp.
 enum class Transform { real, negacyclic };
 
+/// peft-cpp's own real-FFT plan, the default backend: rows in panels of
+/// panel_rows, one SIMD butterfly for the whole panel. One plan per thread.
 template <class T>
 class VectorizedFFT {
  public:
-  using Scalar = T;
-  using Complex = std::complex<T>;
+  using Scalar = T;                 ///< real type, float or double
+  using Complex = std::complex<T>;  ///< spectrum element
   /// One element of a panel: the same element of L rows, real and imaginary lanes.
   using Lane = detail::LaneComplex<T>;
-  static constexpr const char* name = "peft";
+  static constexpr const char* name = "peft";  ///< the backend's name, for benchmarks and messages
   /// Rows per panel.
   static constexpr int panel_rows = detail::Lanes<T>::count;
 
+  /// A plan for length n (twiddles and scratch allocated here); throws peft::Error unless n >= 1.
   explicit VectorizedFFT(Index n) : n_(n) {
     PEFT_REQUIRE(n >= 1, "VectorizedFFT: length must be >= 1, got ", n);
     even_ = n % 2 == 0;
@@ -81,8 +85,8 @@ class VectorizedFFT {
     }
   }
 
-  Index size() const { return n_; }
-  Index bins() const { return n_ / 2 + 1; }
+  Index size() const { return n_; }          ///< n, the transform length
+  Index bins() const { return n_ / 2 + 1; }  ///< n/2 + 1, the half spectrum's length
 
   /// out[r][k] = Σ_j in[r][j]·e^{−2πi jk/n} for k < bins(), r < rows (unscaled).
   void forward(const T* in, Index in_stride, Complex* out, Index out_stride, Index rows) {
@@ -175,6 +179,7 @@ class VectorizedFFT {
   /// Lanes a panel buffer needs.
   Index panel_slots() const { return even_ ? std::max(n_ / 2 + 1, layout_.extent(n_ / 2)) : n_; }
 
+  /// `lanes` rows of `in` into the panel buffer z in K's input layout (unused lanes zeroed).
   template <Transform K = Transform::real>
   void load_panel(const T* in, Index in_stride, int lanes, Lane* z) {
     if constexpr (K == Transform::negacyclic) {
@@ -262,6 +267,7 @@ class VectorizedFFT {
     inverse_transform(z, layout_);
   }
 
+  /// The first `lanes` rows of out = (or += with `accumulate`) scale · the signal in z.
   template <Transform K = Transform::real>
   void store_panel(const Lane* z, T* out, Index out_stride, int lanes, T scale, bool accumulate) {
     if constexpr (K == Transform::negacyclic) {
