@@ -150,9 +150,17 @@ class DiagonalisedProduct {
 
 }  // namespace detail
 
+/// Circ(c)·x for every row x of X through real FFTs, with its transpose and kernel
+/// gradient (Circ(c)[i][j] = c[(i − j) mod n]). Its members come from
+/// detail::DiagonalisedProduct: size(); set_kernel(c) (n entries, spectrum kept);
+/// forward(X, Y, scale = 1, accumulate = false): Y = (or +=) scale·rows Circ(c)·x;
+/// backward(G, dX, dc, scale = 1, accumulate = false): dX = (or +=) scale·rows Circ(c)ᵀ·g
+/// and dc (n entries, may be null) += scale·dL/dc, against the last forward.
+/// forward and backward throw peft::Error on a shape mismatch.
 template <class T, class Plan = fft::RealFFT<T>>
 class Circulant : public detail::DiagonalisedProduct<T, Plan> {
  public:
+  /// A product of size n x n; throws peft::Error unless n >= 1.
   explicit Circulant(Index n) : detail::DiagonalisedProduct<T, Plan>(n, "Circulant") {}
 };
 

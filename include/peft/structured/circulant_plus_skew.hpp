@@ -35,6 +35,8 @@ Matrix<T> circulant_plus_skew_dense(const Eigen::Ref<const Vector<T>>& kernel) {
   return circulant_dense<T>(kernel.head(n)) + skew_circulant_dense<T>(kernel.tail(n));
 }
 
+/// S = Circ(c) + Skew(s) (n x n, kernel [c; s] of 2n entries) times every row,
+/// with its transpose and kernel gradient: a square Toeplitz matrix's form.
 template <class T, class Plan = fft::RealFFT<T>>
 class CirculantPlusSkew {
   using SkewPlan = fft::NegacyclicFFT<T, Plan>;
@@ -45,6 +47,7 @@ class CirculantPlusSkew {
   static constexpr bool kPanels = std::is_same_v<Plan, fft::VectorizedFFT<T>>;
 
  public:
+  /// A product of size n x n; throws peft::Error unless n >= 1.
   explicit CirculantPlusSkew(Index n) : n_(checked(n)) {
     if (kPanels && n % 2 == 0) {
       panels_.emplace(n);
@@ -54,7 +57,7 @@ class CirculantPlusSkew {
     skew_.emplace(n);
   }
 
-  Index size() const { return n_; }
+  Index size() const { return n_; }  ///< n
 
   /// Sets [c; s] (2n entries) and computes their spectra once.
   void set_kernel(const T* kernel) {

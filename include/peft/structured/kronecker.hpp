@@ -14,17 +14,20 @@
 
 namespace peft::structured {
 
+/// Products with W1 ⊗ W2 (W1: p_out x p_in, W2: q_out x q_in) and their gradients,
+/// without forming it; the factors are arguments of each forward.
 template <class T>
 class Kronecker {
  public:
   Kronecker() : Kronecker(1, 1, 1, 1) {}
+  /// Throws peft::Error unless every factor dimension is >= 1.
   Kronecker(Index p_out, Index p_in, Index q_out, Index q_in) : p_out_(p_out), p_in_(p_in), q_out_(q_out), q_in_(q_in) {
     PEFT_REQUIRE(p_out >= 1 && p_in >= 1 && q_out >= 1 && q_in >= 1, "Kronecker: factor shapes must be positive, got ",
                  p_out, " x ", p_in, " and ", q_out, " x ", q_in);
   }
 
-  Index rows() const { return p_out_ * q_out_; }
-  Index cols() const { return p_in_ * q_in_; }
+  Index rows() const { return p_out_ * q_out_; }  ///< p_out·q_out, the product's rows
+  Index cols() const { return p_in_ * q_in_; }    ///< p_in·q_in, the product's columns
 
   /// Y = scale·rows (W1 ⊗ W2)·x of X (Y resized to N x rows()). Keeps X, the
   /// factors and U for backward.

@@ -40,20 +40,23 @@ Matrix<T> ldr_dense(const Eigen::Ref<const Vector<T>>& kernel, Index n, Index ra
   return S;
 }
 
+/// Low-displacement-rank products S = Σ_{i<ρ} Circ(g_i)·Skew(h_i) (n x n) times
+/// every row, with the transpose and kernel gradient; kernel [g_0 .. g_{ρ−1}, h_0 .. h_{ρ−1}].
 template <class T, class Plan = fft::RealFFT<T>>
 class LDR {
   using Spectra = fft::ComplexMatrix<T>;
 
  public:
+  /// Size n and displacement rank ρ = `rank`; throws peft::Error unless n >= 1 and ρ in [1, n].
   LDR(Index n, Index rank) : n_(checked(n, rank)), rank_(rank), plan_n_(n), skew_plan_(n) {
     g_hat_.resize(rank, plan_n_.bins());
     h_hat_.resize(rank, skew_plan_.bins());
     u_hat_.resize(static_cast<std::size_t>(rank));
   }
 
-  Index size() const { return n_; }
-  Index rank() const { return rank_; }
-  Index num_params() const { return 2 * rank_ * n_; }
+  Index size() const { return n_; }                    ///< n
+  Index rank() const { return rank_; }                 ///< ρ
+  Index num_params() const { return 2 * rank_ * n_; }  ///< 2ρn, the kernel's length
 
   /// Sets [g; h] and computes their spectra once.
   void set_kernel(const T* kernel) {

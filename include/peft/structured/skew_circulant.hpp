@@ -22,10 +22,12 @@ Matrix<T> skew_circulant_dense(const Eigen::Ref<const Vector<T>>& h) {
 }
 
 /// Skew(h)·x through the negacyclic transform (fft/negacyclic.hpp), in which
-/// it is pointwise; Plan is the real FFT backend under it.
+/// it is pointwise; Plan is the real FFT backend under it. The members are
+/// Circulant's (size, set_kernel, forward, backward) with Skew(h) for Circ(c).
 template <class T, class Plan = fft::RealFFT<T>>
 class SkewCirculant : public detail::DiagonalisedProduct<T, fft::NegacyclicFFT<T, Plan>> {
  public:
+  /// A product of size n x n; throws peft::Error unless n >= 1.
   explicit SkewCirculant(Index n) : detail::DiagonalisedProduct<T, fft::NegacyclicFFT<T, Plan>>(n, "SkewCirculant") {}
 };
 

@@ -44,10 +44,12 @@ inline Index smooth_length(Index n) {
     if (L == 1 || !fft::detail::stockham_radices(L).empty()) return L;
 }
 
+/// T(t)·x for every row x of X (T(t)[i][j] = t[i − j + n − 1], m x n), with its
+/// transpose and kernel gradient, through a circulant embedding.
 template <class T, class Plan = fft::RealFFT<T>>
 class Toeplitz {
  public:
-  /// An m x n Toeplitz operator (m outputs, n inputs).
+  /// An m x n Toeplitz operator (m outputs, n inputs); throws peft::Error unless m, n >= 1.
   Toeplitz(Index m, Index n) : m_(m), n_(n), L_(checked_length(m, n)) {
     if (m == n && n % 2 == 0 && smooth_length(n) == n) {
       split_.emplace(n);
@@ -58,9 +60,9 @@ class Toeplitz {
     pad_.setZero(1, L_);
   }
 
-  Index rows() const { return m_; }
-  Index cols() const { return n_; }
-  Index num_params() const { return m_ + n_ - 1; }
+  Index rows() const { return m_; }                 ///< m, the outputs
+  Index cols() const { return n_; }                 ///< n, the inputs
+  Index num_params() const { return m_ + n_ - 1; }  ///< m + n − 1, the kernel's length
 
   /// Sets t (m + n − 1 entries) and computes its spectrum once.
   void set_kernel(const T* t) {
