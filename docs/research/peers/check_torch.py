@@ -1,0 +1,11 @@
+import time; t=time.time()
+import torch
+print("torch", torch.__version__, "cuda avail", torch.cuda.is_available(), "import s", round(time.time()-t,2))
+torch.manual_seed(0)
+lin = torch.nn.Linear(4, 3).double()
+x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+y = lin(x).pow(2).sum(); y.backward()
+print("out dtype", lin.weight.dtype, "loss", y.item(), "grad norm", lin.weight.grad.norm().item(), x.grad.shape)
+print(torch.autograd.gradcheck(lambda a: lin(a).sum(), (x,)))
+print(torch.__config__.show().splitlines()[:6])
+print("threads", torch.get_num_threads())
