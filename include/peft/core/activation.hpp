@@ -6,6 +6,8 @@
 #include <cmath>
 #include <numbers>
 
+#include <peft/core/intrinsics.hpp>  // before Eigen: see there (GCC 12)
+
 #include <unsupported/Eigen/SpecialFunctions>  // Eigen's vectorised erf
 
 #include <peft/core/types.hpp>

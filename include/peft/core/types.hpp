@@ -2,6 +2,8 @@
 // Matrix and vector aliases in PyTorch layout: a batch is N x d row-major,
 // a weight is d_out x d_in row-major, so files map onto them without copies.
 
+#include <peft/core/intrinsics.hpp>  // first: see there (GCC 12)
+
 #include <Eigen/Core>
 
 namespace peft {

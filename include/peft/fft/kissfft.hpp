@@ -6,6 +6,8 @@
 #include <complex>
 #include <vector>
 
+#include <peft/core/intrinsics.hpp>  // before Eigen: see there (GCC 12)
+
 #include <unsupported/Eigen/FFT>
 
 #include <peft/core/error.hpp>

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <utility>
 
+#include <peft/core/intrinsics.hpp>  // before <immintrin.h>: see there (GCC 12)
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
