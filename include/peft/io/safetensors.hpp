@@ -80,29 +80,39 @@ struct Tensor {
   template <class Derived>
   static Tensor from(const Eigen::DenseBase<Derived>& m, std::vector<std::int64_t> shape = {},
                      std::string dtype = "F32") {
-    if (shape.empty()) shape = {static_cast<std::int64_t>(m.rows()), static_cast<std::int64_t>(m.cols())};
-    Tensor t{std::move(dtype), std::move(shape), {}};
-    PEFT_REQUIRE(t.dtype == "F32" || t.dtype == "F64", "Tensor::from: dtype must be F32 or F64, got '", t.dtype, "'");
+    PEFT_REQUIRE(dtype == "F32" || dtype == "F64", "Tensor::from: dtype must be F32 or F64, got '", dtype, "'");
+    Tensor t;
+    t.dtype = std::move(dtype);
+    // The default shape is appended, not assigned from a braced list, and each
+    // dtype gets its own copy loop: the paths GCC 12 followed into a
+    // -Wfree-nonheap-object false positive here (issue #26).
+    if (shape.empty()) {
+      t.shape.push_back(static_cast<std::int64_t>(m.rows()));
+      t.shape.push_back(static_cast<std::int64_t>(m.cols()));
+    } else {
+      t.shape = std::move(shape);
+    }
     PEFT_REQUIRE(t.numel() == static_cast<std::int64_t>(m.size()), "Tensor::from: shape holds ", t.numel(),
                  " elements but the matrix has ", m.size());
-    t.data.resize(static_cast<std::size_t>(m.size()) * (t.dtype == "F32" ? 4 : 8));
-    unsigned char* out = t.data.data();
-    for (Index i = 0; i < m.rows(); ++i)
-      for (Index j = 0; j < m.cols(); ++j) {
-        if (t.dtype == "F32") {
-          const float v = static_cast<float>(m(i, j));
-          std::memcpy(out, &v, 4);
-          out += 4;
-        } else {
-          const double v = static_cast<double>(m(i, j));
-          std::memcpy(out, &v, 8);
-          out += 8;
-        }
-      }
+    if (t.dtype == "F32") t.data = row_major_bytes<float>(m);
+    else t.data = row_major_bytes<double>(m);
     return t;
   }
 
  private:
+  /// m's entries in row-major order as little-endian `Raw` bytes.
+  template <class Raw, class Derived>
+  static std::vector<unsigned char> row_major_bytes(const Eigen::DenseBase<Derived>& m) {
+    std::vector<unsigned char> bytes(static_cast<std::size_t>(m.size()) * sizeof(Raw));
+    unsigned char* out = bytes.data();
+    for (Index i = 0; i < m.rows(); ++i)
+      for (Index j = 0; j < m.cols(); ++j, out += sizeof(Raw)) {
+        const Raw v = static_cast<Raw>(m(i, j));
+        std::memcpy(out, &v, sizeof(Raw));
+      }
+    return bytes;
+  }
+
   template <class T>
   void convert_into(T* out, const char* who) const {
     const auto n = static_cast<std::size_t>(numel());
