@@ -117,6 +117,50 @@ TEST(Adapted, DeltaThenOutputEditInThatOrder) {
     EXPECT_LT(e.error, 1e-8) << e.name;
 }
 
+// PEFT's bias = "lora_only" / "all": the base bias trained beside the
+// adapter (through an output edit, so its gradient is taken after the edit's
+// backward), merged with the base, and guarded by unmerge.
+TEST(Adapted, TrainableBaseBias) {
+  Linear<double> base(random_matrix<double>(5, 6, 1), random_matrix<double>(5, 1, 2));
+  Adapted layer(std::move(base), DeltaAndOutputScale(6, 5));
+  EXPECT_FALSE(layer.base_bias_trainable());
+  const Index adapter_params = layer.num_params();
+  layer.set_base_bias_trainable(true);
+  EXPECT_EQ(layer.num_params(), adapter_params + 5);
+  const auto params = layer.parameters();
+  ASSERT_EQ(params.size(), 3u);
+  EXPECT_EQ(params.back().name, "base_layer.bias");
+  EXPECT_EQ(params.back().value.data(), layer.base().bias().data());
+  const M X = random_matrix<double>(4, 6, 3);
+  const auto errors = testing::check_gradients(layer, X, random_matrix<double>(4, 5, 4));
+  ASSERT_EQ(errors.size(), 4u);  // X, the two adapter tensors, the bias
+  for (const auto& e : errors) EXPECT_LT(e.error, 1e-8) << e.name;
+  // Gradients accumulate across backward calls and zero_grad clears the bias's too.
+  const M g = layer.parameters().back().grad;
+  layer.backward(random_matrix<double>(4, 5, 4));
+  EXPECT_LT(max_rel_diff(layer.parameters().back().grad, (2 * g).eval()), 1e-14);
+  layer.zero_grad();
+  EXPECT_EQ(layer.parameters().back().grad.norm(), 0.0);
+
+  layer.set_base_bias_trainable(false);
+  EXPECT_EQ(layer.parameters().size(), 2u);
+
+  Adapted mergeable(Linear<double>(random_matrix<double>(5, 6, 1), random_matrix<double>(5, 1, 2)), InputScale(6, 5));
+  mergeable.set_base_bias_trainable(true);
+  const M Y = mergeable.forward(X);
+  mergeable.merge();
+  EXPECT_LT(max_rel_diff(mergeable.forward(X), Y), 1e-14);
+  mergeable.parameters().back().value(0, 0) += 1;  // a step taken while merged
+  EXPECT_PEFT_ERROR(mergeable.unmerge(), "the adapter's parameters changed while merged");
+  mergeable.parameters().back().value(0, 0) -= 1;
+  mergeable.unmerge();
+  EXPECT_LT(max_rel_diff(mergeable.forward(X), Y), 1e-14);
+
+  Adapted no_bias(Linear<double>(random_matrix<double>(5, 6, 1)), InputScale(6, 5));
+  EXPECT_PEFT_ERROR(no_bias.set_base_bias_trainable(true),
+                    "Adapted::set_base_bias_trainable: the base layer has no bias; expected a Linear with 5 bias entries");
+}
+
 TEST(Adapted, RejectsMisuse) {
   Adapted layer(Linear<double>(random_matrix<double>(5, 6, 1)), InputScale(6, 5));
   EXPECT_PEFT_ERROR(layer.backward(M::Zero(2, 5)), "Adapted::backward: called before forward");

@@ -31,7 +31,7 @@ enum class LoRAInit {
 
 /// LoRA's hyperparameters, named as in PEFT's LoraConfig.
 struct LoRAConfig {
-  Index r = 8;             ///< rank, in [1, min(d_in, d_out)]
+  Index r = 8;             ///< rank, >= 1 (above min(d_in, d_out) allowed, as PEFT allows)
   double alpha = 8.0;      ///< lora_alpha, > 0
   bool rslora = false;     ///< scale by α/√r instead of α/r
   double dropout = 0.0;    ///< lora_dropout, in [0, 1)
@@ -155,8 +155,8 @@ class LoRA : public OwnsParameters<T> {
   static const LoRAConfig& validated(Index d_in, Index d_out, const LoRAConfig& c) {
     PEFT_REQUIRE(d_in > 0 && d_out > 0, "LoRA: d_in and d_out must be positive, got d_in = ", d_in,
                  ", d_out = ", d_out);
-    PEFT_REQUIRE(c.r >= 1 && c.r <= std::min(d_in, d_out), "LoRA: rank must be in [1, min(d_in, d_out)] = [1, ",
-                 std::min(d_in, d_out), "], got ", c.r);
+    // r > min(d_in, d_out) is allowed, as PEFT allows it (ΔW's rank is then min(d_in, d_out)).
+    PEFT_REQUIRE(c.r >= 1, "LoRA: rank must be >= 1, got ", c.r);
     PEFT_REQUIRE(c.alpha > 0.0 && std::isfinite(c.alpha), "LoRA: alpha must be a finite value > 0, got ", c.alpha);
     PEFT_REQUIRE(c.dropout >= 0.0 && c.dropout < 1.0, "LoRA: dropout must be in [0, 1), got ", c.dropout);
     return c;

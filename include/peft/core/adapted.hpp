@@ -4,17 +4,22 @@
 
 #include <cstring>
 #include <optional>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include <peft/core/adapter.hpp>
 #include <peft/core/error.hpp>
 #include <peft/core/linear.hpp>
+#include <peft/core/parameters.hpp>
 
 namespace peft {
 
 /// A frozen Linear plus one adapter A: forward, hand-written backward into the
 /// adapter's gradients, and merge/unmerge where A can fold into the weights.
+/// The name parameters() gives a trainable base bias, as PEFT names it.
+inline constexpr std::string_view kBaseBiasName = "base_layer.bias";
+
 template <Adapter A>
 class Adapted {
  public:
@@ -62,6 +67,7 @@ class Adapted {
                  "Adapted::backward: dY must be N x out_features = ", detail::shape_str(rows_, base_.out_features()),
                  " like the last forward's output, got ", detail::shape_str(dY.rows(), dY.cols()));
     const ConstMatrixRef<T> dH = output_edit_backward(dY);
+    if (bias_trainable_) bias_grad_.noalias() += dH.colwise().sum().transpose();
     base_.backward(dH, dX);
     if constexpr (AddsDelta<A>) adapter_.backward_delta(dH, dX);
     if constexpr (EditsInput<A>)
@@ -129,6 +135,36 @@ class Adapted {
 
   bool merged() const { return merged_; }  ///< whether the adapter is folded into base()
 
+  /// PEFT's bias = "lora_only" / "all": the base layer's bias b becomes a
+  /// trainable parameter, "base_layer.bias" in parameters(), whose value is
+  /// base().bias() itself (so it is saved and merged with the base). Throws
+  /// peft::Error if the base layer has no bias.
+  void set_base_bias_trainable(bool trainable) {
+    PEFT_REQUIRE(!trainable || base_.has_bias(), "Adapted::set_base_bias_trainable: the base layer has no bias; "
+                 "expected a Linear with ", base_.out_features(), " bias entries");
+    bias_trainable_ = trainable;
+    bias_grad_ = Vector<T>::Zero(trainable ? base_.out_features() : 0);
+    bias_shape_ = {base_.out_features()};
+  }
+  bool base_bias_trainable() const { return bias_trainable_; }  ///< whether base().bias() is trained
+
+  /// Every trainable tensor: the adapter's views, then "base_layer.bias"
+  /// (1 x d_out) when the base bias is trainable.
+  std::vector<Parameter<T>> parameters() {
+    std::vector<Parameter<T>> views = adapter_.parameters();
+    if (bias_trainable_)
+      views.push_back({kBaseBiasName, bias_shape_, MatrixMap<T>(base_.bias().data(), 1, base_.out_features()),
+                       MatrixMap<T>(bias_grad_.data(), 1, base_.out_features())});
+    return views;
+  }
+  /// Sets every gradient of parameters() to 0.
+  void zero_grad() {
+    adapter_.zero_grad();
+    bias_grad_.setZero();
+  }
+  /// Trainable scalars: the adapter's, plus d_out for a trainable base bias.
+  Index num_params() const { return adapter_.num_params() + bias_grad_.size(); }
+
   /// Training mode (the default) applies the adapter's dropout; eval does not.
   void set_training(bool training) {
     if constexpr (HasTrainingMode<A>) adapter_.set_training(training);
@@ -177,9 +213,10 @@ class Adapted {
     return dY;
   }
 
+  /// What unmerge() needs unchanged: the adapter's values and a trained bias.
   std::vector<T> snapshot() {
     std::vector<T> values;
-    for (const auto& p : adapter_.parameters()) values.insert(values.end(), p.value.data(), p.value.data() + p.value.size());
+    for (const auto& p : parameters()) values.insert(values.end(), p.value.data(), p.value.data() + p.value.size());
     return values;
   }
 
@@ -190,6 +227,9 @@ class Adapted {
   Matrix<T> x_edited_;
   Matrix<T> dH_;
   std::vector<T> merged_values_;
+  bool bias_trainable_ = false;
+  Vector<T> bias_grad_;            // d_out while the base bias is trainable, else empty
+  std::vector<Index> bias_shape_;  // {d_out}: the view's shape (on the heap, so moves keep it)
 };
 
 }  // namespace peft

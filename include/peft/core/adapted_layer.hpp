@@ -4,6 +4,7 @@
 // Adapted<A>; what an adapter cannot do (merge, delta_weight) throws
 // peft::Error naming the adapter. get<A>() gives the typed layer back.
 
+#include <any>
 #include <memory>
 #include <string>
 #include <utility>
@@ -27,6 +28,10 @@ struct AdapterState {
   ///@{
   Index layer = -1, matrix_type = -1;
   ///@}
+  /// A copy of the adapter's config (LoRAConfig, C3AConfig, ...; LoRTA: the
+  /// factors' LoRTAConfig), from which io writes or checks adapter_config.json.
+  std::any config;
+  bool base_bias_trainable = false;  ///< whether the base bias is a trained parameter
 };
 
 /// The AdapterState of a typed layer (pointers into `layer`, valid while it lives).
@@ -39,9 +44,12 @@ AdapterState<typename A::Scalar> adapter_state(const Adapted<A>& layer) {
     state.shared = true;
     state.layer = layer.adapter().layer();
     state.matrix_type = layer.adapter().matrix_type();
+    state.config = layer.adapter().factors().config();
   } else {
     state.parameters = &layer.adapter().parameter_block();
+    if constexpr (requires { layer.adapter().config(); }) state.config = layer.adapter().config();
   }
+  state.base_bias_trainable = layer.base_bias_trainable();
   return state;
 }
 
@@ -99,9 +107,13 @@ class AdaptedLayer {
     return impl_->delta_weight();
   }
 
-  std::vector<Parameter<T>> parameters() { return impl_->parameters(); }  ///< the adapter's named views
-  void zero_grad() { impl_->zero_grad(); }                                ///< zeroes the adapter's gradients
-  Index num_params() const { return impl_->num_params(); }                ///< the adapter's trainable scalars
+  /// The named views: the adapter's, then "base_layer.bias" when the base bias is trainable.
+  std::vector<Parameter<T>> parameters() { return impl_->parameters(); }
+  void zero_grad() { impl_->zero_grad(); }                  ///< zeroes every gradient of parameters()
+  Index num_params() const { return impl_->num_params(); }  ///< trainable scalars, as Adapted::num_params
+  /// As Adapted::set_base_bias_trainable (PEFT's bias = "lora_only" / "all").
+  void set_base_bias_trainable(bool trainable) { impl_->set_base_bias_trainable(trainable); }
+  bool base_bias_trainable() const { return impl_->base_bias_trainable(); }  ///< whether base().bias() is trained
 
   AdapterState<T> state() const { return impl_->state(); }  ///< what io needs to save this layer
 
@@ -143,6 +155,8 @@ class AdaptedLayer {
     virtual std::vector<Parameter<T>> parameters() = 0;
     virtual void zero_grad() = 0;
     virtual Index num_params() const = 0;
+    virtual void set_base_bias_trainable(bool trainable) = 0;
+    virtual bool base_bias_trainable() const = 0;
     virtual Linear<T>& base() = 0;
     virtual const Linear<T>& cbase() const = 0;
     virtual double flops(Index N) const = 0;
@@ -168,9 +182,11 @@ class AdaptedLayer {
       if constexpr (HasDeltaWeight<A>) return layer.adapter().delta_weight();
       else return {};
     }
-    std::vector<Parameter<T>> parameters() override { return layer.adapter().parameters(); }
-    void zero_grad() override { layer.adapter().zero_grad(); }
-    Index num_params() const override { return layer.adapter().num_params(); }
+    std::vector<Parameter<T>> parameters() override { return layer.parameters(); }
+    void zero_grad() override { layer.zero_grad(); }
+    Index num_params() const override { return layer.num_params(); }
+    void set_base_bias_trainable(bool trainable) override { layer.set_base_bias_trainable(trainable); }
+    bool base_bias_trainable() const override { return layer.base_bias_trainable(); }
     Linear<T>& base() override { return layer.base(); }
     const Linear<T>& cbase() const override { return layer.base(); }
     double flops(Index N) const override { return layer.flops(N); }

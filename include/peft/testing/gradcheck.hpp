@@ -47,15 +47,16 @@ struct GradientError {
   double error;      ///< relative error, see the header comment
 };
 
-/// Checks a layer's hand-written backward (an Adapted<A> over double, or
-/// anything with forward(X), backward(dY) and adapter().parameters()) against
-/// central differences of the loss L = Σ Y ⊙ dY, for the input X and every
-/// adapter parameter. The forward must be deterministic (no dropout).
-/// Leaves the adapter's gradients holding the analytic ones.
+/// Checks a layer's hand-written backward (an Adapted<A> or AdaptedLayer over
+/// double, or anything with forward(X), backward(dY), zero_grad() and
+/// parameters()) against central differences of the loss L = Σ Y ⊙ dY, for
+/// the input X and every trainable parameter (a trainable base bias too).
+/// The forward must be deterministic (no dropout). Leaves the gradients
+/// holding the analytic ones.
 template <class Layer>
 std::vector<GradientError> check_gradients(Layer& layer, const Matrix<double>& X, const Matrix<double>& dY,
                                            double h = 1e-6) {
-  layer.adapter().zero_grad();
+  layer.zero_grad();
   layer.forward(X);
   const Matrix<double> dX = layer.backward(dY);
 
@@ -63,7 +64,7 @@ std::vector<GradientError> check_gradients(Layer& layer, const Matrix<double>& X
   auto loss = [&] { return (layer.forward(x).array() * dY.array()).sum(); };
   std::vector<GradientError> errors;
   errors.push_back({"X", relative_error(dX, numerical_gradient(loss, x, h))});
-  for (auto& p : layer.adapter().parameters())
+  for (auto& p : layer.parameters())
     errors.push_back({std::string(p.name), relative_error(p.grad, numerical_gradient(loss, p.value, h))});
   return errors;
 }
