@@ -187,6 +187,7 @@ void round_trip(const RoundTripCase& c, const std::string& dtype, double tol) {
   config.target_modules = {"fc1", "fc2"};
   for (const auto& name : names) {
     auto layer = io::detail::make_layer<T>(config, name, Linear<T>::random(c.d_in, c.d_out, rng), nullptr);
+    if (config.bias != "none") layer.set_base_bias_trainable(true);  // as PEFT trains it, and as wrap() loads it
     randomise(layer, rng);
     layers.push_back(std::move(layer));
   }
@@ -303,6 +304,44 @@ TEST(PeftConfig, RankAndAlphaPatternsFollowPeft) {
   EXPECT_EQ(c.rank_for("model.layers.5.v"), 4);
   EXPECT_EQ(c.alpha_for("model.layers.5.q"), 32.0);
   EXPECT_EQ(c.alpha_for("model.layers.5.v"), 16.0);
+}
+
+// PEFT takes the first key that matches, in the file's order (a Python dict).
+TEST(PeftConfig, PatternsKeepTheFilesOrder) {
+  const auto first = io::PeftConfig::parse(
+      R"({"peft_type": "LORA", "target_modules": ["q"], "rank_pattern": {"q": 2, "layers.0.q": 4},
+          "alpha_pattern": {"zz": 1, "q": 3}})", "inline");
+  EXPECT_EQ(first.rank_for("layers.0.q"), 2);
+  EXPECT_EQ(first.alpha_for("layers.0.q"), 3.0);
+  const auto second = io::PeftConfig::parse(
+      R"({"peft_type": "LORA", "target_modules": ["q"], "rank_pattern": {"layers.0.q": 4, "q": 2}})", "inline");
+  EXPECT_EQ(second.rank_for("layers.0.q"), 4);
+  EXPECT_EQ(second.rank_for("layers.1.q"), 2);
+  EXPECT_EQ(second.to_json().at("rank_pattern").dump(), R"({"layers.0.q":4,"q":2})");
+  EXPECT_EQ(first.to_json().at("alpha_pattern").dump(), R"({"zz":1.0,"q":3.0})");
+}
+
+// Values no adapter can be built from fail at load_peft, naming the field.
+TEST(PeftConfig, RejectsValuesNoAdapterCanUse) {
+  auto refused = [](const std::string& fields, const std::string& message) {
+    EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"target_modules": ["q"], )" + fields + "}", "cfg"), message);
+  };
+  refused(R"("peft_type": "LORA", "r": 0)", "field 'r' must be an integer >= 1, got 0");
+  refused(R"("peft_type": "LORA", "lora_alpha": -1)", "field 'lora_alpha' must be a finite value > 0, got -1");
+  refused(R"("peft_type": "LORA", "lora_alpha": 0)", "field 'lora_alpha' must be a finite value > 0, got 0");
+  refused(R"("peft_type": "LORA", "lora_dropout": 1)", "field 'lora_dropout' must be in [0, 1), got 1");
+  refused(R"("peft_type": "LORA", "lora_dropout": -0.1)", "field 'lora_dropout' must be in [0, 1), got -0.1");
+  refused(R"("peft_type": "LORA", "rank_pattern": {"q": 0})", "field 'rank_pattern['q']' must be an integer >= 1");
+  refused(R"("peft_type": "LORA", "alpha_pattern": {"q": -2})", "field 'alpha_pattern['q']' must be a finite value > 0");
+  refused(R"("peft_type": "LOKR", "alpha": 0)", "field 'alpha' must be a finite value > 0");
+  refused(R"("peft_type": "LOKR", "module_dropout": 1.5)", "field 'module_dropout' must be in [0, 1)");
+  refused(R"("peft_type": "C3A", "block_size": 0)", "field 'block_size' must be an integer >= 1");
+  refused(R"("peft_type": "C3A", "block_size_pattern": {"q": -4})", "field 'block_size_pattern['q']'");
+  refused(R"("peft_type": "SURM", "rank": 0)", "field 'rank' must be an integer >= 1");
+  refused(R"("peft_type": "SURM_ADAPTER", "dropout": 1)", "field 'dropout' must be in [0, 1)");
+  refused(R"("peft_type": "MELORA", "num_minis": 0)", "field 'num_minis' must be an integer >= 1");
+  // PEFT allows r above the layer's smaller dimension; so does the loader.
+  EXPECT_NO_THROW(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ["q"], "r": 4096})", "cfg"));
 }
 
 TEST(PeftConfig, FeedforwardListMatchesPlainSuffixesAndC3APatternsNeedADot) {
@@ -541,7 +580,8 @@ TEST(PeftDirErrors, SaveRefusesModulesTheConfigDoesNotDescribe) {
   Adapted<LoRA<double>> layer(Linear<double>::random(16, 16, rng), LoRA<double>(16, 16, {.r = 4}));
   auto config = config_of("LORA");
   config.r = 8;
-  EXPECT_PEFT_ERROR(io::save_peft<double>(tmp.path(), config, {{"fc1", layer}}), "does not hold the LORA parameters");
+  EXPECT_PEFT_ERROR(io::save_peft<double>(tmp.path(), config, {{"fc1", layer}}),
+                    "module 'fc1': the config does not describe its adapter (r: the config gives 8, the layer has 4)");
   config.r = 4;
   config.target_modules = {"fc2"};
   EXPECT_PEFT_ERROR(io::save_peft<double>(tmp.path(), config, {{"fc1", layer}}), "not selected by the config");
@@ -550,6 +590,101 @@ TEST(PeftDirErrors, SaveRefusesModulesTheConfigDoesNotDescribe) {
                     "dtype must be F32 or F64");
   io::save_peft<double>(tmp.path(), config, {{"fc1", layer}});
   EXPECT_EQ(io::load_peft<double>(tmp.path()).config().target_modules, (std::vector<std::string>{"fc1"}));
+}
+
+// The issue's case: a LoRA saved with a config of other scaling would reload
+// as a different adapter (outputs off by ~50%), so it is refused.
+TEST(PeftDirErrors, SaveRefusesAConfigThatWouldReloadAsAnotherAdapter) {
+  TempDir tmp;
+  Rng rng(3);
+  Adapted<LoRA<float>> layer(Linear<float>::random(32, 32, rng), LoRA<float>(32, 32, {.r = 4, .alpha = 16}));
+  EXPECT_PEFT_ERROR(
+      io::save_peft<float>(tmp.path(), io::peft_config(LoRAConfig{.r = 4, .alpha = 4, .rslora = true}), {{"fc", layer}}),
+      "save_peft('" + tmp.path().string() + "'): module 'fc': the config does not describe its adapter (lora_alpha: "
+      "the config gives 4.0, the layer has 16.0; use_rslora: the config gives true, the layer has false)");
+  auto wrong_type = io::ia3_peft_config({"fc"});
+  EXPECT_PEFT_ERROR(io::save_peft<float>(tmp.path(), wrong_type, {{"fc", layer}}),
+                    "peft_type: the config gives IA3, the layer is LORA");
+  auto pattern = io::peft_config(LoRAConfig{.r = 4, .alpha = 16});
+  pattern.alpha_pattern = {{"fc", 8.0}};
+  EXPECT_PEFT_ERROR(io::save_peft<float>(tmp.path(), pattern, {{"fc", layer}}), "lora_alpha: the config gives 8.0");
+  EXPECT_FALSE(fs::exists(tmp / "adapter_config.json"));
+  layer.set_base_bias_trainable(true);
+  EXPECT_PEFT_ERROR(io::save_peft<float>(tmp.path(), io::peft_config(LoRAConfig{.r = 4, .alpha = 16}), {{"fc", layer}}),
+                    "module 'fc' trains its base bias, which bias = \"none\" would not save");
+}
+
+// Without a config, save_peft writes the layers' own: the common r and alpha,
+// patterns for the rest (a short name that would also match a longer one gets
+// the longer one its own key), bias = "lora_only" for a trained base bias.
+TEST(PeftDir, SaveWithoutAConfigDescribesEachLayer) {
+  TempDir tmp;
+  Rng rng(4);
+  const std::vector<std::pair<std::string, LoRAConfig>> specs = {
+      {"model.layers.0.q", {.r = 4, .alpha = 8}},
+      {"model.layers.1.q", {.r = 4, .alpha = 8}},
+      {"q", {.r = 2, .alpha = 8}},  // "(.*\.)?(q)$" also matches the two above
+      {"model.layers.0.v", {.r = 4, .alpha = 3, .init = LoRAInit::None}}};
+  std::vector<Adapted<LoRA<double>>> layers;
+  for (const auto& [name, config] : specs) {
+    layers.emplace_back(Linear<double>::random(12, 10, rng), LoRA<double>(12, 10, config));
+    for (auto& p : layers.back().parameters()) init::normal(p.value, 0.5, rng);
+  }
+  layers[1].set_base_bias_trainable(true);
+  layers[1].base().bias().setConstant(0.25);
+  std::vector<io::SavedModule<double>> modules;
+  for (std::size_t i = 0; i < specs.size(); ++i) modules.emplace_back(specs[i].first, layers[i]);
+  io::save_peft(tmp.path(), modules, {.dtype = "F64"});
+
+  const auto loaded = io::load_peft<double>(tmp.path());
+  const auto& c = loaded.config();
+  EXPECT_EQ(c.r, 4);
+  EXPECT_EQ(c.lora_alpha, 8.0);
+  EXPECT_EQ(c.bias, "lora_only");
+  const Matrix<double> X = random_matrix<double>(3, 12, 9);
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    SCOPED_TRACE(specs[i].first);
+    EXPECT_EQ(c.rank_for(specs[i].first), specs[i].second.r);
+    EXPECT_EQ(c.alpha_for(specs[i].first), specs[i].second.alpha);
+    auto again = loaded.wrap(specs[i].first, Linear<double>(layers[i].base().weight(), Vector<double>::Zero(10)));
+    EXPECT_TRUE(again.base_bias_trainable());
+    EXPECT_LT(max_rel_diff(again.forward(X), layers[i].forward(X)), 1e-15);
+  }
+  // Options adapter_config.json holds once must agree.
+  Adapted<LoRA<double>> rs(Linear<double>::random(12, 10, rng), LoRA<double>(12, 10, {.r = 4, .alpha = 8, .rslora = true}));
+  modules.emplace_back("k", rs);
+  EXPECT_PEFT_ERROR(io::save_peft(tmp / "mixed", modules),
+                    "module 'k' differs from 'model.layers.0.q' in what adapter_config.json holds once for all modules "
+                    "(use_rslora: the config gives false, the layer has true)");
+  Adapted<IA3<double>> ia3(Linear<double>::random(12, 10, rng), IA3<double>(12, 10, {}));
+  EXPECT_PEFT_ERROR(io::save_peft<double>(tmp / "types", {{"q", layers[0]}, {"o", ia3}}),
+                    "peft_type: the config gives LORA, the layer is IA3");
+}
+
+// bias = "lora_only": the adapted layers' base biases are trained, as in PEFT
+// (3 gradient tensors for a LoRA layer, not 2), saved and loaded back.
+TEST(PeftDir, BiasLoraOnlyMakesTheBaseBiasTrainable) {
+  TempDir tmp;
+  const auto dir = copy_golden(tmp, "lora_f64");
+  std::string config = read_text(dir / "adapter_config.json");
+  config.replace(config.find("\"bias\": \"none\""), 14, "\"bias\": \"lora_only\"");
+  write_text(dir / "adapter_config.json", config);
+  const auto adapters = io::load_peft<double>(dir);
+  GoldenCase golden("lora_f64");
+  auto fc1 = adapters.wrap("fc1", golden.base("fc1"));
+  const auto params = fc1.parameters();
+  ASSERT_EQ(params.size(), 3u);
+  EXPECT_EQ(params[2].name, "base_layer.bias");
+  EXPECT_EQ(params[2].value.data(), fc1.base().bias().data());  // the view is the base's bias itself
+  EXPECT_EQ(fc1.num_params(), 8 * 48 + 64 * 8 + 64);
+  const Matrix<double> X = random_matrix<double>(5, 48, 1), G = random_matrix<double>(5, 64, 2);
+  fc1.zero_grad();
+  fc1.forward(X);
+  fc1.backward(G);
+  EXPECT_LT(max_rel_diff(params[2].grad, G.colwise().sum().eval()), 1e-14);
+  // Without a bias in the base there is nothing to train.
+  auto no_bias = adapters.wrap("fc1", Linear<double>(golden.base("fc1").weight()));
+  EXPECT_EQ(no_bias.parameters().size(), 2u);
 }
 
 }  // namespace

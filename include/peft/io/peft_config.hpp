@@ -49,6 +49,12 @@ inline const std::vector<std::string>& supported_peft_types() {
   return types;
 }
 
+/// A pattern dict of adapter_config.json (rank_pattern, alpha_pattern,
+/// block_size_pattern): {key: value} in the file's order, which decides which
+/// key wins when several match one module (PEFT takes the first).
+template <class Value>
+using PatternList = std::vector<std::pair<std::string, Value>>;
+
 /// adapter_config.json as one flat struct over every supported peft_type; fields
 /// keep PEFT's names and defaults, and each applies to the types its group names.
 struct PeftConfig {
@@ -65,8 +71,8 @@ struct PeftConfig {
   double lora_alpha = 8.0;                      ///< α of LoRA, MELoRA and LoRTA
   bool use_rslora = false;                      ///< scale by α/√r instead of α/r
   double lora_dropout = 0.0;                    ///< dropout on the adapter's input
-  std::map<std::string, Index> rank_pattern;    ///< module key -> r, see rank_for()
-  std::map<std::string, double> alpha_pattern;  ///< module key -> α, see alpha_for()
+  PatternList<Index> rank_pattern;    ///< module key -> r in file order, see rank_for()
+  PatternList<double> alpha_pattern;  ///< module key -> α in file order, see alpha_for()
   std::string bias = "none";  ///< "none", "all" or "lora_only": saved base biases replace the layer's
   bool lora_bias = false;  ///< lora_B has a bias (LoRAConfig::lora_bias)
   bool fan_in_fan_out = false;  ///< accepted as PEFT does for nn.Linear: weights are always d_out x d_in here
@@ -78,7 +84,7 @@ struct PeftConfig {
 
   // C3A
   Index block_size = 256;                           ///< b, see C3AConfig
-  std::map<std::string, Index> block_size_pattern;  ///< module key -> b, see block_size_for()
+  PatternList<Index> block_size_pattern;  ///< module key -> b in file order, see block_size_for()
 
   // LOKR (alpha also SURM and SURM_ADAPTER)
   double alpha = 8.0;               ///< LoKr's α; SURM's and SURM_ADAPTER's scaling
@@ -156,9 +162,10 @@ inline bool list_matches(const std::vector<std::string>& list, std::string_view 
   });
 }
 
-/// A pattern dict key as PEFT matches it: re.match(prefix + "(key)$", name).
-template <class Map>
-auto pattern_lookup(const Map& patterns, std::string_view name, const std::string& prefix) {
+/// The first pattern dict key, in file order, that PEFT matches to `name`:
+/// re.match(prefix + "(key)$", name).
+template <class Patterns>
+auto pattern_lookup(const Patterns& patterns, std::string_view name, const std::string& prefix) {
   for (auto it = patterns.begin(); it != patterns.end(); ++it)
     if (ModulePattern(prefix + "(" + it->first + ")$", "PeftConfig").match(name)) return it;
   return patterns.end();
@@ -212,15 +219,15 @@ class Fields {
   }
 
   template <class Value>
-  std::map<std::string, Value> pattern(const char* key) const {
-    std::map<std::string, Value> out;
+  PatternList<Value> pattern(const char* key) const {
+    PatternList<Value> out;
     if (!has(key)) return out;
     const Json& v = json_.at(key);
     if (!v.is_object()) raise(who_, ": field '", key, "' must be an object {pattern: value}, got ", v.type_name());
     for (const auto& [name, value] : v.items()) {
       check_pattern(name, who_ + ": field '" + key + "'");
-      if constexpr (std::is_same_v<Value, Index>) out[name] = as_integer(value, key);
-      else out[name] = as_number(value, key);
+      if constexpr (std::is_same_v<Value, Index>) out.emplace_back(name, as_integer(value, key));
+      else out.emplace_back(name, as_number(value, key));
     }
     return out;
   }
@@ -388,6 +395,52 @@ inline PeftConfig PeftConfig::from_json(const nlohmann::ordered_json& json, cons
 
 inline void PeftConfig::validate(const std::string& who) const {
   using detail::raise;
+  // Values no adapter can be built from, refused here so that a bad file fails
+  // at load_peft (naming the field), not later at wrap().
+  const auto positive_int = [&](const char* field, Index v) {
+    if (v < 1) raise(who, ": field '", field, "' must be an integer >= 1, got ", v);
+  };
+  const auto positive = [&](const char* field, double v) {
+    if (!(v > 0.0) || !std::isfinite(v)) raise(who, ": field '", field, "' must be a finite value > 0, got ", v);
+  };
+  const auto probability = [&](const char* field, double v) {
+    if (!(v >= 0.0 && v < 1.0)) raise(who, ": field '", field, "' must be in [0, 1), got ", v);
+  };
+  const auto patterns = [&](const char* field, const auto& list, auto check) {
+    for (const auto& [key, value] : list) check((std::string(field) + "['" + key + "']").c_str(), value);
+  };
+  const std::string& t = peft_type;
+  if (t == "LORA" || t == "LOKR" || t == "MELORA" || t == "LORTA") positive_int("r", r);
+  if (t == "LORA" || t == "MELORA" || t == "LORTA") {
+    positive("lora_alpha", lora_alpha);
+    probability("lora_dropout", lora_dropout);
+  }
+  if (t == "LORA" || t == "LOKR") {
+    patterns("rank_pattern", rank_pattern, positive_int);
+    patterns("alpha_pattern", alpha_pattern, positive);
+  }
+  if (t == "C3A") {
+    positive_int("block_size", block_size);
+    patterns("block_size_pattern", block_size_pattern, positive_int);
+  }
+  if (t == "LOKR") {
+    positive("alpha", alpha);
+    probability("rank_dropout", rank_dropout);
+    probability("module_dropout", module_dropout);
+    if (decompose_factor != -1) positive_int("decompose_factor", decompose_factor);
+  }
+  if (t == "SURM" || t == "SURM_ADAPTER") {
+    positive_int("rank", rank);
+    positive("alpha", alpha);
+  }
+  if (t == "SURM_ADAPTER") probability("dropout", dropout);
+  if (t == "MELORA") positive_int("num_minis", num_minis);
+  if (t == "LORTA") {
+    positive_int("hidden_size", hidden_size);
+    positive_int("heads", heads);
+    positive_int("layers", layers);
+    positive_int("matrix_types", matrix_types);
+  }
   if (peft_type == "LORTA" && module_map.empty())
     raise(who, ": a LORTA config needs 'module_map' {module: [layer, matrix_type]}");
   if (peft_type == "IA3" && target_modules_regex.empty() && feedforward_modules_regex.empty())

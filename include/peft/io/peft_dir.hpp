@@ -10,10 +10,12 @@
 // A config field `bias` other than "none" means the file carries trained base
 // biases ("<module>.base_layer.bias"); wrap() puts them into the base layer.
 
+#include <any>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -421,8 +423,11 @@ class PeftAdapters {
         ::peft::detail::raise(who(), ": module '", module, "': ", e.what());
       }
     }();
+    // bias = "lora_only" / "all": PEFT trains the adapted layers' base biases.
+    if (config_.bias != "none" && layer.base().has_bias()) layer.set_base_bias_trainable(true);
     if (config_.peft_type != "LORTA") {
       for (const auto& p : layer.parameters()) {
+        if (p.name == kBaseBiasName) continue;  // the saved bias, if any, is in the base already
         const std::string key = prefix + detail::peft_tensor_name(config_.peft_type, p.name);
         PEFT_REQUIRE(tensors_.contains(key), who(), ": missing tensor '", key, "' for module '", module, "'");
         detail::load_parameter(tensors_.at(key), key, p, who(), options_.allow_non_finite);
@@ -524,15 +529,162 @@ struct SavedModule {
   AdapterState<T> state;  ///< what is saved: the parameters and the base
 };
 
+namespace detail {
+
+/// One module's adapter as adapter_config.json fields: its type's fields with
+/// this module's own values (r, alpha, block size; IA3: feedforward_modules
+/// lists the module if it scales its input). target_modules stays empty.
+inline PeftConfig describe_adapter(const std::any& config, const std::string& module, const std::string& who) {
+  if (const auto* c = std::any_cast<LoRAConfig>(&config)) return peft_config(*c);
+  if (const auto* c = std::any_cast<IA3Config>(&config))
+    return ia3_peft_config({}, c->feedforward ? std::vector<std::string>{module} : std::vector<std::string>{});
+  if (const auto* c = std::any_cast<C3AConfig>(&config)) return peft_config(*c);
+  if (const auto* c = std::any_cast<LoKrConfig>(&config)) return peft_config(*c);
+  if (const auto* c = std::any_cast<SURMConfig>(&config)) return peft_config(*c);
+  if (const auto* c = std::any_cast<SURMAdapterConfig>(&config)) return peft_config(*c);
+  if (const auto* c = std::any_cast<REDConfig>(&config)) return peft_config(*c);
+  if (const auto* c = std::any_cast<MELoRAConfig>(&config)) return peft_config(*c);
+  if (const auto* c = std::any_cast<LoRTAConfig>(&config)) return peft_config(*c);
+  raise(who, ": module '", module, "' holds an adapter a PEFT directory cannot describe (supported: LoRA, IA3, C3A, "
+        "LoKr, SURM, SURMAdapter, RED, MELoRA, LoRTA)");
+}
+
+/// What `config` gives `module`, in describe_adapter's form.
+inline PeftConfig module_view(const PeftConfig& config, const std::string& module) {
+  PeftConfig c = config;
+  c.raw = nlohmann::ordered_json::object();
+  c.target_modules.clear();
+  c.target_modules_regex.clear();
+  c.exclude_modules.clear();
+  c.exclude_modules_regex.clear();
+  c.r = config.rank_for(module);
+  (c.peft_type == "LOKR" ? c.alpha : c.lora_alpha) = config.alpha_for(module);
+  c.block_size = config.block_size_for(module);
+  c.rank_pattern.clear();
+  c.alpha_pattern.clear();
+  c.block_size_pattern.clear();
+  c.feedforward_modules.clear();
+  c.feedforward_modules_regex.clear();
+  if (c.peft_type == "IA3" && config.is_feedforward(module)) c.feedforward_modules = {module};
+  c.module_map.clear();
+  c.bias = "none";
+  return c;
+}
+
+/// The adapter_config.json fields in which `want` (from a config) and `have`
+/// (from a layer) differ, as "field: the config gives X, the layer has Y; ...".
+inline std::string config_differences(const PeftConfig& want, const PeftConfig& have) {
+  if (want.peft_type != have.peft_type)
+    return "peft_type: the config gives " + want.peft_type + ", the layer is " + have.peft_type;
+  const auto a = want.to_json(), b = have.to_json();
+  std::string out;
+  for (const auto& [key, value] : b.items())
+    if (key != "target_modules" && (!a.contains(key) || a.at(key) != value))
+      out += (out.empty() ? "" : "; ") + key + ": the config gives " + (a.contains(key) ? a.at(key).dump() : "nothing") +
+             ", the layer has " + value.dump();
+  return out;
+}
+
+/// The most common value of field(spec) over the specs (the first on a tie).
+template <class Field>
+auto most_common(const std::vector<PeftConfig>& specs, Field field) {
+  auto best = field(specs.front());
+  std::size_t best_count = 0;
+  for (const auto& s : specs) {
+    const auto v = field(s);
+    const auto count = static_cast<std::size_t>(
+        std::count_if(specs.begin(), specs.end(), [&](const PeftConfig& o) { return field(o) == v; }));
+    if (count > best_count) best = v, best_count = count;
+  }
+  return best;
+}
+
+}  // namespace detail
+
+/// The adapter_config.json that describes these layers as they are: their
+/// type and options, the most common r / alpha / block size with
+/// rank_pattern, alpha_pattern or block_size_pattern entries (full module
+/// names, checked to resolve to each module's value under PEFT's matching)
+/// for the others, target_modules = the module names, bias = "lora_only" when
+/// a LoRA layer trains its base bias. Throws peft::Error if the layers differ
+/// in type or in an option adapter_config.json holds once for all modules.
+template <class T>
+PeftConfig peft_config_of(const std::vector<SavedModule<T>>& modules, const std::string& who = "peft_config_of") {
+  using ::peft::detail::raise;
+  PEFT_REQUIRE(!modules.empty(), who, ": no modules");
+  std::vector<PeftConfig> specs;
+  for (const auto& m : modules) specs.push_back(detail::describe_adapter(m.state.config, m.name, who));
+  PeftConfig config = specs.front();
+  if (config.peft_type == "LORTA") return config;  // save_peft fills module_map from the layers
+  const bool lokr = config.peft_type == "LOKR";
+  config.r = detail::most_common(specs, [](const PeftConfig& c) { return c.r; });
+  (lokr ? config.alpha : config.lora_alpha) =
+      detail::most_common(specs, [&](const PeftConfig& c) { return lokr ? c.alpha : c.lora_alpha; });
+  config.block_size = detail::most_common(specs, [](const PeftConfig& c) { return c.block_size; });
+  config.feedforward_modules.clear();
+  for (std::size_t i = 0; i < modules.size(); ++i) {
+    config.target_modules.push_back(modules[i].name);
+    if (!specs[i].feedforward_modules.empty()) config.feedforward_modules.push_back(modules[i].name);
+    if (modules[i].state.base_bias_trainable) {
+      PEFT_REQUIRE(config.peft_type == "LORA", who, ": module '", modules[i].name, "' trains its base bias, which ",
+                   "PEFT's ", config.peft_type, " config cannot record (only LORA has bias = \"lora_only\")");
+      config.bias = "lora_only";
+    }
+  }
+  // A pattern key (a module name) also matches longer names ending in "." + key,
+  // so a module the key would mislead gets its own key; longer keys come first.
+  std::vector<bool> keyed(modules.size(), false);
+  for (int pass = 0;; ++pass) {
+    config.rank_pattern.clear();
+    config.alpha_pattern.clear();
+    config.block_size_pattern.clear();
+    std::vector<std::size_t> order(modules.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      return modules[a].name.size() > modules[b].name.size();
+    });
+    for (const std::size_t i : order) {
+      const PeftConfig& s = specs[i];
+      const std::string& name = modules[i].name;
+      if (keyed[i] || s.r != config.r) config.rank_pattern.emplace_back(name, s.r);
+      const double a = lokr ? s.alpha : s.lora_alpha, base_alpha = lokr ? config.alpha : config.lora_alpha;
+      if (keyed[i] || a != base_alpha) config.alpha_pattern.emplace_back(name, a);
+      if (config.peft_type == "C3A" && (keyed[i] || s.block_size != config.block_size))
+        config.block_size_pattern.emplace_back(name, s.block_size);
+    }
+    if (config.peft_type != "LORA" && config.peft_type != "LOKR") {
+      config.rank_pattern.clear();
+      config.alpha_pattern.clear();
+    }
+    bool settled = true;
+    for (std::size_t i = 0; i < modules.size(); ++i) {
+      const std::string diff = detail::config_differences(detail::module_view(config, modules[i].name), specs[i]);
+      if (diff.empty()) continue;
+      const bool pattern_field = diff.starts_with("r:") || diff.starts_with("lora_alpha:") ||
+                                 diff.starts_with("alpha:") || diff.starts_with("block_size:");
+      if (!pattern_field || (pass > 0 && keyed[i]))
+        raise(who, ": module '", modules[i].name, "' differs from '", modules.front().name,
+              "' in what adapter_config.json holds once for all modules (", diff, ")");
+      keyed[i] = true;
+      settled = false;
+    }
+    if (settled) return config;
+  }
+}
+
 /// How save_peft writes the tensors.
 struct SaveOptions {
   std::string dtype = "F32";  ///< "F32" (PEFT's default) or "F64"
 };
 
 /// Writes `dir`/adapter_config.json and `dir`/adapter_model.safetensors for
-/// the modules. Each module's parameters must be what `config` gives that
-/// module (checked by building it); an empty target_modules is filled with
-/// the module names, a LORTA module_map from the layers' positions.
+/// the modules, with `config` as adapter_config.json. It must describe every
+/// module's adapter exactly (type, rank, scaling, options: a mismatch would
+/// reload as a different adapter, so it throws peft::Error naming the
+/// fields), and bias must not be "none" for a layer that trains its base
+/// bias. An empty target_modules is filled with the module names, a LORTA
+/// module_map from the layers' positions. Without `config`, peft_config_of()
+/// of the modules is written.
 template <class T>
 void save_peft(const std::filesystem::path& dir, PeftConfig config, const std::vector<SavedModule<T>>& modules,
                const SaveOptions& options = {}) {
@@ -571,6 +723,12 @@ void save_peft(const std::filesystem::path& dir, PeftConfig config, const std::v
                  "' has no layer");
     PEFT_REQUIRE(lorta || config.targets(m.name), who, ": module '", m.name,
                  "' is not selected by the config's target_modules");
+    const std::string diff = detail::config_differences(detail::module_view(config, m.name),
+                                                        detail::describe_adapter(m.state.config, m.name, who));
+    PEFT_REQUIRE(diff.empty(), who, ": module '", m.name, "': the config does not describe its adapter (", diff,
+                 "); save without a config to write the layers' own (peft_config_of)");
+    PEFT_REQUIRE(!m.state.base_bias_trainable || config.bias != "none", who, ": module '", m.name,
+                 "' trains its base bias, which bias = \"none\" would not save; expected bias = \"lora_only\"");
     // The layer the config describes must have exactly these tensors.
     const Linear<T>& base = *m.state.base;
     AdaptedLayer<T> expected = [&] {
@@ -603,6 +761,13 @@ void save_peft(const std::filesystem::path& dir, PeftConfig config, const std::v
   }
 
   detail::write_directory(dir, config, tensors, {{"format", "pt"}}, who);
+}
+
+/// save_peft with the layers' own config, peft_config_of(modules).
+template <class T>
+void save_peft(const std::filesystem::path& dir, const std::vector<SavedModule<T>>& modules,
+               const SaveOptions& options = {}) {
+  save_peft(dir, peft_config_of(modules, "save_peft('" + dir.string() + "')"), modules, options);
 }
 
 /// Writes a loaded directory back: the same config fields and the same tensor
