@@ -1,7 +1,7 @@
 #pragma once
 // peft::Error and the checks that raise it. Messages name the function, what
 // was expected and what was given, e.g.
-//   "LoRA: rank must be in [1, min(d_in, d_out)] = [1, 64], got 0".
+//   "LoRA: alpha must be a finite value > 0, got -2".
 
 #include <cassert>
 #include <sstream>
