@@ -32,6 +32,7 @@
 #include <peft/optim/sgd.hpp>
 
 #include <peft/io/peft_config.hpp>
+#include <peft/io/gguf.hpp>
 #include <peft/io/peft_dir.hpp>
 #include <peft/io/safetensors.hpp>
 
