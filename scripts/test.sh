@@ -14,7 +14,7 @@ if [[ "${1:-}" == "--fuzz" ]]; then
     -DPEFT_BUILD_TESTS=OFF -DPEFT_BUILD_BENCHMARKS=OFF -DPEFT_BUILD_EXAMPLES=OFF -DPEFT_BUILD_TOOLS=OFF \
     -DPEFT_INSTALL=OFF
   cmake --build "$build" -j "$(nproc)"
-  for target in safetensors peft_config; do
+  for target in safetensors peft_config gguf; do
     corpus="$build/corpus/$target"  # grows across runs; fuzz/seeds stays as committed
     mkdir -p "$corpus"
     echo "fuzz: $target for ${seconds}s"

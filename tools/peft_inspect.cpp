@@ -1,4 +1,5 @@
-// peft-inspect DIR: what an adapter directory holds, before you load it into
+// peft-inspect DIR | FILE.gguf: what an adapter directory (or a llama.cpp
+// GGUF file, see inspect_gguf) holds, before you load it into
 // a model. Prints the type and key config fields, then one row per module:
 // its tensors (shape, dtype), parameter count, the layer shape the tensors
 // imply, and ‖ΔW‖_F (Frobenius norm of the dense update the adapter merges).
@@ -97,6 +98,67 @@ int inspect(const std::string& dir, bool allow_non_finite) {
   return non_finite.empty() ? 0 : 1;
 }
 
+/// A GGUF file: its metadata, its tensors, and for a LoRA adapter one row per
+/// adapted tensor with ‖ΔW‖_F as llama.cpp applies it (alpha / r · B · A).
+int inspect_gguf(const std::string& path, bool allow_non_finite) {
+  const auto g = peft::io::read_gguf(path);
+  std::ostringstream out;
+  out << path << ": GGUF v" << g.version << ", " << g.metadata.size() << " metadata entries, " << g.tensors.size()
+      << " tensors\n\n";
+  for (const auto& e : g.metadata) {
+    std::string value = e.value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (value.size() > 80) value = value.substr(0, 77) + "...";
+    out << "  " << e.key << " = " << value << "\n";
+  }
+  const auto* type = g.find("adapter.type");
+  const auto* alpha = g.find("adapter.lora.alpha");
+  std::vector<std::string> non_finite;
+  if (type && type->value == "lora" && alpha && alpha->value.is_number()) {
+    out << "\n| tensor | lora_a | lora_b | r | alpha / r | ||dW||_F |\n|---|---|---|---:|---:|---:|\n";
+    peft::Index total = 0;
+    for (const auto& t : g.tensors) {
+      if (!t.name.ends_with(".lora_a")) continue;
+      const std::string base = t.name.substr(0, t.name.size() - 7);
+      const auto* b = g.tensor(base + ".lora_b");
+      const auto dims = [](const peft::io::GgufTensorInfo& x) {
+        std::string s = "[";
+        for (std::size_t i = 0; i < x.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(x.shape[i]);
+        return s + "]";
+      };
+      std::string norm = "-", scale = "-";
+      if (b && t.bytes && b->bytes && t.shape.size() == 2 && b->shape.size() == 2 && b->shape[1] == t.shape[0]) {
+        const auto A = g.to_matrix<double>(t), B = g.to_matrix<double>(*b);
+        if (!A.allFinite() || !B.allFinite()) non_finite.push_back(base);
+        const double s = alpha->value.get<double>() / static_cast<double>(A.rows());
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.6g", s);
+        scale = buf;
+        std::snprintf(buf, sizeof buf, "%.6g", s * (B * A).norm());
+        norm = buf;
+        total += A.size() + B.size();
+      }
+      out << "| " << base << " | " << dims(t) << " | " << (b ? dims(*b) : "missing") << " | " << t.shape[0] << " | "
+          << scale << " | " << norm << " |\n";
+    }
+    out << "\ntotal LoRA parameters: " << total << "\n";
+  } else {
+    out << "\n";
+    for (const auto& t : g.tensors) {
+      out << "  " << t.name << " [";
+      for (std::size_t i = 0; i < t.shape.size(); ++i) out << (i ? ", " : "") << t.shape[i];
+      out << "] ggml type " << t.ggml_type << "\n";
+    }
+  }
+  if (!non_finite.empty() && !allow_non_finite) {
+    std::cerr << "peft-inspect: '" << path << "': tensor pair '" << non_finite.front()
+              << "' holds NaN or Inf (--allow-non-finite prints it anyway)\n";
+    return 1;
+  }
+  std::cout << out.str();
+  for (const auto& key : non_finite) std::cerr << "peft-inspect: warning: tensor pair '" << key << "' holds NaN or Inf\n";
+  return non_finite.empty() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,12 +166,14 @@ int main(int argc, char** argv) {
   const bool help = args.size() == 1 && (args[0] == "--help" || args[0] == "-h");
   const bool allow_non_finite = !args.empty() && args[0] == "--allow-non-finite";
   if (help || args.size() != 1u + allow_non_finite) {
-    std::cerr << "usage: peft-inspect [--allow-non-finite] DIR\n"
+    std::cerr << "usage: peft-inspect [--allow-non-finite] DIR | FILE.gguf\n"
                  "  DIR holds adapter_config.json and adapter_model.safetensors (Hugging Face PEFT layout)\n"
+                 "  FILE.gguf is a llama.cpp GGUF file (a LoRA adapter: one row per adapted tensor)\n"
                  "  --allow-non-finite  print a directory whose tensors hold NaN or Inf (exit status 1)\n";
     return help ? 0 : 2;
   }
   try {
+    if (args.back().ends_with(".gguf")) return inspect_gguf(args.back(), allow_non_finite);
     return inspect(args.back(), allow_non_finite);
   } catch (const std::exception& e) {
     std::cerr << "peft-inspect: " << e.what() << "\n";
