@@ -90,6 +90,34 @@ TEST(Gguf, ALoadedPeftDirectoryKeepsRankAndAlphaPatterns) {
   fs::remove(path);
 }
 
+// llama.cpp's converter interleaves the two rotary halves of each q/k head's
+// rows; lora_b must follow. One head of 4 rows: rows (0, 2, 1, 3); 2 x 4 rows
+// per head: (0, 2, 1, 3, 4, 6, 5, 7).
+TEST(Gguf, QAndKFollowTheConvertersRotaryPermutation) {
+  const auto path = temp_path("rope.gguf");
+  Rng rng(5);
+  Adapted<LoRA<double>> q(Linear<double>::random(6, 8, rng), LoRA<double>(6, 8, {.r = 2, .alpha = 4}));
+  Adapted<LoRA<double>> k(Linear<double>::random(6, 4, rng), LoRA<double>(6, 4, {.r = 2, .alpha = 4}));
+  Adapted<LoRA<double>> v(Linear<double>::random(6, 4, rng), LoRA<double>(6, 4, {.r = 2, .alpha = 4}));
+  for (auto* l : {&q, &k, &v}) init::normal(l->adapter().B(), 0.5, rng);
+  io::save_gguf_lora<double>(path, {{"model.layers.0.self_attn.q_proj", q}, {"model.layers.0.self_attn.k_proj", k},
+                                    {"model.layers.0.self_attn.v_proj", v}},
+                             io::llama_tensors(/*heads=*/2, /*kv_heads=*/1));
+  const auto g = io::read_gguf(path);
+  auto rows = [](const Matrix<double>& M, std::vector<Index> order) {
+    Matrix<double> out(M.rows(), M.cols());
+    for (std::size_t i = 0; i < order.size(); ++i) out.row(static_cast<Index>(i)) = M.row(order[i]);
+    return out;
+  };
+  EXPECT_LT(max_rel_diff(llama_delta(g, "blk.0.attn_q.weight"), rows(q.adapter().delta_weight(), {0, 2, 1, 3, 4, 6, 5, 7})), 1e-6);
+  EXPECT_LT(max_rel_diff(llama_delta(g, "blk.0.attn_k.weight"), rows(k.adapter().delta_weight(), {0, 2, 1, 3})), 1e-6);
+  EXPECT_LT(max_rel_diff(llama_delta(g, "blk.0.attn_v.weight"), v.adapter().delta_weight()), 1e-6);
+  EXPECT_PEFT_ERROR(io::save_gguf_lora<double>(path, {{"model.layers.0.self_attn.k_proj", k}}, io::llama_tensors(4, 4)),
+                    "tensor 'blk.0.attn_k.weight' has 4 rows, which 4 heads of even size cannot split");
+  EXPECT_PEFT_ERROR(io::llama_tensors(4, 3), "kv_heads dividing heads");
+  fs::remove(path);
+}
+
 TEST(Gguf, LlamaTensorNames) {
   EXPECT_EQ(io::llama_tensor_name("model.layers.12.self_attn.o_proj"), "blk.12.attn_output.weight");
   EXPECT_EQ(io::llama_tensor_name("base_model.model.model.layers.0.mlp.gate_proj"), "blk.0.ffn_gate.weight");

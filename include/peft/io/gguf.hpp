@@ -9,7 +9,9 @@
 // (d_out x r), e.g. "blk.0.attn_q.weight.lora_a". llama.cpp scales every
 // module by alpha / r_module (r from lora_b's shape), so a module whose own
 // scaling differs (rsLoRA, alpha_pattern) gets that ratio folded into its
-// lora_b: the file's ΔW is exactly ours.
+// lora_b: the file's ΔW is exactly ours. llama.cpp's converter permutes the
+// rows of LLaMA's q and k weights (rotary layout); llama_tensors() gives
+// lora_b the same permutation.
 
 #include <algorithm>
 #include <bit>
@@ -311,6 +313,33 @@ inline std::string llama_tensor_name(const std::string& module) {
                         "model.layers.<i>.self_attn.{q,k,v,o}_proj, model.layers.<i>.mlp.{gate,up,down}_proj or lm_head)");
 }
 
+/// Where a module's LoRA goes in a GGUF model: the base tensor's name and,
+/// for a LLaMA q or k projection, the head count whose rotary row
+/// permutation llama.cpp's converter applied to the base weight (lora_b's
+/// rows get the same, so that ΔW lands where the permuted W is); 0: none.
+struct GgufTarget {
+  /// A plain name converts: a module with no permutation.
+  GgufTarget(std::string tensor_name, Index heads = 0) : name(std::move(tensor_name)), permute_heads(heads) {}
+  std::string name;         ///< e.g. "blk.0.attn_q.weight"
+  Index permute_heads = 0;  ///< heads of the q/k row permutation, 0 for none
+};
+
+/// Module name -> its GGUF target (a function returning the tensor name also fits).
+using GgufTensorMap = std::function<GgufTarget(const std::string& module)>;
+
+/// Hugging Face LLaMA modules as llama.cpp's converter lays them out:
+/// llama_tensor_name, and q_proj / k_proj permuted with `heads` /
+/// `kv_heads` (the model's num_attention_heads and num_key_value_heads).
+inline GgufTensorMap llama_tensors(Index heads, Index kv_heads) {
+  PEFT_REQUIRE(heads > 0 && kv_heads > 0 && heads % kv_heads == 0, "llama_tensors: heads (", heads,
+               ") and kv_heads (", kv_heads, ") must be > 0, kv_heads dividing heads");
+  return [=](const std::string& module) {
+    std::string name = llama_tensor_name(module);
+    const Index permute = name.ends_with(".attn_q.weight") ? heads : name.ends_with(".attn_k.weight") ? kv_heads : 0;
+    return GgufTarget(std::move(name), permute);
+  };
+}
+
 /// What save_gguf_lora writes besides the tensors.
 struct GgufLoRAOptions {
   std::string architecture = "llama";  ///< general.architecture: must be the base model's
@@ -322,10 +351,25 @@ namespace detail {
 /// One module's LoRA as llama.cpp will apply it: ΔW = scale · B · A.
 template <class T>
 struct GgufLoRAModule {
-  std::string tensor;  // the base tensor's GGUF name
-  Matrix<T> A, B;      // r x d_in, d_out x r
-  double scale;        // ours: α/r or α/√r
+  GgufTarget target;  // the base tensor's GGUF name and row permutation
+  Matrix<T> A, B;     // r x d_in, d_out x r
+  double scale;       // ours: α/r or α/√r
 };
+
+/// llama.cpp's converter's rotary permutation of a q/k weight's rows: per
+/// head, the two halves of the head dimension interleaved (row h·d + j·d/2 + i
+/// goes to h·d + 2i + j, d = rows / heads).
+template <class T>
+Matrix<T> permute_rotary_rows(const Matrix<T>& M, Index heads, const std::string& who, const std::string& tensor) {
+  PEFT_REQUIRE(M.rows() % (2 * heads) == 0, who, ": tensor '", tensor, "' has ", M.rows(),
+               " rows, which ", heads, " heads of even size cannot split");
+  const Index head_dim = M.rows() / heads, half = head_dim / 2;
+  Matrix<T> out(M.rows(), M.cols());
+  for (Index h = 0; h < heads; ++h)
+    for (Index j = 0; j < 2; ++j)
+      for (Index i = 0; i < half; ++i) out.row(h * head_dim + 2 * i + j) = M.row(h * head_dim + j * half + i);
+  return out;
+}
 
 template <class T>
 void write_gguf_lora(const std::filesystem::path& path, std::vector<GgufLoRAModule<T>> modules,
@@ -345,11 +389,12 @@ void write_gguf_lora(const std::filesystem::path& path, std::vector<GgufLoRAModu
   const float file_alpha = static_cast<float>(alpha);
   std::vector<std::string> names;
   for (auto& m : modules) {
-    PEFT_REQUIRE(std::find(names.begin(), names.end(), m.tensor) == names.end(), who, ": tensor '", m.tensor,
-                 "' given twice");
-    names.push_back(m.tensor);
+    PEFT_REQUIRE(std::find(names.begin(), names.end(), m.target.name) == names.end(), who, ": tensor '",
+                 m.target.name, "' given twice");
+    names.push_back(m.target.name);
     const double applied = static_cast<double>(file_alpha) / static_cast<double>(m.A.rows());
     if (m.scale != applied) m.B *= static_cast<T>(m.scale / applied);
+    if (m.target.permute_heads > 0) m.B = permute_rotary_rows(m.B, m.target.permute_heads, who, m.target.name);
   }
 
   std::string out;
@@ -386,8 +431,8 @@ void write_gguf_lora(const std::filesystem::path& path, std::vector<GgufLoRAModu
     offset += (static_cast<std::uint64_t>(m.size()) * 4 + 31) / 32 * 32;
   };
   for (const auto& m : modules) {
-    info(m.tensor + ".lora_a", m.A);
-    info(m.tensor + ".lora_b", m.B);
+    info(m.target.name + ".lora_a", m.A);
+    info(m.target.name + ".lora_b", m.B);
   }
   out.append((32 - out.size() % 32) % 32, '\0');
   auto data = [&](const Matrix<T>& m) {
@@ -409,15 +454,16 @@ void write_gguf_lora(const std::filesystem::path& path, std::vector<GgufLoRAModu
 }  // namespace detail
 
 /// Writes the LoRA layers as a GGUF adapter llama.cpp loads
-/// (llama_adapter_lora_init): `tensor_name` maps each module to its base
-/// tensor's GGUF name (llama_tensor_name for LLaMA models). Each module's
+/// (llama_adapter_lora_init): `tensors` maps each module to its base tensor
+/// in the GGUF model (for a LLaMA model converted by llama.cpp:
+/// llama_tensors(heads, kv_heads); a function giving names fits where the
+/// converter permuted nothing). Each module's
 /// scaling (rsLoRA, its own r and alpha) comes out exactly. Throws
 /// peft::Error for a layer that is not a LoRA, a LoRA with lora_bias (no
 /// GGUF form), a duplicate tensor name, or non-finite values.
 template <class T>
 void save_gguf_lora(const std::filesystem::path& path, const std::vector<SavedModule<T>>& modules,
-                    const std::function<std::string(const std::string&)>& tensor_name,
-                    const GgufLoRAOptions& options = {}) {
+                    const GgufTensorMap& tensors, const GgufLoRAOptions& options = {}) {
   const std::string who = "save_gguf_lora('" + path.string() + "')";
   std::vector<detail::GgufLoRAModule<T>> out;
   for (const auto& m : modules) {
@@ -430,7 +476,7 @@ void save_gguf_lora(const std::filesystem::path& path, const std::vector<SavedMo
     PEFT_REQUIRE(a >= 0 && b >= 0, who, ": module '", m.name, "' lacks lora_A or lora_B");
     PEFT_REQUIRE(block.values().allFinite(), who, ": module '", m.name, "' holds NaN or Inf");
     const double r = static_cast<double>(config->r);
-    out.push_back({tensor_name(m.name), Matrix<T>(block.value(a)), Matrix<T>(block.value(b)),
+    out.push_back({tensors(m.name), Matrix<T>(block.value(a)), Matrix<T>(block.value(b)),
                    config->rslora ? config->alpha / std::sqrt(r) : config->alpha / r});
   }
   detail::write_gguf_lora(path, std::move(out), options, who);
@@ -439,8 +485,7 @@ void save_gguf_lora(const std::filesystem::path& path, const std::vector<SavedMo
 /// The same for a loaded LORA directory (what convert_lora_to_gguf.py does,
 /// with rank_pattern, alpha_pattern and rsLoRA kept exact).
 template <class T>
-void save_gguf_lora(const std::filesystem::path& path, const PeftAdapters<T>& adapters,
-                    const std::function<std::string(const std::string&)>& tensor_name,
+void save_gguf_lora(const std::filesystem::path& path, const PeftAdapters<T>& adapters, const GgufTensorMap& tensors,
                     const GgufLoRAOptions& options = {}) {
   const std::string who = "save_gguf_lora('" + path.string() + "')";
   const PeftConfig& c = adapters.config();
@@ -456,7 +501,7 @@ void save_gguf_lora(const std::filesystem::path& path, const PeftAdapters<T>& ad
     const double r = static_cast<double>(c.rank_for(module)), alpha = c.alpha_for(module);
     PEFT_REQUIRE(A.rows() == static_cast<Index>(r) && B.cols() == A.rows(), who, ": module '", module,
                  "' has lora_A of ", A.rows(), " rows, the config gives r = ", r);
-    out.push_back({tensor_name(module), std::move(A), std::move(B), c.use_rslora ? alpha / std::sqrt(r) : alpha / r});
+    out.push_back({tensors(module), std::move(A), std::move(B), c.use_rslora ? alpha / std::sqrt(r) : alpha / r});
   }
   detail::write_gguf_lora(path, std::move(out), options, who);
 }
