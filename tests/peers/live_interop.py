@@ -198,8 +198,10 @@ def lokr_shapes(rng, names, f):
     return {n: (pick(), pick(), rng.random() < 0.75) for n in names}
 
 
-# A DoRA type would be LoRA with use_dora=True: a config function that sets it,
-# the same shapes, PEFT's LoraConfig and our LoRA constructor in the driver.
+# A DoRA entry would be "DORA": dict(config=<lora_config plus use_dora=True>,
+# shapes=plain_shapes, peft=LoraConfig, peft_type="LORA") (the file's type),
+# with our_name() mapping PEFT's lora_magnitude_vector and the driver's
+# make_random() passing use_dora to our LoRA.
 TYPES = {
     "LORA": dict(config=lora_config, shapes=plain_shapes, peft=LoraConfig),  # r > min(d_in, d_out) too
     "IA3": dict(config=ia3_config, shapes=plain_shapes, peft=IA3Config),
@@ -450,7 +452,8 @@ def prepare_save(case):
             inputs[f"{name}/X"] = torch.randn(case.rng.randint(1, 5), m.in_features, generator=g, dtype=m.weight.dtype)
     save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(case.dir, "inputs.safetensors"))
     with open(os.path.join(case.dir, "spec.json"), "w") as out:
-        json.dump({"config": dict(fields, peft_type=case.type), "modules": names, "seed": seed}, out)
+        peft_type = TYPES[case.type].get("peft_type", case.type)
+        json.dump({"config": dict(fields, peft_type=peft_type), "modules": names, "seed": seed}, out)
     case.inputs = inputs
 
 
