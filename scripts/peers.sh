@@ -46,6 +46,12 @@ print('peers: torch', torch.__version__, '/ peft', peft.__version__)"
   echo "peers: ready in $((SECONDS - start)) s, $(du -sh "$venv" | cut -f1)"
 fi
 
+# Linked before llama-cpp-python is added, so that a failed llama build
+# leaves the PEFT tests their environment.
+mkdir -p build
+ln -sfn "$venv" build/peers
+echo "peers: build/peers -> $venv"
+
 if ((with_llama)); then
   # A portable AVX2 build without the multimodal library. The flags are part of
   # the stamp: pip's wheel cache keys the built wheel by the sdist alone.
@@ -62,7 +68,3 @@ if ((with_llama)); then
     echo "peers: llama-cpp-python ready in $((SECONDS - start)) s"
   fi
 fi
-
-mkdir -p build
-ln -sfn "$venv" build/peers
-echo "peers: build/peers -> $venv"
