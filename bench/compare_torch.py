@@ -4,12 +4,14 @@
 Times forward+backward (input gradient, and parameter gradients of the
 trainable parts) of one d x d layer for N rows in PyTorch: the frozen base,
 LoRA r=8, a circulant adapter through torch.fft, RED, and, when the `peft`
-package imports, Hugging Face PEFT's own LoRA, IA3 and C3A. Then runs
-`peft-bench --json` with the same d, N and thread counts and prints
-peft-cpp / PyTorch time ratios (< 1: peft-cpp is faster).
+package imports, Hugging Face PEFT's own LoRA, DoRA, IA3, C3A and LoKr. Then
+runs `peft-bench --json` with the same d, N and thread counts and prints
+peft-cpp / PyTorch time ratios (< 1: peft-cpp is faster) and each side's
+adapter overhead over its own frozen base, measured in the same run.
+Run it in the peer environment (bash scripts/peers.sh):
 
-    python3 bench/compare_torch.py [--peft-bench build/bench/bench/peft-bench]
-                                   [--d 768,4096] [--N 256] [--threads 1] [--rounds 15]
+    build/peers/bin/python bench/compare_torch.py [--peft-bench build/bench/bench/peft-bench]
+                                   [--d 768,4096] [--N 256] [--threads 1,2] [--rounds 15]
 
 Without PyTorch it prints why and exits 0: the comparison is optional.
 """
@@ -30,7 +32,7 @@ for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
 # BLAS libraries size their thread pools when they load, outside
 # torch.set_num_threads: with one --threads value, pin them to it first.
 _threads = argparse.ArgumentParser(add_help=False)
-_threads.add_argument("--threads", default="1")
+_threads.add_argument("--threads", default="1,2")
 if "," not in _threads.parse_known_args()[0].threads:
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = _threads.parse_known_args()[0].threads
@@ -54,7 +56,7 @@ def parse_args():
     parser.add_argument("--peft-bench", default=os.path.join(here, "..", "build", "bench", "bench", "peft-bench"))
     parser.add_argument("--d", default="768,4096")
     parser.add_argument("--N", type=int, default=256)
-    parser.add_argument("--threads", default="1")
+    parser.add_argument("--threads", default="1,2")
     parser.add_argument("--rounds", type=int, default=15)
     return parser.parse_args()
 
@@ -130,12 +132,15 @@ def frozen_linear(d):
 
 
 def hf_peft_layers(d):
-    """Hugging Face PEFT's LoRA r=8, IA3 and C3A b=64 around a fresh frozen layer."""
+    """Hugging Face PEFT's LoRA r=8, DoRA r=8, IA3, C3A b=64 and LoKr r=8 around a fresh frozen layer."""
     if hf_peft is None:
         return {}
     configs = {
         "PEFT LoRA r=8": hf_peft.LoraConfig(r=8, lora_alpha=16, target_modules=["fc"], init_lora_weights=False),
+        "PEFT DoRA r=8": hf_peft.LoraConfig(r=8, lora_alpha=16, target_modules=["fc"], init_lora_weights=False,
+                                            use_dora=True),
         "PEFT IA3": hf_peft.IA3Config(target_modules=["fc"], feedforward_modules=[]),
+        "PEFT LoKr r=8": hf_peft.LoKrConfig(r=8, alpha=8, target_modules=["fc"]),
     }
     if hasattr(hf_peft, "C3AConfig"):
         configs["PEFT C3A b=64"] = hf_peft.C3AConfig(block_size=64, target_modules=["fc"])
@@ -150,7 +155,8 @@ def torch_layers(d):
         "circulant (torch.fft)": (Circulant(frozen_linear(d), d), "SURM circulant"),
         "RED": (RED(frozen_linear(d), d), "RED"),
     }
-    ours = {"PEFT LoRA r=8": "LoRA r=8", "PEFT IA3": "IA3", "PEFT C3A b=64": "C3A b=64"}
+    ours = {"PEFT LoRA r=8": "LoRA r=8", "PEFT DoRA r=8": "DoRA r=8", "PEFT IA3": "IA3", "PEFT C3A b=64": "C3A b=64",
+            "PEFT LoKr r=8": "LoKr r=8"}
     for name, module in hf_peft_layers(d).items():
         layers[name] = (module, ours[name])
     return layers
@@ -191,21 +197,30 @@ def main():
           + (f", Hugging Face PEFT {hf_peft.__version__}" if hf_peft else ", Hugging Face PEFT not importable"))
     ours = run_peft_bench(args)
     print(f"ours: peft-bench ({ours['machine']})")
-    ours_seconds = {(r["adapter"], r["d"], r["threads"]): r["seconds"] for r in ours["results"]}
+    ours_rows = {(r["adapter"], r["d"], r["threads"]): r for r in ours["results"]}
 
-    print(f"\nforward+backward of one d x d layer, N = {args.N}, float32, median of {args.rounds} rounds\n")
-    print("| layer | d | threads | PyTorch ms | peft-cpp row | peft-cpp ms | peft-cpp / PyTorch |")
-    print("|---|---:|---:|---:|---|---:|---:|")
+    print(f"\nforward+backward of one d x d layer, N = {args.N}, float32, median of {args.rounds} rounds; "
+          "overhead: over the same side's frozen base\n")
+    print("| layer | d | threads | PyTorch ms | peft-cpp row | peft-cpp ms | peft-cpp / PyTorch "
+          "| PyTorch overhead | peft-cpp overhead |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
     for threads in thread_counts:
         torch.set_num_threads(threads)
         for d in dims:
             layers = torch_layers(d)
             medians = time_layers(layers, d, args.N, args.rounds)
             for name, (_, our_name) in layers.items():
-                mine = ours_seconds.get((our_name, d, threads))
-                ratio = f"{mine / medians[name]:.2f}" if mine else "-"
-                mine_ms = f"{mine * 1e3:.3f}" if mine else "-"
-                print(f"| {name} | {d} | {threads} | {medians[name] * 1e3:.3f} | {our_name} | {mine_ms} | {ratio} |")
+                mine = ours_rows.get((our_name, d, threads))
+                theirs_overhead = medians[name] / medians["frozen base"] - 1
+                cells = ["-", "-", "-"]
+                if mine:
+                    cells = [f"{mine['seconds'] * 1e3:.3f}", f"{mine['seconds'] / medians[name]:.2f}",
+                             f"{mine['overhead'] * 100:+.1f}%"]
+                overhead = f"{theirs_overhead * 100:+.1f}%" if name != "frozen base" else "-"
+                if name == "frozen base":
+                    cells[2] = "-"
+                print(f"| {name} | {d} | {threads} | {medians[name] * 1e3:.3f} | {our_name} | {cells[0]} | {cells[1]} "
+                      f"| {overhead} | {cells[2]} |")
 
 
 if __name__ == "__main__":
