@@ -32,6 +32,7 @@ class Adapted {
                  "Adapted: adapter is ", detail::shape_str(adapter_.out_features(), adapter_.in_features()),
                  " (d_out x d_in) but the base layer is ",
                  detail::shape_str(base_.out_features(), base_.in_features()));
+    bind_base();
   }
 
   /// Y = output_edit(base(input_edit(X)) + Δ(input_edit(X))), or the merged
@@ -40,6 +41,7 @@ class Adapted {
     PEFT_REQUIRE(X.cols() == base_.in_features(), "Adapted::forward: X must have in_features = ",
                  base_.in_features(), " columns, got ", detail::shape_str(X.rows(), X.cols()));
     rows_ = -1;  // invalid until this forward completes
+    bind_base();
     if (merged_) {
       base_.forward(X, Y);
       return;
@@ -66,8 +68,13 @@ class Adapted {
     PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == base_.out_features(),
                  "Adapted::backward: dY must be N x out_features = ", detail::shape_str(rows_, base_.out_features()),
                  " like the last forward's output, got ", detail::shape_str(dY.rows(), dY.cols()));
+    bind_base();
     const ConstMatrixRef<T> dH = output_edit_backward(dY);
-    if (bias_trainable_) bias_grad_.noalias() += dH.colwise().sum().transpose();
+    if (bias_trainable_) {
+      // b enters after an edit that passes it through (DoRA): its gradient is dY.
+      if (output_edit_passes_bias(adapter_)) bias_grad_.noalias() += dY.colwise().sum().transpose();
+      else bias_grad_.noalias() += dH.colwise().sum().transpose();
+    }
     base_.backward(dH, dX);
     if constexpr (AddsDelta<A>) adapter_.backward_delta(dH, dX);
     if constexpr (EditsInput<A>)
@@ -97,6 +104,7 @@ class Adapted {
                    "' holds NaN or Inf; expected finite values (merging would corrupt the base weights for good)");
     std::optional<Linear<T>> before;
     if (safe_merge) before = base_;
+    bind_base();
     if constexpr (MergesItself<A>) {
       adapter_.merge_into(base_);
     } else {
@@ -123,6 +131,7 @@ class Adapted {
                      std::memcmp(now.data(), merged_values_.data(), now.size() * sizeof(T)) == 0,
                  "Adapted::unmerge: the adapter's parameters changed while merged; unmerging would not restore the "
                  "base weights");
+    bind_base();
     if constexpr (MergesItself<A>) {
       adapter_.unmerge_from(base_);
     } else {
@@ -188,6 +197,12 @@ class Adapted {
   double flops(Index N) const { return base_.flops(N) + adapter_.flops(N); }
 
  private:
+  /// Points an adapter that reads W or b (UsesBase) at base_, wherever this
+  /// layer lives now (it may have moved since the last call).
+  void bind_base() {
+    if constexpr (UsesBase<A>) adapter_.use_base(base_);
+  }
+
   /// The input the base sees: X, or a copy edited by the adapter.
   ConstMatrixRef<T> edit_input(const ConstMatrixRef<T>& X) {
     if constexpr (EditsInput<A>) {

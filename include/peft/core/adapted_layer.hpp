@@ -177,9 +177,10 @@ class AdaptedLayer {
     }
     bool merged() const override { return layer.merged(); }
     void set_training(bool training) override { layer.set_training(training); }
-    bool has_delta_weight() const override { return HasDeltaWeight<A>; }
+    bool has_delta_weight() const override { return HasDeltaWeight<A> || HasBaseDeltaWeight<A>; }
     Matrix<T> delta_weight() const override {
       if constexpr (HasDeltaWeight<A>) return layer.adapter().delta_weight();
+      else if constexpr (HasBaseDeltaWeight<A>) return layer.adapter().delta_weight(layer.base());
       else return {};
     }
     std::vector<Parameter<T>> parameters() override { return layer.parameters(); }

@@ -14,6 +14,14 @@
 //
 // Merging: an adapter with delta_weight() merges as W += ΔW; any other
 // mergeable adapter provides merge_into(Linear&) / unmerge_from(Linear&).
+//
+// The base: an adapter whose output depends on the frozen W or b themselves
+// (DoRA's ‖W + ΔW‖ row norms, its bias-free output edit) has use_base(const
+// Linear&); Adapted calls it on construction and before every forward,
+// backward, merge and unmerge, so the adapter may keep the pointer for that
+// call only (Adapted may have moved since). An output edit of the form
+// H' = f(H − b) + b says so with output_edit_passes_bias(): the base bias's
+// gradient is then dY, not the edit's dH.
 
 #include <concepts>
 
@@ -64,6 +72,13 @@ concept HasDeltaWeight = requires(const A& a) {
   { a.delta_weight() } -> std::convertible_to<Matrix<typename A::Scalar>>;
 };
 
+/// Linear in X with a dense equivalent that depends on the base's weights
+/// (DoRA): Δ(X) = X·ΔWᵀ with ΔW = a.delta_weight(base).
+template <class A>
+concept HasBaseDeltaWeight = requires(const A& a, const Linear<typename A::Scalar>& base) {
+  { a.delta_weight(base) } -> std::convertible_to<Matrix<typename A::Scalar>>;
+};
+
 /// Merges by its own merge_into/unmerge_from: a scaling (IA3, RED) or a ΔW that
 /// also changes the bias (LoRA's lora_bias).
 template <class A>
@@ -89,6 +104,21 @@ template <class A>
 bool output_edit_active(const A& a) {
   if constexpr (requires { { a.edits_output() } -> std::convertible_to<bool>; }) return a.edits_output();
   else return EditsOutput<A>;
+}
+
+/// Reads the frozen layer's W or b (DoRA): Adapted calls use_base(base) on
+/// construction and at the start of forward, backward, merge and unmerge.
+template <class A>
+concept UsesBase = requires(A& a, const Linear<typename A::Scalar>& base) { a.use_base(base); };
+
+/// Whether the adapter's output edit keeps the base bias out of its function
+/// (H' = f(H − b) + b, as DoRA's c ⊙ (H − b) + b), so that the bias's gradient
+/// is dY rather than the gradient the edit hands back for H.
+template <class A>
+bool output_edit_passes_bias(const A& a) {
+  if constexpr (requires { { a.output_edit_passes_bias() } -> std::convertible_to<bool>; })
+    return a.output_edit_passes_bias();
+  else return false;
 }
 
 /// Adapters with a train/eval distinction (dropout) expose set_training().
