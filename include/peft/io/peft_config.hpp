@@ -11,7 +11,8 @@
 //   feedforward_modules (IA3)          list: the name ends with the entry (no dot needed);
 //                                      string: full-match regex
 //   rank_pattern / alpha_pattern       first key k with re.match("(.*\.)?(k)$", name)
-//   block_size_pattern (C3A)           first key k with re.match(".*\.k$", name)
+//   block_size_pattern (C3A)           first key k with re.match(".*\.k$", name) (k ungrouped),
+//                                      else a key equal to the name
 //
 // Fields of our own types (documented in README "Adapter directories"):
 //   SURM          structure ("circulant", "circulant_single", "sym_toeplitz", "toeplitz",
@@ -73,7 +74,7 @@ struct PeftConfig {
   double lora_dropout = 0.0;                    ///< dropout on the adapter's input
   PatternList<Index> rank_pattern;    ///< module key -> r in file order, see rank_for()
   PatternList<double> alpha_pattern;  ///< module key -> α in file order, see alpha_for()
-  std::string bias = "none";  ///< "none", "all" or "lora_only": saved base biases replace the layer's
+  std::string bias = "none";  ///< "none", "all" or "<type>_only" (lora_only, c3a_only): base biases trained and saved
   bool lora_bias = false;  ///< lora_B has a bias (LoRAConfig::lora_bias)
   bool fan_in_fan_out = false;  ///< accepted as PEFT does for nn.Linear: weights are always d_out x d_in here
   bool use_dora = false;        ///< not supported: rejected on load
@@ -306,8 +307,14 @@ inline double PeftConfig::alpha_for(std::string_view name) const {
 }
 
 inline Index PeftConfig::block_size_for(std::string_view name) const {
-  const auto it = detail::pattern_lookup(block_size_pattern, name, ".*\\.");
-  return it == block_size_pattern.end() ? block_size : it->second;
+  // PEFT's C3A: the first key with re.match(rf".*\.{key}$", name), the key
+  // not grouped (so "a|b" means ".*\.a" or "b$"); failing that, a key equal
+  // to the whole name.
+  for (const auto& [key, value] : block_size_pattern)
+    if (ModulePattern(".*\\." + key + "$", "PeftConfig").match(name)) return value;
+  for (const auto& [key, value] : block_size_pattern)
+    if (key == name) return value;
+  return block_size;
 }
 
 inline bool PeftConfig::is_feedforward(std::string_view name) const {
@@ -350,8 +357,10 @@ inline PeftConfig PeftConfig::from_json(const nlohmann::ordered_json& json, cons
   c.rank_pattern = f.pattern<Index>("rank_pattern");
   c.alpha_pattern = f.pattern<double>("alpha_pattern");
   c.bias = f.string("bias", c.bias);
-  if (c.bias != "none" && c.bias != "all" && c.bias != "lora_only")
-    raise(who, ": field 'bias' must be 'none', 'all' or 'lora_only', got '", c.bias, "'");
+  // PEFT trains base biases for "all" and for any "<tuner>_only" ("lora_only", "c3a_only").
+  if (c.bias != "none" && c.bias != "all" && !c.bias.ends_with("_only"))
+    raise(who, ": field 'bias' must be 'none', 'all' or '<type>_only' (e.g. 'lora_only', 'c3a_only'), got '", c.bias,
+          "'");
   c.lora_bias = f.boolean("lora_bias", c.lora_bias);
   c.fan_in_fan_out = f.boolean("fan_in_fan_out", c.fan_in_fan_out);
   c.use_dora = f.boolean("use_dora", c.use_dora);
