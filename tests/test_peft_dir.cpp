@@ -376,9 +376,9 @@ TEST(PeftConfig, RejectsBadFieldsWithTheirNames) {
   EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": "("})", "cfg"),
                     "is not a supported regular expression (missing ), unterminated subpattern");
   EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA"})", "cfg"), "'target_modules' must name");
-  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ["a"], "use_dora": true})",
-                                          "cfg"),
-                    "DoRA");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(
+                        R"({"peft_type": "LORA", "target_modules": ["a"], "use_dora": true, "lora_bias": true})", "cfg"),
+                    "lora_bias = true is not supported with use_dora = true (DoRA)");
   EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ["a"], "bias": "some"})", "cfg"),
                     "field 'bias' must be 'none', 'all' or '<type>_only' (e.g. 'lora_only', 'c3a_only')");
   EXPECT_EQ(io::PeftConfig::parse(R"({"peft_type": "C3A", "target_modules": ["a"], "bias": "c3a_only"})", "cfg").bias,
@@ -694,6 +694,77 @@ TEST(PeftDir, BiasLoraOnlyMakesTheBaseBiasTrainable) {
   // Without a bias in the base there is nothing to train.
   auto no_bias = adapters.wrap("fc1", Linear<double>(golden.base("fc1").weight()));
   EXPECT_EQ(no_bias.parameters().size(), 2u);
+}
+
+// DoRA is LORA with use_dora = true: the field is read and written, refused
+// with lora_bias (as PEFT refuses it) and outside LORA.
+TEST(PeftConfig, UseDoraIsLoraWithAMagnitudeVector) {
+  const auto c = io::PeftConfig::parse(R"({"peft_type": "LORA", "target_modules": ["a"], "use_dora": true})", "cfg");
+  EXPECT_TRUE(c.use_dora);
+  EXPECT_EQ(c.to_json().at("use_dora"), true);
+  EXPECT_EQ(io::peft_config(DoRAConfig{.r = 4}).to_json().at("use_dora"), true);
+  EXPECT_EQ(io::peft_config(LoRAConfig{.r = 4}).to_json().at("use_dora"), false);
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(R"({"peft_type": "IA3", "target_modules": ["a"], "use_dora": true})", "cfg"),
+                    "PeftConfig('cfg'): field 'use_dora' = true applies to peft_type LORA only, got IA3");
+  EXPECT_PEFT_ERROR(io::PeftConfig::parse(
+                        R"({"peft_type": "LORA", "target_modules": ["a"], "use_dora": true, "lora_bias": true})", "cfg"),
+                    "PeftConfig('cfg'): lora_bias = true is not supported with use_dora = true (DoRA), as in PEFT; expected "
+                    "lora_bias = false");
+}
+
+// save_peft writes DoRA layers as PEFT does (use_dora: true, the 1-D
+// "lora_magnitude_vector" next to lora_A/B.weight), load_peft builds DoRA from
+// them, and configs that would reload them as another adapter are refused.
+TEST(PeftDir, DoRASavesAndLoadsAsPeftAndRefusesMismatches) {
+  TempDir tmp;
+  Rng rng(5);
+  Adapted<DoRA<double>> q(Linear<double>::random(12, 10, rng), DoRA<double>(12, 10, {.r = 4, .alpha = 8, .rslora = true}));
+  Adapted<DoRA<double>> v(Linear<double>::random(12, 10, rng), DoRA<double>(12, 10, {.r = 2, .alpha = 8, .rslora = true}));
+  for (auto* layer : {&q, &v})
+    for (auto& p : layer->parameters()) p.value.array() *= 1.0 + 0.5 * random_matrix<double>(p.value.rows(), p.value.cols(), 3).array();
+  for (auto* layer : {&q, &v}) init::normal(layer->adapter().B(), 0.3, rng);
+  io::save_peft<double>(tmp.path(), {{"q", q}, {"v", v}}, {.dtype = "F64"});
+
+  const auto st = io::read_safetensors(tmp / "adapter_model.safetensors");
+  ASSERT_TRUE(st.contains("base_model.model.q.lora_magnitude_vector"));
+  EXPECT_EQ(st.at("base_model.model.q.lora_magnitude_vector").shape, (std::vector<std::int64_t>{10}));
+  EXPECT_TRUE(st.contains("base_model.model.v.lora_A.weight"));
+  const auto loaded = io::load_peft<double>(tmp.path());
+  EXPECT_TRUE(loaded.config().use_dora);
+  EXPECT_TRUE(loaded.config().use_rslora);
+  EXPECT_EQ(loaded.config().rank_for("v"), 2);
+  const Matrix<double> X = random_matrix<double>(3, 12, 9);
+  for (auto [name, layer] : {std::pair{"q", &q}, std::pair{"v", &v}}) {
+    auto again = loaded.wrap(name, Linear<double>(layer->base().weight(), layer->base().bias()));
+    ASSERT_NE(again.get<DoRA<double>>(), nullptr) << name;
+    EXPECT_EQ(again.get<DoRA<double>>()->adapter().magnitude(), layer->adapter().magnitude());
+    EXPECT_LT(max_rel_diff(again.forward(X), layer->forward(X)), 1e-15);
+  }
+
+  // A LoRA config for DoRA layers (or the reverse) would reload another adapter.
+  EXPECT_PEFT_ERROR(io::save_peft<double>(tmp / "lora", io::peft_config(LoRAConfig{.r = 4, .alpha = 8, .rslora = true}),
+                                          {{"q", q}}),
+                    "module 'q': the config does not describe its adapter (use_dora: the config gives false, the layer "
+                    "has true)");
+  Adapted<LoRA<double>> k(Linear<double>::random(12, 10, rng), LoRA<double>(12, 10, {.r = 4, .alpha = 8, .rslora = true}));
+  EXPECT_PEFT_ERROR(io::save_peft<double>(tmp / "mixed", {{"q", q}, {"k", k}}),
+                    "module 'k' differs from 'q' in what adapter_config.json holds once for all modules (use_dora: the "
+                    "config gives true, the layer has false)");
+
+  // A magnitude in a plain LoRA directory, or none in a DoRA one, is refused.
+  std::string config = read_text(tmp / "adapter_config.json");
+  config.replace(config.find("\"use_dora\": true"), 16, "\"use_dora\": false");
+  write_text(tmp / "plain" / "adapter_config.json", config);
+  fs::copy_file(tmp / "adapter_model.safetensors", tmp / "plain" / "adapter_model.safetensors");
+  EXPECT_PEFT_ERROR(io::load_peft<double>(tmp / "plain"),
+                    "tensor 'base_model.model.q.lora_magnitude_vector' is not a LORA tensor");
+  io::TensorMap tensors = st.tensors();
+  tensors.erase("base_model.model.v.lora_magnitude_vector");
+  fs::create_directories(tmp / "no_m");
+  fs::copy_file(tmp / "adapter_config.json", tmp / "no_m" / "adapter_config.json");
+  io::write_safetensors(tmp / "no_m" / "adapter_model.safetensors", tensors, {});
+  EXPECT_PEFT_ERROR(io::load_peft<double>(tmp / "no_m").wrap("v", Linear<double>::random(12, 10, rng)),
+                    "missing tensor 'base_model.model.v.lora_magnitude_vector' for module 'v'");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <peft/core/types.hpp>
 
 #include <peft/adapters/c3a.hpp>
+#include <peft/adapters/dora.hpp>
 #include <peft/adapters/full.hpp>
 #include <peft/adapters/houlsby.hpp>
 #include <peft/adapters/ia3.hpp>

@@ -77,7 +77,7 @@ struct PeftConfig {
   std::string bias = "none";  ///< "none", "all" or "<type>_only" (lora_only, c3a_only): base biases trained and saved
   bool lora_bias = false;  ///< lora_B has a bias (LoRAConfig::lora_bias)
   bool fan_in_fan_out = false;  ///< accepted as PEFT does for nn.Linear: weights are always d_out x d_in here
-  bool use_dora = false;        ///< not supported: rejected on load
+  bool use_dora = false;        ///< LORA only: DoRA (a DoRA adapter, DoRAConfig); not with lora_bias, as PEFT
 
   // IA3
   std::vector<std::string> feedforward_modules;  ///< modules whose input is scaled: the name ends with an entry
@@ -132,7 +132,7 @@ struct PeftConfig {
   /// Parses adapter_config.json text; `source` names it in messages.
   static PeftConfig parse(std::string_view text, const std::string& source);
   /// Reads and validates an already parsed config; throws peft::Error for a missing or
-  /// unsupported peft_type, a field of the wrong type or value, or a feature we refuse (DoRA, Conv2d).
+  /// unsupported peft_type, a field of the wrong type or value, or a feature we refuse (Conv2d).
   static PeftConfig from_json(const nlohmann::ordered_json& json, const std::string& source);
   /// `raw` with every field of this peft_type written over it.
   nlohmann::ordered_json to_json() const;
@@ -364,7 +364,6 @@ inline PeftConfig PeftConfig::from_json(const nlohmann::ordered_json& json, cons
   c.lora_bias = f.boolean("lora_bias", c.lora_bias);
   c.fan_in_fan_out = f.boolean("fan_in_fan_out", c.fan_in_fan_out);
   c.use_dora = f.boolean("use_dora", c.use_dora);
-  if (c.use_dora) raise(who, ": use_dora = true (DoRA) is not supported");
   f.modules("feedforward_modules", c.feedforward_modules, c.feedforward_modules_regex);
   c.block_size = f.integer("block_size", c.block_size);
   c.block_size_pattern = f.pattern<Index>("block_size_pattern");
@@ -424,6 +423,10 @@ inline void PeftConfig::validate(const std::string& who) const {
     positive("lora_alpha", lora_alpha);
     probability("lora_dropout", lora_dropout);
   }
+  if (use_dora && t != "LORA")
+    raise(who, ": field 'use_dora' = true applies to peft_type LORA only, got ", t);
+  if (use_dora && lora_bias)  // PEFT's LoraConfig refuses the pair
+    raise(who, ": lora_bias = true is not supported with use_dora = true (DoRA), as in PEFT; expected lora_bias = false");
   if (t == "LORA" || t == "LOKR") {
     patterns("rank_pattern", rank_pattern, positive_int);
     patterns("alpha_pattern", alpha_pattern, positive);
@@ -482,7 +485,7 @@ inline nlohmann::ordered_json PeftConfig::to_json() const {
     j["bias"] = bias;
     j["lora_bias"] = lora_bias;
     j["fan_in_fan_out"] = fan_in_fan_out;
-    j["use_dora"] = false;
+    j["use_dora"] = use_dora;
   } else if (peft_type == "IA3") {
     j["feedforward_modules"] = detail::modules_json(feedforward_modules, feedforward_modules_regex);
     j["fan_in_fan_out"] = fan_in_fan_out;

@@ -5,7 +5,8 @@
 //                              builds that module's adapted layer from them
 //   save_peft(dir, config, {{"fc1", layer1}, ...})   writes files PEFT loads
 // Tensor names are our parameter names, with PEFT's ".weight" suffix added
-// for LoRA's lora_A/lora_B. LoRTA's shared factors are stored once, as
+// for LoRA's lora_A/lora_B (DoRA, LORA with use_dora: also
+// "lora_magnitude_vector", 1-D, without the suffix as PEFT saves it). LoRTA's shared factors are stored once, as
 // "lorta.<name>" (lora_A, lora_B, lora_C_h, lora_C_l, lora_C_m).
 // A config field `bias` other than "none" means the file carries trained base
 // biases ("<module>.base_layer.bias"); wrap() puts them into the base layer.
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include <peft/adapters/c3a.hpp>
+#include <peft/adapters/dora.hpp>
 #include <peft/adapters/ia3.hpp>
 #include <peft/adapters/lokr.hpp>
 #include <peft/adapters/lora.hpp>
@@ -56,8 +58,10 @@ inline std::string peft_tensor_name(const std::string& peft_type, std::string_vi
   return std::string(name);
 }
 
-/// Tensor suffixes each type's modules may carry (MELoRA's are numbered).
-inline std::vector<std::string> tensor_suffixes(const std::string& peft_type) {
+/// Tensor suffixes each type's modules may carry (MELoRA's are numbered; `dora`:
+/// LORA with use_dora).
+inline std::vector<std::string> tensor_suffixes(const std::string& peft_type, bool dora = false) {
+  if (peft_type == "LORA" && dora) return {"lora_A.weight", "lora_B.weight", "lora_magnitude_vector"};
   if (peft_type == "LORA") return {"lora_A.weight", "lora_B.weight", "lora_B.bias"};
   if (peft_type == "IA3") return {"ia3_l"};
   if (peft_type == "C3A") return {"c3a_kernel"};
@@ -75,8 +79,8 @@ inline std::vector<std::string> tensor_suffixes(const std::string& peft_type) {
 
 /// Splits "<module>.<suffix>" for a type's suffixes; nullopt if none fits.
 inline std::optional<std::pair<std::string, std::string>> split_module_key(const std::string& peft_type,
-                                                                           std::string_view rest) {
-  for (const auto& suffix : tensor_suffixes(peft_type)) {
+                                                                           std::string_view rest, bool dora = false) {
+  for (const auto& suffix : tensor_suffixes(peft_type, dora)) {
     if (rest.size() > suffix.size() + 1 && ::peft::io::detail::ends_with(rest, "." + suffix))
       return std::pair{std::string(rest.substr(0, rest.size() - suffix.size() - 1)), suffix};
   }
@@ -151,6 +155,9 @@ AdaptedLayer<T> make_layer(const PeftConfig& c, const std::string& name, Linear<
     using A = decltype(adapter);
     return AdaptedLayer<T>(Adapted<A>(std::move(base), std::move(adapter)), type);
   };
+  if (type == "LORA" && c.use_dora)
+    return make(DoRA<T>(d_in, d_out, {.r = c.rank_for(name), .alpha = c.alpha_for(name), .rslora = c.use_rslora,
+                                      .dropout = c.lora_dropout}));
   if (type == "LORA")
     return make(LoRA<T>(d_in, d_out, {.r = c.rank_for(name), .alpha = c.alpha_for(name), .rslora = c.use_rslora,
                                       .dropout = c.lora_dropout, .lora_bias = c.lora_bias}));
@@ -214,6 +221,18 @@ inline PeftConfig peft_config(const LoRAConfig& c, std::vector<std::string> targ
   p.use_rslora = c.rslora;
   p.lora_dropout = c.dropout;
   p.lora_bias = c.lora_bias;
+  return p;
+}
+/// DoRA: LORA with use_dora = true (r, alpha, rsLoRA, dropout; no lora_bias).
+inline PeftConfig peft_config(const DoRAConfig& c, std::vector<std::string> targets = {}) {
+  PeftConfig p;
+  p.peft_type = "LORA";
+  p.target_modules = std::move(targets);
+  p.r = c.r;
+  p.lora_alpha = c.alpha;
+  p.use_rslora = c.rslora;
+  p.lora_dropout = c.dropout;
+  p.use_dora = true;
   return p;
 }
 /// IA3: `feedforward` lists the modules that scale their input (a subset of targets).
@@ -453,7 +472,7 @@ class PeftAdapters {
       PEFT_REQUIRE(key.starts_with(kPeftKeyPrefix), who(), ": tensor '", key, "' does not start with '",
                    kPeftKeyPrefix, "'");
       const std::string_view rest = std::string_view(key).substr(kPeftKeyPrefix.size());
-      const auto split = detail::split_module_key(config_.peft_type, rest);
+      const auto split = detail::split_module_key(config_.peft_type, rest, config_.use_dora);
       if (!split) {
         // Trained base biases (bias = "lora_only" or "all"), read by wrap().
         if (::peft::io::detail::ends_with(rest, ".base_layer.bias") ||
@@ -531,6 +550,7 @@ namespace detail {
 /// lists the module if it scales its input). target_modules stays empty.
 inline PeftConfig describe_adapter(const std::any& config, const std::string& module, const std::string& who) {
   if (const auto* c = std::any_cast<LoRAConfig>(&config)) return peft_config(*c);
+  if (const auto* c = std::any_cast<DoRAConfig>(&config)) return peft_config(*c);
   if (const auto* c = std::any_cast<IA3Config>(&config))
     return ia3_peft_config({}, c->feedforward ? std::vector<std::string>{module} : std::vector<std::string>{});
   if (const auto* c = std::any_cast<C3AConfig>(&config)) return peft_config(*c);
@@ -540,8 +560,8 @@ inline PeftConfig describe_adapter(const std::any& config, const std::string& mo
   if (const auto* c = std::any_cast<REDConfig>(&config)) return peft_config(*c);
   if (const auto* c = std::any_cast<MELoRAConfig>(&config)) return peft_config(*c);
   if (const auto* c = std::any_cast<LoRTAConfig>(&config)) return peft_config(*c);
-  raise(who, ": module '", module, "' holds an adapter a PEFT directory cannot describe (supported: LoRA, IA3, C3A, "
-        "LoKr, SURM, SURMAdapter, RED, MELoRA, LoRTA)");
+  raise(who, ": module '", module, "' holds an adapter a PEFT directory cannot describe (supported: LoRA, DoRA, IA3, "
+        "C3A, LoKr, SURM, SURMAdapter, RED, MELoRA, LoRTA)");
 }
 
 /// What `config` gives `module`, in describe_adapter's form.
