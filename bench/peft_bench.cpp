@@ -153,6 +153,8 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
   };
   for (const Index r : {8, 64})
     add("LoRA r=" + std::to_string(r), peft::LoRA<T>(d, d, {.r = r, .alpha = 2.0 * r, .init = peft::LoRAInit::None}));
+  // DoRA (LoRA with use_dora): the same LoRA plus the magnitude, whose norm reads W once per forward.
+  add("DoRA r=8", peft::DoRA<T>(d, d, {.r = 8, .alpha = 16, .init = peft::LoRAInit::None}));
   add("MELoRA r=8 n=2", peft::MELoRA<T>(d, d, {.r = 8, .n = 2, .init = peft::LoRAInit::None}));
   add("LoKr r=8", peft::LoKr<T>(d, d, {.r = 8, .init = peft::LoKrInit::Random}));
   // One factor set for a 12-layer model (q, k, v, o; 64-wide heads): its
