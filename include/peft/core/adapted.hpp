@@ -15,11 +15,11 @@
 
 namespace peft {
 
-/// A frozen Linear plus one adapter A: forward, hand-written backward into the
-/// adapter's gradients, and merge/unmerge where A can fold into the weights.
 /// The name parameters() gives a trainable base bias, as PEFT names it.
 inline constexpr std::string_view kBaseBiasName = "base_layer.bias";
 
+/// A frozen Linear plus one adapter A: forward, hand-written backward into the
+/// adapter's gradients, and merge/unmerge where A can fold into the weights.
 template <Adapter A>
 class Adapted {
  public:
