@@ -43,7 +43,12 @@ enum class GgufType : std::uint32_t {
 };
 
 /// ggml tensor types this reader converts (others are listed, not converted).
-inline constexpr std::uint32_t kGgmlF32 = 0, kGgmlF16 = 1, kGgmlF64 = 28, kGgmlBF16 = 30;
+///@{
+inline constexpr std::uint32_t kGgmlF32 = 0;   ///< float32
+inline constexpr std::uint32_t kGgmlF16 = 1;   ///< IEEE float16
+inline constexpr std::uint32_t kGgmlF64 = 28;  ///< float64
+inline constexpr std::uint32_t kGgmlBF16 = 30; ///< bfloat16
+///@}
 
 /// One metadata entry: its key, its type (Array: the elements' type in
 /// `element_type`) and its value as JSON (numbers, strings, bools, arrays).
@@ -288,7 +293,7 @@ inline Gguf read_gguf(const std::filesystem::path& path) {
 }
 
 /// The GGUF tensor name llama.cpp gives a Hugging Face LLaMA-family module
-/// (model.layers.<i>.self_attn.{q,k,v,o}_proj, model.layers.<i>.mlp.{gate,up,down}_proj,
+/// (model.layers.N.self_attn.{q,k,v,o}_proj, model.layers.N.mlp.{gate,up,down}_proj,
 /// lm_head): e.g. "model.layers.3.self_attn.q_proj" -> "blk.3.attn_q.weight".
 /// Throws peft::Error for a module llama.cpp's LLaMA graph has no tensor for.
 inline std::string llama_tensor_name(const std::string& module) {
