@@ -50,7 +50,7 @@ class LoRA : public OwnsParameters<T> {
   using Scalar = T;  ///< element type
 
   /// Initialised as `config.init` says; throws peft::Error for non-positive sizes,
-  /// r outside [1, min(d_in, d_out)], a non-finite or non-positive alpha, or dropout outside [0, 1).
+  /// r < 1, a non-finite or non-positive alpha, or dropout outside [0, 1).
   LoRA(Index d_in, Index d_out, const LoRAConfig& config = {})
       : d_in_(d_in), d_out_(d_out), config_(config), dropout_(validated(d_in, d_out, config).dropout, config.seed + 1) {
     scaling_ = static_cast<T>(config.rslora ? config.alpha / std::sqrt(static_cast<double>(config.r))
