@@ -16,9 +16,9 @@
 
 namespace {
 
-std::string shape_of(const peft::io::Tensor& t) {
+std::string shape_of(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
-  for (std::size_t i = 0; i < t.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
 }
 
@@ -68,7 +68,7 @@ int inspect(const std::string& dir, bool allow_non_finite) {
     const std::string prefix = std::string(peft::io::kPeftKeyPrefix) + module + ".";
     for (const auto& [key, tensor] : adapters.tensors()) {
       if (!key.starts_with(prefix)) continue;
-      tensors += (tensors.empty() ? "" : ", ") + key.substr(prefix.size()) + " " + shape_of(tensor) + " " +
+      tensors += (tensors.empty() ? "" : ", ") + key.substr(prefix.size()) + " " + shape_of(tensor.shape) + " " +
                  tensor.dtype;
       params += tensor.numel();
       if (!tensor.to_matrix<double>().allFinite()) non_finite.push_back(key);
@@ -120,11 +120,6 @@ int inspect_gguf(const std::string& path, bool allow_non_finite) {
       if (!t.name.ends_with(".lora_a")) continue;
       const std::string base = t.name.substr(0, t.name.size() - 7);
       const auto* b = g.tensor(base + ".lora_b");
-      const auto dims = [](const peft::io::GgufTensorInfo& x) {
-        std::string s = "[";
-        for (std::size_t i = 0; i < x.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(x.shape[i]);
-        return s + "]";
-      };
       std::string norm = "-", scale = "-";
       if (b && t.bytes && b->bytes && t.shape.size() == 2 && b->shape.size() == 2 && b->shape[1] == t.shape[0]) {
         const auto A = g.to_matrix<double>(t), B = g.to_matrix<double>(*b);
@@ -137,7 +132,7 @@ int inspect_gguf(const std::string& path, bool allow_non_finite) {
         norm = buf;
         total += A.size() + B.size();
       }
-      out << "| " << base << " | " << dims(t) << " | " << (b ? dims(*b) : "missing") << " | " << t.shape[0] << " | "
+      out << "| " << base << " | " << shape_of(t.shape) << " | " << (b ? shape_of(b->shape) : "missing") << " | " << t.shape[0] << " | "
           << scale << " | " << norm << " |\n";
     }
     out << "\ntotal LoRA parameters: " << total << "\n";
