@@ -22,7 +22,7 @@ reference built with PEFT's own circulant (get_circulant_fast), and against
 PEFT's own forward and merge at 1e-5.
 
 usage: live_interop.py DRIVER [--seed S|random] [--cases N] [--dtypes F64,F32]
-                       [--types LORA,IA3,C3A,LOKR] [--directions load,save]
+                       [--types LORA,IA3,C3A,LOKR,DORA] [--directions load,save]
                        [--only DIRECTION:TYPE:DTYPE:INDEX] [--keep DIR]
 Exit status: 0 when every case agrees, 1 otherwise (each failure names the
 case, module and tensor; the case directories are kept for a repro)."""
@@ -143,6 +143,13 @@ def lora_config(rng, names):
     return f
 
 
+def dora_config(rng, names):
+    """LoRA's fields with use_dora (PEFT refuses lora_bias with DoRA)."""
+    f = lora_config(rng, names)
+    f.update(use_dora=True, lora_bias=False)
+    return f
+
+
 def ia3_config(rng, names):
     f = random_targets(rng, names)
     leaves = sorted({n.split(".")[-1] for n in names})
@@ -198,23 +205,21 @@ def lokr_shapes(rng, names, f):
     return {n: (pick(), pick(), rng.random() < 0.75) for n in names}
 
 
-# A DoRA entry would be "DORA": dict(config=<lora_config plus use_dora=True>,
-# shapes=plain_shapes, peft=LoraConfig, peft_type="LORA") (the file's type),
-# with our_name() mapping PEFT's lora_magnitude_vector and the driver's
-# make_random() passing use_dora to our LoRA.
 TYPES = {
     "LORA": dict(config=lora_config, shapes=plain_shapes, peft=LoraConfig),  # r > min(d_in, d_out) too
     "IA3": dict(config=ia3_config, shapes=plain_shapes, peft=IA3Config),
     "C3A": dict(config=c3a_config, shapes=c3a_shapes, peft=C3AConfig),
     "LOKR": dict(config=lokr_config, shapes=lokr_shapes, peft=LoKrConfig),
+    "DORA": dict(config=dora_config, shapes=plain_shapes, peft=LoraConfig, peft_type="LORA"),  # the file's type
 }
 
 
 def our_name(peft_param_name):
     """PEFT's parameter name inside a tuner layer -> ours: the adapter name goes,
-    and LoRA's nn.Linear factors drop '.weight' (lora_A.default.weight -> lora_A)."""
+    and LoRA's nn.Linear factors and DoRA's magnitude drop '.weight'
+    (lora_A.default.weight -> lora_A)."""
     n = peft_param_name.replace(".default", "")
-    if n in ("lora_A.weight", "lora_B.weight"):
+    if n in ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector.weight"):
         n = n[: -len(".weight")]
     return n
 
@@ -319,7 +324,7 @@ def prepare_load(case):
 # relative to max |scale|. In F64, and for what must match bit for bit, scale is
 # the reference itself. In F32 the reference is PEFT's layer run in float64 on
 # the same values, and scale is that run on |every value| and |every input|: per
-# entry, the sum of the magnitudes of the terms added up (all four adapters are
+# entry, the sum of the magnitudes of the terms added up (LoRA, IA3, C3A and LoKr are
 # multilinear in their values), which float32 rounding is proportional to. The
 # plain max |ref| would make a gradient entry that cancels to near zero fail a
 # correct float32 result.
@@ -394,7 +399,25 @@ def reference(case, layer, X, G):
     f64 = torch.float64
     ref = peft_quantities(copy.deepcopy(layer).double(), X.to(f64), G.to(f64))
     scales = peft_quantities(absolute_copy(layer), X.to(f64).abs(), G.to(f64).abs())
+    if case.type == "DORA":
+        kappa = dora_norm_condition(layer)
+        scales = {k: v * kappa for k, v in scales.items()}
     return with_scales(case, ref, scales)
+
+
+def dora_norm_condition(layer):
+    """DoRA is not multilinear: every result goes through c = m / ‖W + s·B·A‖, and
+    float32 rounds each row norm with a relative error up to eps times the
+    row's max ‖|W| + s·|B|·|A|‖ / ‖W + s·B·A‖ (large where the sum cancels,
+    e.g. d_in = 1). The F32 scales are multiplied by that factor (>= 1)."""
+    f64 = torch.float64
+    W = layer.get_base_layer().weight.detach().to(f64)
+    A = layer.lora_A["default"].weight.detach().to(f64)
+    B = layer.lora_B["default"].weight.detach().to(f64)
+    s = layer.scaling["default"]
+    terms = (W.abs() + s * B.abs() @ A.abs()).norm(dim=1)
+    norm = (W + s * B @ A).norm(dim=1)
+    return max((terms / norm.clamp_min(1e-300)).max().item(), 1.0)
 
 
 def peft_own_c3a(layer, X, G):

@@ -103,6 +103,15 @@ peft::AdaptedLayer<T> make_random(const peft::io::PeftConfig& config, const std:
   auto wrap = [&](auto adapter) {
     return peft::AdaptedLayer<T>(peft::Adapted<decltype(adapter)>(std::move(base), std::move(adapter)), type);
   };
+  if (type == "LORA" && config.use_dora) {
+    peft::DoRA<T> dora(d_in, d_out, {.r = config.rank_for(name), .alpha = config.alpha_for(name),
+                                     .rslora = config.use_rslora, .dropout = config.lora_dropout,
+                                     .init = peft::LoRAInit::None, .seed = seed});
+    // A magnitude unlike ‖W + s·B·A‖ (PEFT's init), so that c = m / ‖·‖ is not 1.
+    peft::Rng rng(seed * 7919 + 2);
+    peft::init::normal(dora.magnitude(), 1.0, rng);
+    return wrap(std::move(dora));
+  }
   if (type == "LORA")
     return wrap(peft::LoRA<T>(d_in, d_out, {.r = config.rank_for(name), .alpha = config.alpha_for(name),
                                             .rslora = config.use_rslora, .dropout = config.lora_dropout,
