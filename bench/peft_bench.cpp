@@ -44,7 +44,8 @@ struct Options {
 
 constexpr const char* usage =
     "usage: peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--double] [--json] [--svg FILE]\n"
-    "  --threads  Eigen threads for each run (a list compares them: speedup column)\n"
+    "  --threads  threads of the dense products (Eigen's; OpenBLAS's too in peft-bench-openblas) for each run\n"
+    "             (a list compares them: speedup column)\n"
     "  --svg      also write a parameters-vs-overhead plot";
 
 std::vector<Index> parse_list(const std::string& text) {
@@ -181,7 +182,7 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
   std::vector<Result> results;
   std::vector<double> first_medians;  // the first thread count's, for the speedup column
   for (const Index threads : o.threads) {
-    Eigen::setNbThreads(static_cast<int>(threads));
+    peft::set_gemm_threads(static_cast<int>(threads));
     const auto timed = peft::bench::paired_medians(runs, o.rounds, 1, [&](int round) {
       std::fprintf(stderr, "\rpeft-bench: d = %ld, N = %ld, %ld thread(s): round %d/%d ", static_cast<long>(d),
                    static_cast<long>(o.rows), static_cast<long>(threads), round, o.rounds);
@@ -193,7 +194,7 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
       results.push_back({cases[i].name, d, o.rows, cases[i].params, threads, medians[i], timed.ratios[i] - 1.0,
                          cases[i].flops / medians[i] * 1e-9, held[i], first_medians[i] / medians[i]});
   }
-  Eigen::setNbThreads(static_cast<int>(o.threads.front()));  // what the table's header reports
+  peft::set_gemm_threads(static_cast<int>(o.threads.front()));  // what the table's header reports
   return results;
 }
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <peft/core/gemm_backend.hpp>
+
 #include <Eigen/Core>
 
 namespace peft::bench {
@@ -70,8 +72,12 @@ inline std::string machine_description() {
       model = line.substr(line.find(':') + 2);
       break;
     }
-  return model + "; Eigen SIMD: " + Eigen::SimdInstructionSetsInUse() + "; Eigen threads: " +
-         std::to_string(Eigen::nbThreads());
+  const peft::GemmBackend gemm = peft::gemm_backend();
+  std::string s = model + "; Eigen SIMD: " + Eigen::SimdInstructionSetsInUse() + "; Eigen threads: " +
+                  std::to_string(Eigen::nbThreads()) + "; GEMM: " + gemm.name;
+  if (gemm.name != "Eigen") s += " (" + gemm.details + ", " + std::to_string(gemm.threads) + " threads)";
+  if (!gemm.warning.empty()) s += "; WARNING: " + gemm.warning;
+  return s;
 }
 
 }  // namespace peft::bench

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds peft-bench for this machine (-O3 -march=native) and prints the
 # parameter/speed table. Arguments go to peft-bench (try --help).
+# Also builds build/bench/bench/peft-bench-openblas: the same table with
+# OpenBLAS doing the dense products (peft::blas).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh >&2
+bash scripts/setup.sh libopenblas-dev >&2
 cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DPEFT_BUILD_TESTS=OFF -DPEFT_BUILD_EXAMPLES=OFF \
-  -DPEFT_BUILD_BENCHMARKS=ON >&2
+  -DPEFT_BUILD_BENCHMARKS=ON -DPEFT_WITH_OPENBLAS=ON >&2
 cmake --build build/bench -j "$(nproc)" >&2
+cmake --build build/bench -j "$(nproc)" --target peft-bench-openblas >&2
 ./build/bench/bench/peft-bench "$@"

@@ -7,6 +7,7 @@
 #include <peft/core/adapter.hpp>
 #include <peft/core/dropout.hpp>
 #include <peft/core/error.hpp>
+#include <peft/core/gemm_backend.hpp>
 #include <peft/core/init.hpp>
 #include <peft/core/linear.hpp>
 #include <peft/core/parameters.hpp>

@@ -1,0 +1,86 @@
+// The dense-product backend: what gemm_backend() reports, the OpenBLAS core
+// check, and the products against plain loops (built once with Eigen's GEMM,
+// and once more with peft::blas when PEFT_WITH_OPENBLAS is on).
+#include <peft/core/gemm_backend.hpp>
+#include <peft/core/linear.hpp>
+#include <peft/peft.hpp>
+
+#include "test_util.hpp"
+
+namespace peft::test {
+namespace {
+
+TEST(GemmBackend, NamesTheBackendOfThisBuild) {
+  const GemmBackend b = gemm_backend();
+#if defined(PEFT_WITH_OPENBLAS)
+  EXPECT_EQ(b.name, "OpenBLAS");
+  EXPECT_NE(b.details.find("core "), std::string::npos) << b.details;
+#else
+  EXPECT_EQ(b.name, "Eigen");
+  EXPECT_NE(b.details.find("SIMD"), std::string::npos) << b.details;
+#endif
+  set_gemm_threads(1);
+  EXPECT_EQ(gemm_backend().threads, 1);
+}
+
+TEST(GemmBackend, WarnsWhenOpenBlasRunsAnOlderCoreThanTheCpu) {
+  using detail::blas_core_warning;
+  const std::string forced = blas_core_warning("Haswell", 3, "Haswell");
+  EXPECT_NE(forced.find("Haswell kernels (AVX2) on a CPU with AVX-512"), std::string::npos) << forced;
+  EXPECT_NE(forced.find("OPENBLAS_CORETYPE=Haswell"), std::string::npos) << forced;
+  EXPECT_EQ(blas_core_warning("Haswell", 3, nullptr).find("OPENBLAS_CORETYPE"), std::string::npos);
+  EXPECT_NE(blas_core_warning("Sandybridge", 2, "").find("(AVX) on a CPU with AVX2"), std::string::npos);
+  for (const char* core : {"SkylakeX", "Cooperlake", "SapphireRapids"}) EXPECT_EQ(blas_core_warning(core, 3, nullptr), "");
+  EXPECT_EQ(blas_core_warning("Zen", 2, nullptr), "");
+  EXPECT_EQ(blas_core_warning("Haswell", -1, "Haswell"), "");  // CPU unknown: nothing to say
+  EXPECT_EQ(detail::simd_level_of_core("Prescott"), 0);
+}
+
+// Y = X·Wᵀ + b and dX = dY·W against triple loops in double, at sizes that
+// fit no SIMD width, for the frozen layer and a LoRA-adapted one (thin GEMMs).
+template <class T>
+class GemmProducts : public ::testing::Test {};
+TYPED_TEST_SUITE(GemmProducts, Precisions);
+
+template <class T>
+Matrix<double> a_times_bt(const Matrix<T>& a, const Matrix<T>& b) {  // a·bᵀ
+  Matrix<double> out(a.rows(), b.rows());
+  for (Index i = 0; i < a.rows(); ++i)
+    for (Index j = 0; j < b.rows(); ++j) {
+      double s = 0;
+      for (Index k = 0; k < a.cols(); ++k) s += double(a(i, k)) * double(b(j, k));
+      out(i, j) = s;
+    }
+  return out;
+}
+
+TYPED_TEST(GemmProducts, FrozenLayerMatchesLoops) {
+  using T = TypeParam;
+  const Index N = 37, d_in = 131, d_out = 67;
+  const Matrix<T> W = random_matrix<T>(d_out, d_in, 1), X = random_matrix<T>(N, d_in, 2),
+                  dY = random_matrix<T>(N, d_out, 3);
+  const Vector<T> b = random_matrix<T>(d_out, 1, 4);
+  Linear<T> layer(W, b);
+  Matrix<double> Y = a_times_bt<T>(X, W);
+  Y.rowwise() += b.template cast<double>().transpose();
+  EXPECT_LT(max_rel_diff(layer.forward(X), Y), tolerance<T>());
+  const Matrix<T> Wt = W.transpose();
+  EXPECT_LT(max_rel_diff(layer.backward(dY), a_times_bt<T>(dY, Wt)), tolerance<T>());
+}
+
+TYPED_TEST(GemmProducts, LoRALayerMatchesLoops) {
+  using T = TypeParam;
+  const Index N = 19, d_in = 45, d_out = 29, r = 3;
+  Adapted<LoRA<T>> layer(Linear<T>(random_matrix<T>(d_out, d_in, 5)),
+                         LoRA<T>(d_in, d_out, {.r = r, .alpha = 6, .init = LoRAInit::None, .seed = 6}));
+  const Matrix<T> X = random_matrix<T>(N, d_in, 7);
+  Matrix<T> W_full = layer.base().weight();
+  W_full += layer.adapter().delta_weight();
+  EXPECT_LT(max_rel_diff(layer.forward(X), a_times_bt<T>(X, W_full)), tolerance<T>());
+  const Matrix<T> dY = random_matrix<T>(N, d_out, 8);
+  const Matrix<T> W_full_t = W_full.transpose();
+  EXPECT_LT(max_rel_diff(layer.backward(dY), a_times_bt<T>(dY, W_full_t)), tolerance<T>());
+}
+
+}  // namespace
+}  // namespace peft::test
