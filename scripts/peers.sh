@@ -53,9 +53,10 @@ ln -sfn "$venv" build/peers
 echo "peers: build/peers -> $venv"
 
 if ((with_llama)); then
-  # A portable AVX2 build without the multimodal library, at -O0: the tests
-  # run a model of a few thousand weights, and -O0 compiles in ~2.5 minutes on
-  # 2 cores instead of ~10 (-O3), which lets CI afford it. The flags are part
+  # A portable AVX2 build without the multimodal library, at -O0 (asserts on:
+  # no -DNDEBUG; scikit-build-core builds Release, whose flags these replace):
+  # the tests run a model of a few thousand weights, and -O0 compiles in ~2.5
+  # minutes on 2 cores instead of ~10 (-O3), which lets CI afford it. The flags are part
   # of the stamp: pip's wheel cache keys the built wheel by the sdist alone.
   export CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DCMAKE_C_FLAGS_RELEASE=-O0 -DCMAKE_CXX_FLAGS_RELEASE=-O0"
   export CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
@@ -68,6 +69,7 @@ if ((with_llama)); then
     # --force-reinstall: a build with other flags may be installed already.
     PIP_CACHE_DIR="$cache/pip-$(basename "$stamp")" "${pip[@]}" --force-reinstall -r "$llama"
     "$venv/bin/python" -c "import llama_cpp; print('peers: llama_cpp', llama_cpp.__version__)"
+    rm -f "$venv"/.llama-*  # an older build's stamp would claim flags no longer installed
     touch "$stamp"
     echo "peers: llama-cpp-python ready in $((SECONDS - start)) s"
   fi

@@ -21,12 +21,13 @@ TEST(GemmBackend, NamesTheBackendOfThisBuild) {
 #endif
   set_gemm_threads(1);
   EXPECT_EQ(gemm_backend().threads, 1);
+  EXPECT_PEFT_ERROR(set_gemm_threads(0), "set_gemm_threads: expected threads >= 1, got 0");
 }
 
 TEST(GemmBackend, WarnsWhenOpenBlasRunsAnOlderCoreThanTheCpu) {
   using detail::blas_core_warning;
   const std::string forced = blas_core_warning("Haswell", 3, "Haswell");
-  EXPECT_NE(forced.find("Haswell kernels (AVX2) on a CPU with AVX-512"), std::string::npos) << forced;
+  EXPECT_NE(forced.find("Haswell kernels (AVX2) on a CPU with AVX-512: its GEMM may be slower"), std::string::npos) << forced;
   EXPECT_NE(forced.find("OPENBLAS_CORETYPE=Haswell"), std::string::npos) << forced;
   EXPECT_EQ(blas_core_warning("Haswell", 3, nullptr).find("OPENBLAS_CORETYPE"), std::string::npos);
   EXPECT_NE(blas_core_warning("Sandybridge", 2, "").find("(AVX) on a CPU with AVX2"), std::string::npos);
@@ -34,6 +35,13 @@ TEST(GemmBackend, WarnsWhenOpenBlasRunsAnOlderCoreThanTheCpu) {
   EXPECT_EQ(blas_core_warning("Zen", 2, nullptr), "");
   EXPECT_EQ(blas_core_warning("Haswell", -1, "Haswell"), "");  // CPU unknown: nothing to say
   EXPECT_EQ(detail::simd_level_of_core("Prescott"), 0);
+  // Single-core builds name their core in capitals; unknown names say nothing.
+  EXPECT_EQ(blas_core_warning("SKYLAKEX", 3, nullptr), "");
+  EXPECT_NE(blas_core_warning("HASWELL", 3, nullptr), "");
+  EXPECT_EQ(blas_core_warning("Excavator", 2, nullptr), "");
+  EXPECT_NE(blas_core_warning("Piledriver", 2, nullptr).find("(AVX) on a CPU with AVX2"), std::string::npos);
+  EXPECT_EQ(detail::simd_level_of_core("SomeFutureCore"), -1);
+  EXPECT_EQ(blas_core_warning("SomeFutureCore", 3, nullptr), "");
 }
 
 // Y = X·Wᵀ + b and dX = dY·W against triple loops in double, at sizes that

