@@ -158,7 +158,7 @@ TEST(Adapted, TrainableBaseBias) {
 
   Adapted no_bias(Linear<double>(random_matrix<double>(5, 6, 1)), InputScale(6, 5));
   EXPECT_PEFT_ERROR(no_bias.set_base_bias_trainable(true),
-                    "Adapted::set_base_bias_trainable: the base layer has no bias; expected a Linear with 5 bias entries");
+                    "Adapted::set_base_bias_trainable: the base layer has no bias; expected a base layer with 5 bias entries");
 }
 
 TEST(Adapted, RejectsMisuse) {

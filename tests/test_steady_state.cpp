@@ -176,6 +176,29 @@ TEST(SteadyState, LongTransforms) {
   expect_no_steady_state_allocation(C3A<float>(768, 768, {.block_size = 64}), 4, "C3A 768");
 }
 
+/// A bfloat16 base allocates no more than the float32 layer it computes: its
+/// panel buffer is allocated once per thread, at the first step.
+TEST(SteadyState, BFloat16Base) {
+  for (const auto& [d_in, d_out] : {std::pair<Index, Index>{5000, 100}, {64, 4000}}) {
+    SCOPED_TRACE(std::to_string(d_out) + " x " + std::to_string(d_in));
+    Rng rng(3);
+    const LinearBF16 bf16(Linear<float>::random(d_in, d_out, rng));
+    const Linear<float> f32 = bf16.dequantised();
+    const Matrix<float> X = random_matrix<float>(6, d_in, 1), dY = random_matrix<float>(6, d_out, 2);
+    Matrix<float> Y, dX;
+    const Allocations dense = count_steady_state([&] {
+      f32.forward(X, Y);
+      f32.backward(dY, dX);
+    });
+    const Allocations rounded = count_steady_state([&] {
+      bf16.forward(X, Y);
+      bf16.backward(dY, dX);
+    });
+    EXPECT_EQ(rounded.eigen, dense.eigen);
+    EXPECT_EQ(rounded.operator_new, dense.operator_new);
+  }
+}
+
 /// The counters count: an allocation inside the armed window is seen.
 TEST(SteadyState, CountersSeeAllocations) {
   const Allocations seen = count_steady_state([] {

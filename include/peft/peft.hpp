@@ -5,11 +5,14 @@
 #include <peft/core/adapted.hpp>
 #include <peft/core/adapted_layer.hpp>
 #include <peft/core/adapter.hpp>
+#include <peft/core/bfloat16.hpp>
 #include <peft/core/dropout.hpp>
 #include <peft/core/error.hpp>
+#include <peft/core/frozen_layer.hpp>
 #include <peft/core/gemm_backend.hpp>
 #include <peft/core/init.hpp>
 #include <peft/core/linear.hpp>
+#include <peft/core/linear_bf16.hpp>
 #include <peft/core/parameters.hpp>
 #include <peft/core/random.hpp>
 #include <peft/core/scratch.hpp>

@@ -1,6 +1,8 @@
 #pragma once
-// Adapted<A>: a frozen Linear plus one adapter, with forward, hand-written
-// backward, and merge/unmerge for adapters that can fold into the weights.
+// Adapted<A, Base>: a frozen layer (Linear<T> by default, or one with a
+// rounded weight such as LinearBF16) plus one adapter, with forward,
+// hand-written backward, and merge/unmerge for adapters that can fold into
+// the weights.
 
 #include <cstring>
 #include <optional>
@@ -10,6 +12,7 @@
 
 #include <peft/core/adapter.hpp>
 #include <peft/core/error.hpp>
+#include <peft/core/frozen_layer.hpp>
 #include <peft/core/linear.hpp>
 #include <peft/core/parameters.hpp>
 
@@ -18,16 +21,25 @@ namespace peft {
 /// The name parameters() gives a trainable base bias, as PEFT names it.
 inline constexpr std::string_view kBaseBiasName = "base_layer.bias";
 
-/// A frozen Linear plus one adapter A: forward, hand-written backward into the
+/// A frozen layer plus one adapter A: forward, hand-written backward into the
 /// adapter's gradients, and merge/unmerge where A can fold into the weights.
-template <Adapter A>
+/// Base is Linear<T>, or a layer with a rounded weight (RoundedFrozenLayer,
+/// e.g. LinearBF16): merging into it dequantises W, folds the adapter in and
+/// rounds again, so unmerge() restores W only up to that rounding (reported by
+/// rounding_error(); PEFT does the same on quantised bases). Adapters that read
+/// W itself (DoRA) need a Linear<T> base.
+template <Adapter A, class Base = Linear<typename A::Scalar>>
+  requires FrozenLayer<Base, typename A::Scalar> &&
+           (is_dense_linear<Base, typename A::Scalar> || RoundedFrozenLayer<Base, typename A::Scalar>) &&
+           (!UsesBase<A> || is_dense_linear<Base, typename A::Scalar>)
 class Adapted {
  public:
   using Scalar = typename A::Scalar;  ///< element type, the adapter's
   using T = Scalar;                   ///< short for Scalar
+  using BaseLayer = Base;             ///< the frozen layer's type
 
   /// Throws peft::Error unless the adapter's d_in x d_out match the base layer's.
-  Adapted(Linear<T> base, A adapter) : base_(std::move(base)), adapter_(std::move(adapter)) {
+  Adapted(Base base, A adapter) : base_(std::move(base)), adapter_(std::move(adapter)) {
     PEFT_REQUIRE(adapter_.in_features() == base_.in_features() && adapter_.out_features() == base_.out_features(),
                  "Adapted: adapter is ", detail::shape_str(adapter_.out_features(), adapter_.in_features()),
                  " (d_out x d_in) but the base layer is ",
@@ -102,18 +114,30 @@ class Adapted {
     for (const auto& p : adapter_.parameters())
       PEFT_REQUIRE(p.value.allFinite(), "Adapted::merge: parameter '", p.name,
                    "' holds NaN or Inf; expected finite values (merging would corrupt the base weights for good)");
-    std::optional<Linear<T>> before;
-    if (safe_merge) before = base_;
-    bind_base();
-    if constexpr (MergesItself<A>) {
-      adapter_.merge_into(base_);
-    } else {
-      base_.weight() += adapter_.delta_weight();
-    }
-    if (safe_merge && !(base_.weight().allFinite() && base_.bias().allFinite())) {
-      base_ = std::move(*before);
+    auto refuse_non_finite = [] {
       ::peft::detail::raise("Adapted::merge: the merged weights would hold NaN or Inf (safe_merge); the adapter's "
                             "parameters are not finite, base left unchanged");
+    };
+    bind_base();
+    if constexpr (is_dense_linear<Base, T>) {
+      std::optional<Linear<T>> before;
+      if (safe_merge) before = base_;
+      fold_in(base_);
+      if (safe_merge && !finite(base_)) {
+        base_ = std::move(*before);
+        refuse_non_finite();
+      }
+    } else {
+      // The check follows the rounding: a finite sum may still round to inf.
+      std::optional<Base> before;
+      if (safe_merge) before = base_;
+      Linear<T> dense = base_.dequantised();
+      fold_in(dense);
+      write_rounded(dense);
+      if (safe_merge && !(base_.all_finite() && base_.bias().allFinite())) {
+        base_ = std::move(*before);
+        refuse_non_finite();
+      }
     }
     merged_values_ = snapshot();
     merged_ = true;
@@ -132,10 +156,12 @@ class Adapted {
                  "Adapted::unmerge: the adapter's parameters changed while merged; unmerging would not restore the "
                  "base weights");
     bind_base();
-    if constexpr (MergesItself<A>) {
-      adapter_.unmerge_from(base_);
+    if constexpr (is_dense_linear<Base, T>) {
+      fold_out(base_);
     } else {
-      base_.weight() -= adapter_.delta_weight();
+      Linear<T> dense = base_.dequantised();
+      fold_out(dense);
+      write_rounded(dense);
     }
     merged_ = false;
     merged_values_.clear();
@@ -144,13 +170,17 @@ class Adapted {
 
   bool merged() const { return merged_; }  ///< whether the adapter is folded into base()
 
+  /// How far rounding moved W in the last merge() or unmerge() on a rounded
+  /// base (zero for a Linear<T> base, whose merge is exact up to float addition).
+  RoundingError rounding_error() const { return rounding_error_; }
+
   /// PEFT's bias = "lora_only" / "all": the base layer's bias b becomes a
   /// trainable parameter, "base_layer.bias" in parameters(), whose value is
   /// base().bias() itself (so it is saved and merged with the base). Throws
   /// peft::Error if the base layer has no bias.
   void set_base_bias_trainable(bool trainable) {
     PEFT_REQUIRE(!trainable || base_.has_bias(), "Adapted::set_base_bias_trainable: the base layer has no bias; "
-                 "expected a Linear with ", base_.out_features(), " bias entries");
+                 "expected a base layer with ", base_.out_features(), " bias entries");
     bias_trainable_ = trainable;
     bias_grad_ = Vector<T>::Zero(trainable ? base_.out_features() : 0);
     bias_shape_ = {base_.out_features()};
@@ -181,8 +211,8 @@ class Adapted {
 
   /// The frozen layer (holding the merged weights while merged()).
   ///@{
-  Linear<T>& base() { return base_; }
-  const Linear<T>& base() const { return base_; }
+  Base& base() { return base_; }
+  const Base& base() const { return base_; }
   ///@}
   /// The adapter: its parameters, gradients and config.
   ///@{
@@ -201,6 +231,25 @@ class Adapted {
   /// layer lives now (it may have moved since the last call).
   void bind_base() {
     if constexpr (UsesBase<A>) adapter_.use_base(base_);
+  }
+
+  /// Folds the adapter into a dense layer (merge) or takes it out (unmerge).
+  ///@{
+  void fold_in(Linear<T>& dense) {
+    if constexpr (MergesItself<A>) adapter_.merge_into(dense);
+    else dense.weight() += adapter_.delta_weight();
+  }
+  void fold_out(Linear<T>& dense) {
+    if constexpr (MergesItself<A>) adapter_.unmerge_from(dense);
+    else dense.weight() -= adapter_.delta_weight();
+  }
+  ///@}
+  static bool finite(const Linear<T>& dense) { return dense.weight().allFinite() && dense.bias().allFinite(); }
+
+  /// A rounded base takes the merged dense layer's W (rounded) and its bias.
+  void write_rounded(const Linear<T>& dense) {
+    rounding_error_ = base_.assign_rounded(dense.weight());
+    base_.bias() = dense.bias();
   }
 
   /// The input the base sees: X, or a copy edited by the adapter.
@@ -235,7 +284,7 @@ class Adapted {
     return values;
   }
 
-  Linear<T> base_;
+  Base base_;
   A adapter_;
   bool merged_ = false;
   Index rows_ = -1;  // rows of the last completed forward, -1 if backward is not allowed
@@ -245,6 +294,7 @@ class Adapted {
   bool bias_trainable_ = false;
   Vector<T> bias_grad_;            // d_out while the base bias is trainable, else empty
   std::vector<Index> bias_shape_;  // {d_out}: the view's shape (on the heap, so moves keep it)
+  RoundingError rounding_error_;   // of the last merge/unmerge on a rounded base
 };
 
 }  // namespace peft

@@ -1,11 +1,13 @@
 #pragma once
-// AdaptedLayer<T>: any Adapted<A> behind one type, for code that picks the
-// adapter at run time (a loaded PEFT directory, a config file). Same calls as
-// Adapted<A>; what an adapter cannot do (merge, delta_weight) throws
-// peft::Error naming the adapter. get<A>() gives the typed layer back.
+// AdaptedLayer<T>: any Adapted<A, Base> behind one type, for code that picks
+// the adapter (or the base's storage) at run time (a loaded PEFT directory, a
+// config file). Same calls as Adapted; what an adapter cannot do (merge,
+// delta_weight) throws peft::Error naming the adapter. get<A>() gives the
+// typed layer back.
 
 #include <any>
 #include <memory>
+#include <typeinfo>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,7 +24,7 @@ namespace peft {
 template <class T>
 struct AdapterState {
   const ParameterBlock<T>* parameters = nullptr;  ///< the adapter's block, or the shared factors' block
-  const Linear<T>* base = nullptr;                ///< the frozen layer
+  const Linear<T>* base = nullptr;                ///< the frozen layer; null unless it is a dense Linear<T>
   bool shared = false;                            ///< whether `parameters` is a shared factor set
   /// A shared-factor adapter's position (its layer and matrix type); -1 otherwise.
   ///@{
@@ -35,10 +37,10 @@ struct AdapterState {
 };
 
 /// The AdapterState of a typed layer (pointers into `layer`, valid while it lives).
-template <class A>
-AdapterState<typename A::Scalar> adapter_state(const Adapted<A>& layer) {
+template <class A, class B>
+AdapterState<typename A::Scalar> adapter_state(const Adapted<A, B>& layer) {
   AdapterState<typename A::Scalar> state;
-  state.base = &layer.base();
+  if constexpr (is_dense_linear<B, typename A::Scalar>) state.base = &layer.base();
   if constexpr (requires { layer.adapter().factors().parameter_block(); }) {
     state.parameters = &layer.adapter().factors().parameter_block();
     state.shared = true;
@@ -53,17 +55,17 @@ AdapterState<typename A::Scalar> adapter_state(const Adapted<A>& layer) {
   return state;
 }
 
-/// Any Adapted<A> over scalar T behind one type, for adapters picked at run time;
-/// what the adapter cannot do (merge, delta_weight) throws peft::Error.
+/// Any Adapted<A, Base> over scalar T behind one type, for adapters picked at
+/// run time; what the adapter cannot do (merge, delta_weight) throws peft::Error.
 template <class T>
 class AdaptedLayer {
  public:
   using Scalar = T;  ///< element type
 
   /// `kind` names the adapter in messages and for io (e.g. "LORA").
-  template <class A>
-  AdaptedLayer(Adapted<A> layer, std::string kind)
-      : kind_(std::move(kind)), impl_(std::make_unique<Model<A>>(std::move(layer))) {}
+  template <class A, class B>
+  AdaptedLayer(Adapted<A, B> layer, std::string kind)
+      : kind_(std::move(kind)), impl_(std::make_unique<Model<A, B>>(std::move(layer))) {}
 
   const std::string& kind() const { return kind_; }  ///< the adapter's name, e.g. "LORA"
 
@@ -98,6 +100,8 @@ class AdaptedLayer {
     impl_->unmerge();
   }
   bool merged() const { return impl_->merged(); }                      ///< whether merged into base()
+  /// As Adapted::rounding_error: W's rounding in the last (un)merge on a rounded base.
+  RoundingError rounding_error() const { return impl_->rounding_error(); }
   void set_training(bool training) { impl_->set_training(training); }  ///< training applies dropout, eval not
 
   bool has_delta_weight() const { return impl_->has_delta_weight(); }  ///< whether delta_weight() is supported
@@ -117,25 +121,37 @@ class AdaptedLayer {
 
   AdapterState<T> state() const { return impl_->state(); }  ///< what io needs to save this layer
 
-  /// The frozen layer.
+  /// The frozen layer when it is a dense Linear<T>; throws peft::Error for
+  /// another base type (see base_as).
   ///@{
-  Linear<T>& base() { return impl_->base(); }
-  const Linear<T>& base() const { return impl_->cbase(); }
+  Linear<T>& base() { return *static_cast<Linear<T>*>(require_base<Linear<T>>("base")); }
+  const Linear<T>& base() const { return *static_cast<const Linear<T>*>(require_base<Linear<T>>("base")); }
   ///@}
-  Index in_features() const { return base().in_features(); }    ///< d_in
-  Index out_features() const { return base().out_features(); }  ///< d_out
+  /// The frozen layer as a B (Linear<T>, LinearBF16, ...), or nullptr when it is another type.
+  ///@{
+  template <class B>
+  B* base_as() {
+    return static_cast<B*>(impl_->base_address(typeid(B)));
+  }
+  template <class B>
+  const B* base_as() const {
+    return static_cast<const B*>(impl_->base_address(typeid(B)));
+  }
+  ///@}
+  Index in_features() const { return impl_->in_features(); }    ///< d_in
+  Index out_features() const { return impl_->out_features(); }  ///< d_out
   double flops(Index N) const { return impl_->flops(N); }       ///< forward + backward flops for N rows
 
-  /// The typed layer, or nullptr when this one wraps another adapter type.
+  /// The typed layer, or nullptr when this one wraps another adapter (or base) type.
   ///@{
-  template <class A>
-  Adapted<A>* get() {
-    auto* model = dynamic_cast<Model<A>*>(impl_.get());
+  template <class A, class B = Linear<T>>
+  Adapted<A, B>* get() {
+    auto* model = dynamic_cast<Model<A, B>*>(impl_.get());
     return model ? &model->layer : nullptr;
   }
-  template <class A>
-  const Adapted<A>* get() const {
-    const auto* model = dynamic_cast<const Model<A>*>(impl_.get());
+  template <class A, class B = Linear<T>>
+  const Adapted<A, B>* get() const {
+    const auto* model = dynamic_cast<const Model<A, B>*>(impl_.get());
     return model ? &model->layer : nullptr;
   }
   ///@}
@@ -149,6 +165,7 @@ class AdaptedLayer {
     virtual void merge(bool safe_merge) = 0;
     virtual void unmerge() = 0;
     virtual bool merged() const = 0;
+    virtual RoundingError rounding_error() const = 0;
     virtual void set_training(bool training) = 0;
     virtual bool has_delta_weight() const = 0;
     virtual Matrix<T> delta_weight() const = 0;
@@ -157,15 +174,16 @@ class AdaptedLayer {
     virtual Index num_params() const = 0;
     virtual void set_base_bias_trainable(bool trainable) = 0;
     virtual bool base_bias_trainable() const = 0;
-    virtual Linear<T>& base() = 0;
-    virtual const Linear<T>& cbase() const = 0;
+    virtual void* base_address(const std::type_info& type) = 0;  // the base if it is a `type`, else null
+    virtual Index in_features() const = 0;
+    virtual Index out_features() const = 0;
     virtual double flops(Index N) const = 0;
     virtual AdapterState<T> state() const = 0;
   };
 
-  template <class A>
+  template <class A, class B>
   struct Model final : Concept {
-    explicit Model(Adapted<A> l) : layer(std::move(l)) {}
+    explicit Model(Adapted<A, B> l) : layer(std::move(l)) {}
     void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) override { layer.forward(X, Y); }
     void backward(const ConstMatrixRef<T>& dY, Matrix<T>& dX) override { layer.backward(dY, dX); }
     bool mergeable() const override { return Mergeable<A>; }
@@ -176,6 +194,7 @@ class AdaptedLayer {
       if constexpr (Mergeable<A>) layer.unmerge();
     }
     bool merged() const override { return layer.merged(); }
+    RoundingError rounding_error() const override { return layer.rounding_error(); }
     void set_training(bool training) override { layer.set_training(training); }
     bool has_delta_weight() const override { return HasDeltaWeight<A> || HasBaseDeltaWeight<A>; }
     Matrix<T> delta_weight() const override {
@@ -188,13 +207,26 @@ class AdaptedLayer {
     Index num_params() const override { return layer.num_params(); }
     void set_base_bias_trainable(bool trainable) override { layer.set_base_bias_trainable(trainable); }
     bool base_bias_trainable() const override { return layer.base_bias_trainable(); }
-    Linear<T>& base() override { return layer.base(); }
-    const Linear<T>& cbase() const override { return layer.base(); }
+    void* base_address(const std::type_info& type) override {
+      return type == typeid(B) ? static_cast<void*>(&layer.base()) : nullptr;
+    }
+    Index in_features() const override { return layer.in_features(); }
+    Index out_features() const override { return layer.out_features(); }
     double flops(Index N) const override { return layer.flops(N); }
     AdapterState<T> state() const override { return adapter_state(layer); }
 
-    Adapted<A> layer;
+    Adapted<A, B> layer;
   };
+
+  /// The base as a B, or peft::Error naming what was asked for.
+  template <class B>
+  void* require_base(const char* what) const {
+    void* base = impl_->base_address(typeid(B));
+    PEFT_REQUIRE(base != nullptr, "AdaptedLayer::", what, ": the ", kind_,
+                 " layer's base is not a dense Linear<T> (its weight is stored rounded, e.g. LinearBF16); use "
+                 "base_as<LinearBF16>() or the layer's own calls");
+    return base;
+  }
 
   void require_mergeable(const char* what) const {
     PEFT_REQUIRE(mergeable(), "AdaptedLayer::", what, ": the ", kind_, " adapter cannot merge into the base layer");

@@ -5,10 +5,11 @@
 #include <bit>
 #include <cstdint>
 
+#include <peft/core/bfloat16.hpp>
+
 namespace peft::io {
 
-/// bfloat16 is the top half of a binary32.
-inline float bf16_to_float(std::uint16_t bits) { return std::bit_cast<float>(std::uint32_t{bits} << 16); }
+using ::peft::bf16_to_float;  // bfloat16 is the top half of a binary32 (core/bfloat16.hpp)
 
 /// IEEE binary16 to float, exactly: subnormals, infinities and NaN payloads included.
 inline float f16_to_float(std::uint16_t bits) {

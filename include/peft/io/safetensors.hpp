@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include <peft/core/error.hpp>
+#include <peft/core/linear_bf16.hpp>
 #include <peft/core/types.hpp>
 #include <peft/io/half.hpp>
 
@@ -382,6 +383,31 @@ inline void write_safetensors(const std::filesystem::path& path, const TensorMap
               static_cast<std::streamsize>(entry->second.data.size()));
   out.flush();
   if (!out) raise(who, ": writing failed");
+}
+
+/// A frozen bfloat16 layer from a file's tensors: `weight` (2-D, d_out x d_in)
+/// and, unless `bias` is empty, a 1-D bias of d_out entries. A BF16 weight is
+/// taken bit for bit, with no float32 copy on the way; an F32, F64 or F16 one
+/// is rounded to bfloat16. Throws peft::Error naming the tensor and what was expected.
+inline LinearBF16 load_linear_bf16(const Safetensors& file, std::string_view weight, std::string_view bias = {}) {
+  const char* who = "load_linear_bf16";
+  const Tensor& w = file.at(weight);
+  PEFT_REQUIRE(w.shape.size() == 2 && w.shape[0] > 0 && w.shape[1] > 0, who, ": tensor '", weight,
+               "' must be 2-D (d_out x d_in), got ", w.shape.size(), " dimensions");
+  const auto d_out = static_cast<Index>(w.shape[0]), d_in = static_cast<Index>(w.shape[1]);
+  Vector<float> b;
+  if (!bias.empty()) {
+    const Tensor& t = file.at(bias);
+    PEFT_REQUIRE(t.shape.size() == 1 && t.shape[0] == w.shape[0], who, ": bias '", bias,
+                 "' must be 1-D with d_out = ", d_out, " entries");
+    b = t.to_vector<float>();
+  }
+  if (w.dtype != "BF16") return LinearBF16(w.to_matrix<float>(), std::move(b));
+  PEFT_REQUIRE(w.data.size() == static_cast<std::size_t>(d_out * d_in) * 2, who, ": tensor '", weight, "' holds ",
+               w.data.size(), " bytes, expected ", d_out * d_in * 2);
+  std::vector<std::uint16_t> bits(static_cast<std::size_t>(d_out * d_in));
+  std::memcpy(bits.data(), w.data.data(), w.data.size());  // little-endian host, as the file
+  return LinearBF16(std::move(bits), d_out, d_in, std::move(b));
 }
 
 }  // namespace peft::io

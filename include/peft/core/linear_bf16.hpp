@@ -1,0 +1,187 @@
+#pragma once
+// A frozen layer Y = X·Wᵀ + b whose W is stored in bfloat16: half the memory
+// of a float32 layer (a 4096 x 4096 weight: 32 MiB instead of 64). Activations,
+// gradients and the bias stay float32, so every adapter runs on top unchanged.
+//
+// The products are exact float32 products of the rounded weights: W is widened
+// one panel at a time (about 1 MiB, kept in the cache) into a per-thread buffer
+// and multiplied there by the configured GEMM backend. Rounding W is the only
+// error against the float32 layer: at most 2^-8 (0.39%) relative per weight.
+
+#include <algorithm>
+#include <ranges>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <peft/core/bfloat16.hpp>
+#include <peft/core/error.hpp>
+#include <peft/core/frozen_layer.hpp>
+#include <peft/core/linear.hpp>
+#include <peft/core/types.hpp>
+
+namespace peft {
+
+/// A frozen float32 layer with its weight held in bfloat16 (see the file's
+/// comment). Same frozen-layer interface as Linear<float>; W is read through
+/// dequantised() and rewritten through assign_rounded(), not a writable matrix.
+class LinearBF16 {
+ public:
+  using Scalar = float;  ///< the element type of activations, gradients and bias
+
+  /// Rounds a float32 weight (d_out x d_in) to bfloat16, ties to even.
+  explicit LinearBF16(const Matrix<float>& weight, Vector<float> bias = {})
+      : d_out_(weight.rows()), d_in_(weight.cols()), bias_(std::move(bias)) {
+    check_shapes("LinearBF16");
+    bits_.resize(static_cast<std::size_t>(d_out_ * d_in_));
+    assign_rounded(weight);
+  }
+  /// The float32 layer's weight rounded to bfloat16; the bias is kept as is.
+  explicit LinearBF16(const Linear<float>& layer) : LinearBF16(layer.weight(), layer.bias()) {}
+
+  /// A weight already in bfloat16: `bits` holds d_out x d_in bit patterns in
+  /// row-major order (PyTorch's layout, as in a BF16 safetensors tensor).
+  LinearBF16(std::vector<std::uint16_t> bits, Index d_out, Index d_in, Vector<float> bias = {})
+      : d_out_(d_out), d_in_(d_in), bits_(std::move(bits)), bias_(std::move(bias)) {
+    check_shapes("LinearBF16");
+    PEFT_REQUIRE(static_cast<Index>(bits_.size()) == d_out_ * d_in_, "LinearBF16: bits must hold d_out x d_in = ",
+                 d_out_ * d_in_, " values, got ", bits_.size());
+  }
+
+  Index in_features() const { return d_in_; }          ///< d_in, the columns of W
+  Index out_features() const { return d_out_; }        ///< d_out, the rows of W
+  bool has_bias() const { return bias_.size() != 0; }  ///< whether b has d_out entries (not empty)
+
+  /// b (d_out, or empty), float32. Writable: a trained base bias is this vector.
+  ///@{
+  Vector<float>& bias() { return bias_; }
+  const Vector<float>& bias() const { return bias_; }
+  ///@}
+  /// W's bfloat16 bit patterns, d_out x d_in row-major.
+  const std::vector<std::uint16_t>& weight_bits() const { return bits_; }
+  /// Bytes held by W (2 per weight).
+  std::size_t weight_bytes() const { return bits_.size() * sizeof(std::uint16_t); }
+
+  /// W widened to float32 (exact), d_out x d_in.
+  Matrix<float> weight() const {
+    Matrix<float> w(d_out_, d_in_);
+    widen(bits_.data(), w.data(), bits_.size());
+    return w;
+  }
+  /// Whether W holds no NaN or Inf.
+  bool all_finite() const {
+    return std::ranges::all_of(bits_, [](std::uint16_t b) { return (b & 0x7f80u) != 0x7f80u; });
+  }
+  /// The float32 layer this one computes exactly: weight() and bias().
+  Linear<float> dequantised() const { return Linear<float>(weight(), bias_); }
+
+  /// Replaces W by `weight` rounded to bfloat16 (as merge does: dequantise,
+  /// add, round again) and returns how far rounding moved it.
+  RoundingError assign_rounded(const Matrix<float>& weight) {
+    PEFT_REQUIRE(weight.rows() == d_out_ && weight.cols() == d_in_, "LinearBF16::assign_rounded: weight must be ",
+                 detail::shape_str(d_out_, d_in_), " (d_out x d_in), got ",
+                 detail::shape_str(weight.rows(), weight.cols()));
+    RoundingError error;
+    const float* w = weight.data();
+    for (std::size_t i = 0; i < bits_.size(); ++i) {
+      bits_[i] = float_to_bf16(w[i]);
+      const double exact = w[i], moved = std::abs(static_cast<double>(bf16_to_float(bits_[i])) - exact);
+      if (!std::isfinite(moved)) continue;  // a non-finite weight stays non-finite: no rounding to report
+      error.max_abs = std::max(error.max_abs, moved);
+      if (exact != 0) error.max_rel = std::max(error.max_rel, moved / std::abs(exact));
+    }
+    return error;
+  }
+
+  /// Y = X·Wᵀ + b into `Y` (resized; no allocation once Y and this thread's
+  /// panel buffer fit).
+  void forward(const ConstMatrixRef<float>& X, Matrix<float>& Y) const {
+    PEFT_REQUIRE(X.cols() == d_in_, "LinearBF16::forward: X must have in_features = ", d_in_, " columns, got ",
+                 detail::shape_str(X.rows(), X.cols()));
+    Y.resize(X.rows(), d_out_);
+    // Panels of whole rows of W: Y's columns [r, r + rows) = X · W[r : r + rows]ᵀ.
+    const Index rows = panel_extent(d_in_, d_out_);
+    std::vector<float>& buffer = panel_buffer(rows * d_in_);
+    for (Index r = 0; r < d_out_; r += rows) {
+      const Index n = std::min(rows, d_out_ - r);
+      widen(bits_.data() + r * d_in_, buffer.data(), static_cast<std::size_t>(n * d_in_));
+      const MatrixMap<float> panel(buffer.data(), n, d_in_);
+      Y.middleCols(r, n).noalias() = X * panel.transpose();
+    }
+    if (has_bias()) Y.rowwise() += bias_.transpose();
+  }
+  /// Y = X·Wᵀ + b, returned (N x d_out). Throws peft::Error unless X has d_in columns.
+  Matrix<float> forward(const ConstMatrixRef<float>& X) const {
+    Matrix<float> Y;
+    forward(X, Y);
+    return Y;
+  }
+
+  /// dX = dY·W (the layer is frozen: no parameter gradients).
+  void backward(const ConstMatrixRef<float>& dY, Matrix<float>& dX) const {
+    PEFT_REQUIRE(dY.cols() == d_out_, "LinearBF16::backward: dY must have out_features = ", d_out_,
+                 " columns, got ", detail::shape_str(dY.rows(), dY.cols()));
+    dX.resize(dY.rows(), d_in_);
+    // Panels of whole columns of W, so that each block of dX is written once:
+    // dX's columns [c, c + cols) = dY · W[:, c : c + cols].
+    const Index cols = panel_extent(d_out_, d_in_);
+    std::vector<float>& buffer = panel_buffer(d_out_ * cols);
+    for (Index c = 0; c < d_in_; c += cols) {
+      const Index n = std::min(cols, d_in_ - c);
+      for (Index row = 0; row < d_out_; ++row)
+        widen(bits_.data() + row * d_in_ + c, buffer.data() + row * n, static_cast<std::size_t>(n));
+      const MatrixMap<float> panel(buffer.data(), d_out_, n);
+      dX.middleCols(c, n).noalias() = dY * panel;
+    }
+  }
+  /// dX = dY·W, returned (N x d_in). Throws peft::Error unless dY has d_out columns.
+  Matrix<float> backward(const ConstMatrixRef<float>& dY) const {
+    Matrix<float> dX;
+    backward(dY, dX);
+    return dX;
+  }
+
+  /// Matrix-product flops of forward + backward (dX) for N rows.
+  double flops(Index N) const {
+    return 4.0 * static_cast<double>(N) * static_cast<double>(d_in_) * static_cast<double>(d_out_);
+  }
+
+ private:
+  /// Floats per panel: 256 Ki (1 MiB), a block the GEMM streams from the cache.
+  static constexpr Index kPanelFloats = Index{1} << 18;
+
+  /// How many lines (rows or columns of W) of `length` weights go in one panel
+  /// out of `total`: a multiple of 16 (whole vector registers), at least 16.
+  static Index panel_extent(Index length, Index total) {
+    const Index lines = std::max<Index>(16, kPanelFloats / length / 16 * 16);
+    return std::min(lines, total);
+  }
+
+  /// This thread's panel buffer, grown to `floats` (forward and backward are
+  /// const and may run on several threads at once, as Linear's may).
+  static std::vector<float>& panel_buffer(Index floats) {
+    thread_local std::vector<float> buffer;
+    if (static_cast<Index>(buffer.size()) < floats) buffer.resize(static_cast<std::size_t>(floats));
+    return buffer;
+  }
+
+  /// bfloat16 -> float32 for n contiguous values (a loop the compiler vectorises).
+  static void widen(const std::uint16_t* bits, float* out, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_float(bits[i]);
+  }
+
+  void check_shapes(const char* who) const {
+    PEFT_REQUIRE(d_out_ > 0 && d_in_ > 0, who, ": weight must be non-empty (d_out x d_in), got ",
+                 detail::shape_str(d_out_, d_in_));
+    PEFT_REQUIRE(bias_.size() == 0 || bias_.size() == d_out_, who, ": bias must have 0 or d_out = ", d_out_,
+                 " entries, got ", bias_.size());
+  }
+
+  Index d_out_ = 0, d_in_ = 0;
+  std::vector<std::uint16_t> bits_;  // W, d_out x d_in row-major
+  Vector<float> bias_;
+};
+
+}  // namespace peft
