@@ -3,7 +3,8 @@
 // markdown table (or JSON with --json), optionally a parameters-vs-overhead
 // plot (--svg); progress goes to stderr.
 //
-//   peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--double] [--json] [--svg FILE]
+//   peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--base f32,bf16] [--double] [--json]
+//              [--svg FILE]
 
 #include <algorithm>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
@@ -37,21 +39,31 @@ struct Options {
   Index rows = 256;
   int rounds = 15;
   std::vector<Index> threads{1};
+  std::vector<std::string> bases{"f32"};  // the frozen layer's weight storage: f32 (Linear), bf16 (LinearBF16)
   bool json = false;
   bool use_double = false;
   std::string svg;
 };
 
 constexpr const char* usage =
-    "usage: peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--double] [--json] [--svg FILE]\n"
+    "usage: peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--base f32,bf16] [--double] [--json]\n"
+    "                  [--svg FILE]\n"
     "  --threads  threads of the dense products (Eigen's; OpenBLAS's too in peft-bench-openblas) for each run\n"
     "             (a list compares them: speedup column)\n"
+    "  --base     the frozen layer's weights: f32 (peft::Linear) and/or bf16 (peft::LinearBF16); every adapter\n"
+    "             runs on each, timed in one run (float only)\n"
     "  --svg      also write a parameters-vs-overhead plot";
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  return out;
+}
 
 std::vector<Index> parse_list(const std::string& text) {
   std::vector<Index> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) out.push_back(std::stol(item));
+  for (const auto& item : split(text)) out.push_back(std::stol(item));
   return out;
 }
 
@@ -67,6 +79,7 @@ Options parse(int argc, char** argv) {
     else if (arg == "--N") o.rows = std::stol(value());
     else if (arg == "--rounds") o.rounds = std::stoi(value());
     else if (arg == "--threads") o.threads = parse_list(value());
+    else if (arg == "--base") o.bases = split(value());
     else if (arg == "--json") o.json = true;
     else if (arg == "--double") o.use_double = true;
     else if (arg == "--svg") o.svg = value();
@@ -81,12 +94,21 @@ Options parse(int argc, char** argv) {
     throw std::invalid_argument("peft-bench: --d, --N, --rounds and --threads need positive values");
   for (const Index t : o.threads)
     if (t < 1) throw std::invalid_argument("peft-bench: --threads needs counts >= 1");
+  for (const auto& b : o.bases)
+    if (b != "f32" && b != "bf16")
+      throw std::invalid_argument("peft-bench: --base takes f32 and/or bf16, got '" + b + "'");
+  if (o.bases.empty()) throw std::invalid_argument("peft-bench: --base needs f32 and/or bf16");
+  if (o.use_double && o.bases != std::vector<std::string>{"f32"})
+    throw std::invalid_argument("peft-bench: --double runs the f64 Linear only; drop --base");
   return o;
 }
 
 /// One table row: an adapted layer (or the frozen base) and how to run it.
 struct Case {
   std::string name;
+  std::string base;         // "f32", "f64", "bf16": the frozen layer's weights
+  std::size_t frozen = 0;   // the index of the case timing that frozen layer alone
+  double weight_bytes = 0;  // the frozen layer's W
   Index params = 0;
   double flops = 0;
   std::function<void()> forward_backward;
@@ -94,9 +116,10 @@ struct Case {
 };
 
 struct Result {
-  std::string name;
+  std::string name, base;
   Index d = 0, rows = 0, params = 0, threads = 1;
-  double seconds = 0, overhead = 0, gflops = 0, held_bytes = 0, speedup = 0;
+  double seconds = 0, overhead = 0, gflops = 0, held_bytes = 0, speedup = 0, weight_bytes = 0;
+  double vs_first_base = 1;  // frozen rows: the first base's time over this one's (a throughput ratio)
 };
 
 /// Heap bytes in use (glibc's allocator statistics; Eigen allocates through
@@ -137,20 +160,21 @@ std::function<void()> runner(std::shared_ptr<Layer> layer, const peft::Matrix<T>
   };
 }
 
-template <class T>
-std::vector<Result> run_dimension(Index d, const Options& o) {
-  peft::Rng rng(static_cast<std::uint64_t>(d));
-  const peft::Matrix<T> X = peft::Matrix<T>::Random(o.rows, d), dY = peft::Matrix<T>::Random(o.rows, d);
-  const auto base = peft::Linear<T>::random(d, d, rng);
-
-  std::vector<Case> cases;
-  const auto frozen = std::make_shared<peft::Linear<T>>(base);
-  cases.push_back({"frozen base", 0, base.flops(o.rows), runner(frozen, X, dY), held_bytes(frozen, X, dY)});
+/// The frozen layer and every adapter on it, appended to `cases`.
+template <class T, class Base>
+void add_cases(std::vector<Case>& cases, const Base& base, const std::string& kind, double weight_bytes, Index d,
+               const peft::Matrix<T>& X, const peft::Matrix<T>& dY, const Options& o) {
+  const std::size_t frozen_index = cases.size();
+  const auto frozen = std::make_shared<Base>(base);
+  cases.push_back({"frozen base", kind, frozen_index, weight_bytes, 0, base.flops(o.rows), runner(frozen, X, dY),
+                   held_bytes(frozen, X, dY)});
   auto add = [&](std::string name, auto adapter) {
     using A = decltype(adapter);
-    auto layer = std::make_shared<peft::Adapted<A>>(base, std::move(adapter));
-    cases.push_back({std::move(name), layer->adapter().num_params(), layer->flops(o.rows), runner(layer, X, dY),
-                     held_bytes(layer, X, dY)});
+    if constexpr (!peft::UsesBase<A> || peft::is_dense_linear<Base, T>) {
+      auto layer = std::make_shared<peft::Adapted<A, Base>>(base, std::move(adapter));
+      cases.push_back({std::move(name), kind, frozen_index, weight_bytes, layer->adapter().num_params(),
+                       layer->flops(o.rows), runner(layer, X, dY), held_bytes(layer, X, dY)});
+    }  // else: an adapter that reads W itself (DoRA) needs a dense base
   };
   for (const Index r : {8, 64})
     add("LoRA r=" + std::to_string(r), peft::LoRA<T>(d, d, {.r = r, .alpha = 2.0 * r, .init = peft::LoRAInit::None}));
@@ -174,6 +198,26 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
   add("RED", peft::RED<T>(d, d));
   add("IA3", peft::IA3<T>(d, d));
   add("IA3 feed-forward", peft::IA3<T>(d, d, {.feedforward = true}));
+}
+
+template <class T>
+std::vector<Result> run_dimension(Index d, const Options& o) {
+  peft::Rng rng(static_cast<std::uint64_t>(d));
+  const peft::Matrix<T> X = peft::Matrix<T>::Random(o.rows, d), dY = peft::Matrix<T>::Random(o.rows, d);
+  const auto base = peft::Linear<T>::random(d, d, rng);
+
+  std::vector<Case> cases;
+  for (const auto& kind : o.bases) {
+    if (kind == "bf16") {
+      if constexpr (std::is_same_v<T, float>) {
+        const peft::LinearBF16 rounded(base);
+        add_cases<T>(cases, rounded, kind, static_cast<double>(rounded.weight_bytes()), d, X, dY, o);
+      }
+    } else {
+      add_cases<T>(cases, base, sizeof(T) == 4 ? "f32" : "f64", static_cast<double>(base.weight().size() * sizeof(T)),
+                   d, X, dY, o);
+    }
+  }
 
   std::vector<double> held;
   for (const auto& c : cases) held.push_back(c.held_bytes());  // first calls: fresh layers
@@ -190,9 +234,14 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
     std::fprintf(stderr, "\n");
     const auto& medians = timed.medians;
     if (first_medians.empty()) first_medians = medians;
-    for (std::size_t i = 0; i < cases.size(); ++i)
-      results.push_back({cases[i].name, d, o.rows, cases[i].params, threads, medians[i], timed.ratios[i] - 1.0,
-                         cases[i].flops / medians[i] * 1e-9, held[i], first_medians[i] / medians[i]});
+    // Ratios are to the first case (the first base alone); each row's overhead
+    // is to its own frozen layer, a ratio of those ratios.
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const Case& c = cases[i];
+      results.push_back({c.name, c.base, d, o.rows, c.params, threads, medians[i],
+                         timed.ratios[i] / timed.ratios[c.frozen] - 1.0, c.flops / medians[i] * 1e-9, held[i],
+                         first_medians[i] / medians[i], c.weight_bytes, 1.0 / timed.ratios[c.frozen]});
+    }
   }
   peft::set_gemm_threads(static_cast<int>(o.threads.front()));  // what the table's header reports
   return results;
@@ -212,11 +261,18 @@ void print_markdown(const std::vector<Result>& results, const Options& o) {
   std::printf("machine: %s\n", peft::bench::machine_description().c_str());
   std::printf("memory held: heap left allocated by the first forward() until backward() (activations, spectra, "
               "workspaces)\n\n");
-  std::printf("| adapter | d |%s trainable params | params / LoRA r=8 | fwd+bwd ms | overhead vs frozen | GFLOP/s | "
-              "memory held MiB |%s\n",
-              compare_threads ? " threads |" : "", compare_threads ? " speedup vs 1st |" : "");
-  std::printf("|---|---:|%s---:|---:|---:|---:|---:|---:|%s\n", compare_threads ? "---:|" : "",
-              compare_threads ? "---:|" : "");
+  const bool compare_bases = o.bases.size() > 1;
+  if (compare_bases)
+    std::printf("base: the frozen layer's weights (f32: peft::Linear, bf16: peft::LinearBF16); overhead is to the "
+                "frozen layer on the same base; \"vs %s base\": the %s frozen layer's time over this base's\n\n",
+                o.bases.front().c_str(), o.bases.front().c_str());
+  std::printf("| adapter |%s d |%s trainable params | params / LoRA r=8 | fwd+bwd ms | overhead vs frozen | GFLOP/s |%s "
+              "weights MiB | memory held MiB |%s\n",
+              compare_bases ? " base |" : "", compare_threads ? " threads |" : "",
+              compare_bases ? (" vs " + o.bases.front() + " base |").c_str() : "",
+              compare_threads ? " speedup vs 1st |" : "");
+  std::printf("|---|%s---:|%s---:|---:|---:|---:|---:|%s---:|---:|%s\n", compare_bases ? "---|" : "",
+              compare_threads ? "---:|" : "", compare_bases ? "---:|" : "", compare_threads ? "---:|" : "");
   for (const auto& r : results) {
     const double lora8 = 8.0 * 2.0 * static_cast<double>(r.d);  // r (d_in + d_out) at r = 8
     char ratio[32] = "-", overhead[32] = "-";
@@ -229,9 +285,15 @@ void print_markdown(const std::vector<Result>& results, const Options& o) {
       std::snprintf(threads, sizeof threads, " %ld |", static_cast<long>(r.threads));
       std::snprintf(speedup, sizeof speedup, " %.2fx |", r.speedup);
     }
-    std::printf("| %s | %ld |%s %ld | %s | %.3f | %s | %.1f | %s |%s\n", r.name.c_str(), static_cast<long>(r.d),
-                threads, static_cast<long>(r.params), ratio, r.seconds * 1e3, overhead, r.gflops,
-                mebibytes(r.held_bytes).c_str(), speedup);
+    char base[32] = "", vs_base[32] = "";
+    if (compare_bases) {
+      std::snprintf(base, sizeof base, " %s |", r.base.c_str());
+      if (r.params) std::snprintf(vs_base, sizeof vs_base, " - |");
+      else std::snprintf(vs_base, sizeof vs_base, " %.2fx |", r.vs_first_base);
+    }
+    std::printf("| %s |%s %ld |%s %ld | %s | %.3f | %s | %.1f |%s %s | %s |%s\n", r.name.c_str(), base,
+                static_cast<long>(r.d), threads, static_cast<long>(r.params), ratio, r.seconds * 1e3, overhead,
+                r.gflops, vs_base, mebibytes(r.weight_bytes).c_str(), mebibytes(r.held_bytes).c_str(), speedup);
   }
 }
 
@@ -241,7 +303,7 @@ void write_svg(const std::vector<Result>& results, const Options& o) {
   const char* colors[] = {"#2471a3", "#c0392b", "#1e8449", "#7d3c98"};
   for (std::size_t k = 0; k < o.dims.size(); ++k)
     for (const auto& r : results)
-      if (r.params && r.d == o.dims[k] && r.threads == o.threads.front())
+      if (r.params && r.d == o.dims[k] && r.threads == o.threads.front() && r.base == results.front().base)
         points.push_back({r.name + " (d=" + std::to_string(r.d) + ")", static_cast<double>(r.params),
                           100.0 * r.overhead, colors[k % 4]});
   const std::string title = "peft-bench: trainable parameters vs forward+backward overhead, N = " +
@@ -261,6 +323,7 @@ void print_json(const std::vector<Result>& results, const Options& o) {
   out["rounds"] = o.rounds;
   for (const auto& r : results)
     out["results"].push_back({{"adapter", r.name},
+                              {"base", r.base},
                               {"d", r.d},
                               {"N", r.rows},
                               {"threads", r.threads},
@@ -269,6 +332,8 @@ void print_json(const std::vector<Result>& results, const Options& o) {
                               {"overhead", r.overhead},
                               {"gflops", r.gflops},
                               {"held_bytes", r.held_bytes},
+                              {"weight_bytes", r.weight_bytes},
+                              {"frozen_vs_first_base", r.vs_first_base},
                               {"speedup_vs_first_threads", r.speedup}});
   std::cout << out.dump(2) << '\n';
 }

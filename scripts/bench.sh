@@ -2,12 +2,13 @@
 # Builds peft-bench for this machine (-O3 -march=native) and prints the
 # parameter/speed table. Arguments go to peft-bench (try --help).
 # Also builds build/bench/bench/peft-bench-openblas: the same table with
-# OpenBLAS doing the dense products (peft::blas).
+# OpenBLAS doing the dense products (peft::blas), and peft-bench-onednn, with
+# oneDNN's bfloat16 matmul under LinearBF16 (peft::onednn; try --base f32,bf16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh libopenblas-dev >&2
+bash scripts/setup.sh libopenblas-dev libdnnl-dev >&2
 cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DPEFT_BUILD_TESTS=OFF -DPEFT_BUILD_EXAMPLES=OFF \
-  -DPEFT_BUILD_BENCHMARKS=ON -DPEFT_WITH_OPENBLAS=ON >&2
+  -DPEFT_BUILD_BENCHMARKS=ON -DPEFT_WITH_OPENBLAS=ON -DPEFT_WITH_ONEDNN=ON >&2
 cmake --build build/bench -j "$(nproc)" >&2
-cmake --build build/bench -j "$(nproc)" --target peft-bench-openblas >&2
+cmake --build build/bench -j "$(nproc)" --target peft-bench-openblas peft-bench-onednn >&2
 ./build/bench/bench/peft-bench "$@"

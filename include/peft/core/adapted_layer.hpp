@@ -25,6 +25,11 @@ template <class T>
 struct AdapterState {
   const ParameterBlock<T>* parameters = nullptr;  ///< the adapter's block, or the shared factors' block
   const Linear<T>* base = nullptr;                ///< the frozen layer; null unless it is a dense Linear<T>
+  /// The frozen layer's sizes and bias (empty if none), whatever its type.
+  ///@{
+  Index in_features = 0, out_features = 0;
+  const Vector<T>* bias = nullptr;
+  ///@}
   bool shared = false;                            ///< whether `parameters` is a shared factor set
   /// A shared-factor adapter's position (its layer and matrix type); -1 otherwise.
   ///@{
@@ -41,6 +46,9 @@ template <class A, class B>
 AdapterState<typename A::Scalar> adapter_state(const Adapted<A, B>& layer) {
   AdapterState<typename A::Scalar> state;
   if constexpr (is_dense_linear<B, typename A::Scalar>) state.base = &layer.base();
+  state.in_features = layer.in_features();
+  state.out_features = layer.out_features();
+  state.bias = &layer.base().bias();
   if constexpr (requires { layer.adapter().factors().parameter_block(); }) {
     state.parameters = &layer.adapter().factors().parameter_block();
     state.shared = true;

@@ -23,6 +23,11 @@
 #include <string_view>
 #include <utility>
 
+#if defined(PEFT_WITH_ONEDNN)
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
 #if defined(PEFT_WITH_OPENBLAS)
 extern "C" {
 char* openblas_get_corename(void);
@@ -40,6 +45,9 @@ struct GemmBackend {
   std::string details;  ///< OpenBLAS: its build configuration and the core it runs; Eigen: its SIMD
   int threads = 1;      ///< the threads its GEMM uses
   std::string warning;  ///< empty, or why this backend runs below what the CPU offers
+  /// LinearBF16's products: oneDNN's bfloat16 matmul (with peft::onednn) or
+  /// the portable float32 GEMM on widened panels.
+  std::string bf16;
 };
 
 namespace detail {
@@ -105,6 +113,12 @@ inline namespace gemm_other_blas {
 #else
 inline namespace gemm_eigen {
 #endif
+// ... and within each, with or without oneDNN (LinearBF16's products).
+#if defined(PEFT_WITH_ONEDNN)
+inline namespace bf16_onednn {
+#else
+inline namespace bf16_portable {
+#endif
 
 /// The backend this translation unit's products run on, its threads, and a
 /// warning when it cannot use the CPU's widest SIMD (OpenBLAS with a forced
@@ -127,11 +141,19 @@ inline GemmBackend gemm_backend() {
               "." + std::to_string(EIGEN_MINOR_VERSION) + ", SIMD " + Eigen::SimdInstructionSetsInUse();
   b.threads = Eigen::nbThreads();
 #endif
+#if defined(PEFT_WITH_ONEDNN)
+  const dnnl_version_t* v = dnnl_version();
+  b.bf16 = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
+           " bf16 matmul, " + std::to_string(omp_get_max_threads()) + " thread(s)";
+#else
+  b.bf16 = "portable: float32 GEMM on widened panels";
+#endif
   return b;
 }
 
-/// Sets the threads of the dense products: Eigen's (with OpenMP), and OpenBLAS's
-/// when it is the backend. The FFT engine follows Eigen's count. Throws
+/// Sets the threads of the dense products: Eigen's (with OpenMP), OpenBLAS's
+/// when it is the backend, and oneDNN's (LinearBF16) with peft::onednn. The
+/// FFT engine follows Eigen's count. Throws
 /// peft::Error for threads < 1 (Eigen and OpenBLAS would read it differently).
 inline void set_gemm_threads(int threads) {
   PEFT_REQUIRE(threads >= 1, "set_gemm_threads: expected threads >= 1, got ", threads);
@@ -139,8 +161,12 @@ inline void set_gemm_threads(int threads) {
 #if defined(PEFT_WITH_OPENBLAS)
   openblas_set_num_threads(threads);
 #endif
+#if defined(PEFT_WITH_ONEDNN)
+  omp_set_num_threads(threads);  // oneDNN's (OpenMP runtime), for LinearBF16
+#endif
 }
 
+}  // inline namespace bf16_onednn / bf16_portable
 }  // inline namespace gemm_openblas / gemm_other_blas / gemm_eigen
 
 }  // namespace peft

@@ -534,8 +534,8 @@ template <class T>
 struct SavedModule {
   /// Refers to `layer` (its parameters and base): keep it alive until save_peft returns.
   ///@{
-  template <class A>
-  SavedModule(std::string module, const Adapted<A>& layer) : name(std::move(module)), state(adapter_state(layer)) {}
+  template <class A, class B>
+  SavedModule(std::string module, const Adapted<A, B>& layer) : name(std::move(module)), state(adapter_state(layer)) {}
   SavedModule(std::string module, const AdaptedLayer<T>& layer) : name(std::move(module)), state(layer.state()) {}
   ///@}
 
@@ -735,7 +735,7 @@ void save_peft(const std::filesystem::path& dir, PeftConfig config, const std::v
   std::shared_ptr<LoRTAFactors<T>> factors;
   if (lorta) factors = detail::make_lorta_factors<T>(config);
   for (const auto& m : modules) {
-    PEFT_REQUIRE(m.state.parameters != nullptr && m.state.base != nullptr, who, ": module '", m.name,
+    PEFT_REQUIRE(m.state.parameters != nullptr && m.state.bias != nullptr, who, ": module '", m.name,
                  "' has no layer");
     PEFT_REQUIRE(lorta || config.targets(m.name), who, ": module '", m.name,
                  "' is not selected by the config's target_modules");
@@ -745,11 +745,15 @@ void save_peft(const std::filesystem::path& dir, PeftConfig config, const std::v
                  "); save without a config to write the layers' own (peft_config_of)");
     PEFT_REQUIRE(!m.state.base_bias_trainable || config.bias != "none", who, ": module '", m.name,
                  "' trains its base bias, which bias = \"none\" would not save; expected bias = \"lora_only\"");
-    // The layer the config describes must have exactly these tensors.
-    const Linear<T>& base = *m.state.base;
+    // The layer the config describes must have exactly these tensors. Built
+    // on a copy of a dense base, or a zero one of its shape (a rounded base:
+    // only names and shapes are compared).
+    const Vector<T>& bias = *m.state.bias;
     AdaptedLayer<T> expected = [&] {
       try {
-        return detail::make_layer<T>(config, m.name, Linear<T>(base.weight(), base.bias()), factors);
+        Linear<T> base = m.state.base ? Linear<T>(m.state.base->weight(), bias)
+                                      : Linear<T>(Matrix<T>::Zero(m.state.out_features, m.state.in_features), bias);
+        return detail::make_layer<T>(config, m.name, std::move(base), factors);
       } catch (const Error& e) {
         raise(who, ": module '", m.name, "': ", e.what());
       }
@@ -766,9 +770,9 @@ void save_peft(const std::filesystem::path& dir, PeftConfig config, const std::v
       for (Index i = 0; i < block.size(); ++i)
         put(std::string(kPeftKeyPrefix) + m.name + "." + detail::peft_tensor_name(config.peft_type, block.name(i)),
             block.value(i), block.shape(i));
-    if (config.bias != "none" && base.has_bias())
-      put(std::string(kPeftKeyPrefix) + m.name + ".base_layer.bias", base.bias().transpose(),
-          std::vector<Index>{base.out_features()});
+    if (config.bias != "none" && bias.size() != 0)
+      put(std::string(kPeftKeyPrefix) + m.name + ".base_layer.bias", bias.transpose(),
+          std::vector<Index>{bias.size()});
   }
   if (lorta) {
     const ParameterBlock<T>& block = *modules.front().state.parameters;
