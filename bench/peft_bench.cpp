@@ -109,6 +109,7 @@ struct Case {
   std::string base;         // "f32", "f64", "bf16": the frozen layer's weights
   std::size_t frozen = 0;   // the index of the case timing that frozen layer alone
   double weight_bytes = 0;  // the frozen layer's W
+  std::string error;        // frozen rows on a rounded base: relative error of Y and dX against the first base
   Index params = 0;
   double flops = 0;
   std::function<void()> forward_backward;
@@ -116,7 +117,7 @@ struct Case {
 };
 
 struct Result {
-  std::string name, base;
+  std::string name, base, error;
   Index d = 0, rows = 0, params = 0, threads = 1;
   double seconds = 0, overhead = 0, gflops = 0, held_bytes = 0, speedup = 0, weight_bytes = 0;
   double vs_first_base = 1;  // frozen rows: the first base's time over this one's (a throughput ratio)
@@ -161,18 +162,29 @@ std::function<void()> runner(std::shared_ptr<Layer> layer, const peft::Matrix<T>
 }
 
 /// The frozen layer and every adapter on it, appended to `cases`.
+/// ‖Y − Y_ref‖ / ‖Y_ref‖ and the same for dX, of `layer` against the float32 `reference`.
 template <class T, class Base>
-void add_cases(std::vector<Case>& cases, const Base& base, const std::string& kind, double weight_bytes, Index d,
-               const peft::Matrix<T>& X, const peft::Matrix<T>& dY, const Options& o) {
+std::string relative_errors(const Base& layer, const peft::Linear<T>& reference, const peft::Matrix<T>& X,
+                            const peft::Matrix<T>& dY) {
+  const peft::Matrix<T> Y = reference.forward(X), dX = reference.backward(dY);
+  char text[64];
+  std::snprintf(text, sizeof text, "Y %.1e, dX %.1e", (layer.forward(X) - Y).norm() / Y.norm(),
+                (layer.backward(dY) - dX).norm() / dX.norm());
+  return text;
+}
+
+template <class T, class Base>
+void add_cases(std::vector<Case>& cases, const Base& base, const std::string& kind, double weight_bytes,
+               std::string error, Index d, const peft::Matrix<T>& X, const peft::Matrix<T>& dY, const Options& o) {
   const std::size_t frozen_index = cases.size();
   const auto frozen = std::make_shared<Base>(base);
-  cases.push_back({"frozen base", kind, frozen_index, weight_bytes, 0, base.flops(o.rows), runner(frozen, X, dY),
-                   held_bytes(frozen, X, dY)});
+  cases.push_back({"frozen base", kind, frozen_index, weight_bytes, std::move(error), 0, base.flops(o.rows),
+                   runner(frozen, X, dY), held_bytes(frozen, X, dY)});
   auto add = [&](std::string name, auto adapter) {
     using A = decltype(adapter);
     if constexpr (!peft::UsesBase<A> || peft::is_dense_linear<Base, T>) {
       auto layer = std::make_shared<peft::Adapted<A, Base>>(base, std::move(adapter));
-      cases.push_back({std::move(name), kind, frozen_index, weight_bytes, layer->adapter().num_params(),
+      cases.push_back({std::move(name), kind, frozen_index, weight_bytes, "", layer->adapter().num_params(),
                        layer->flops(o.rows), runner(layer, X, dY), held_bytes(layer, X, dY)});
     }  // else: an adapter that reads W itself (DoRA) needs a dense base
   };
@@ -211,11 +223,12 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
     if (kind == "bf16") {
       if constexpr (std::is_same_v<T, float>) {
         const peft::LinearBF16 rounded(base);
-        add_cases<T>(cases, rounded, kind, static_cast<double>(rounded.weight_bytes()), d, X, dY, o);
+        add_cases<T>(cases, rounded, kind, static_cast<double>(rounded.weight_bytes()),
+                     relative_errors(rounded, base, X, dY), d, X, dY, o);
       }
     } else {
       add_cases<T>(cases, base, sizeof(T) == 4 ? "f32" : "f64", static_cast<double>(base.weight().size() * sizeof(T)),
-                   d, X, dY, o);
+                   "", d, X, dY, o);
     }
   }
 
@@ -238,7 +251,7 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
     // is to its own frozen layer, a ratio of those ratios.
     for (std::size_t i = 0; i < cases.size(); ++i) {
       const Case& c = cases[i];
-      results.push_back({c.name, c.base, d, o.rows, c.params, threads, medians[i],
+      results.push_back({c.name, c.base, c.error, d, o.rows, c.params, threads, medians[i],
                          timed.ratios[i] / timed.ratios[c.frozen] - 1.0, c.flops / medians[i] * 1e-9, held[i],
                          first_medians[i] / medians[i], c.weight_bytes, 1.0 / timed.ratios[c.frozen]});
     }
@@ -264,15 +277,16 @@ void print_markdown(const std::vector<Result>& results, const Options& o) {
   const bool compare_bases = o.bases.size() > 1;
   if (compare_bases)
     std::printf("base: the frozen layer's weights (f32: peft::Linear, bf16: peft::LinearBF16); overhead is to the "
-                "frozen layer on the same base; \"vs %s base\": the %s frozen layer's time over this base's\n\n",
+                "frozen layer on the same base; \"vs %s base\": the %s frozen layer's time over this base's; "
+                "error: a rounded frozen layer's ||Y - Y_f32|| / ||Y_f32|| and the same for dX\n\n",
                 o.bases.front().c_str(), o.bases.front().c_str());
   std::printf("| adapter |%s d |%s trainable params | params / LoRA r=8 | fwd+bwd ms | overhead vs frozen | GFLOP/s |%s "
               "weights MiB | memory held MiB |%s\n",
               compare_bases ? " base |" : "", compare_threads ? " threads |" : "",
-              compare_bases ? (" vs " + o.bases.front() + " base |").c_str() : "",
+              compare_bases ? (" vs " + o.bases.front() + " base | error |").c_str() : "",
               compare_threads ? " speedup vs 1st |" : "");
   std::printf("|---|%s---:|%s---:|---:|---:|---:|---:|%s---:|---:|%s\n", compare_bases ? "---|" : "",
-              compare_threads ? "---:|" : "", compare_bases ? "---:|" : "", compare_threads ? "---:|" : "");
+              compare_threads ? "---:|" : "", compare_bases ? "---:|---|" : "", compare_threads ? "---:|" : "");
   for (const auto& r : results) {
     const double lora8 = 8.0 * 2.0 * static_cast<double>(r.d);  // r (d_in + d_out) at r = 8
     char ratio[32] = "-", overhead[32] = "-";
@@ -285,11 +299,11 @@ void print_markdown(const std::vector<Result>& results, const Options& o) {
       std::snprintf(threads, sizeof threads, " %ld |", static_cast<long>(r.threads));
       std::snprintf(speedup, sizeof speedup, " %.2fx |", r.speedup);
     }
-    char base[32] = "", vs_base[32] = "";
+    char base[32] = "", vs_base[96] = "";
     if (compare_bases) {
       std::snprintf(base, sizeof base, " %s |", r.base.c_str());
-      if (r.params) std::snprintf(vs_base, sizeof vs_base, " - |");
-      else std::snprintf(vs_base, sizeof vs_base, " %.2fx |", r.vs_first_base);
+      if (r.params) std::snprintf(vs_base, sizeof vs_base, " - | |");
+      else std::snprintf(vs_base, sizeof vs_base, " %.2fx | %s |", r.vs_first_base, r.error.c_str());
     }
     std::printf("| %s |%s %ld |%s %ld | %s | %.3f | %s | %.1f |%s %s | %s |%s\n", r.name.c_str(), base,
                 static_cast<long>(r.d), threads, static_cast<long>(r.params), ratio, r.seconds * 1e3, overhead,
@@ -334,6 +348,7 @@ void print_json(const std::vector<Result>& results, const Options& o) {
                               {"held_bytes", r.held_bytes},
                               {"weight_bytes", r.weight_bytes},
                               {"frozen_vs_first_base", r.vs_first_base},
+                              {"error_vs_f32", r.error},
                               {"speedup_vs_first_threads", r.speedup}});
   std::cout << out.dump(2) << '\n';
 }

@@ -24,14 +24,14 @@ if [[ "${1:-}" == "--fuzz" ]]; then
   exit 0
 fi
 
-bash scripts/setup.sh libopenblas-dev  # OpenBLAS: the peft::blas backend's tests
+bash scripts/setup.sh libopenblas-dev libdnnl-dev  # the peft::blas and peft::onednn backends' tests
 
 build=build/test
 # -g1 (line tables) rather than -g: backtraces keep file and line, and the
 # build takes ~0.7 GB of disk instead of ~4 GB (CI machines can be short of it).
 options=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
          -DPEFT_BUILD_TESTS=ON -DPEFT_BUILD_EXAMPLES=ON -DPEFT_BUILD_BENCHMARKS=ON -DPEFT_WITH_FFTW=ON
-         -DPEFT_WITH_OPENBLAS=ON)
+         -DPEFT_WITH_OPENBLAS=ON -DPEFT_WITH_ONEDNN=ON)
 if [[ "${1:-}" == "--sanitize" ]]; then
   build=build/sanitize
   # Benchmarks and examples are not instrumented; tests are what the sanitizers check.

@@ -3,7 +3,8 @@
 // (finetune_fashion_mnist.cpp) and its test: an MLP 784 → 256 → 256 → 256 → k
 // with exact GELU, every layer a peft::Linear. Pretraining trains each layer
 // through a `Full` adapter and merges it; fine-tuning freezes the hidden
-// layers, puts one method's adapter on them, and trains it with a fresh head.
+// layers (as float32 Linear, or rounded to bfloat16 as LinearBF16), puts one
+// method's adapter on them, and trains it with a fresh head.
 
 #include <algorithm>
 #include <cmath>
@@ -32,22 +33,27 @@ struct Dataset {
   Index size() const { return X.rows(); }
 };
 
+/// The frozen hidden layers' weights: float32 (peft::Linear) or bfloat16 (peft::LinearBF16).
+enum class Base { F32, BF16 };
+
 /// One fine-tuning method: builds the adapter of hidden layer `layer` around
-/// its frozen base (nullopt: the layer stays frozen and unadapted) and
-/// describes itself for save_peft.
+/// its frozen base, kept as `storage` (nullopt: the layer stays frozen and
+/// unadapted), and describes itself for save_peft.
 struct Method {
   std::string name;
   double lr;
-  std::function<std::optional<peft::AdaptedLayer<T>>(Index layer, peft::Linear<T> base)> adapt;
+  std::function<std::optional<peft::AdaptedLayer<T>>(Index layer, peft::Linear<T> base, Base storage)> adapt;
   std::function<peft::io::PeftConfig()> peft_config;  ///< empty when PEFT's format has no such type
 };
 
 /// MLP with hidden layers (adapted or plain) and a trainable head.
 class Model {
  public:
-  Model(std::vector<peft::Linear<T>> backbone, const Method& method, Index classes, std::uint64_t seed) {
+  Model(std::vector<peft::Linear<T>> backbone, const Method& method, Index classes, std::uint64_t seed,
+        Base storage = Base::F32) {
     for (Index l = 0; l < static_cast<Index>(backbone.size()); ++l) {
-      auto adapted = method.adapt(l, backbone[static_cast<std::size_t>(l)]);
+      auto adapted = method.adapt(l, backbone[static_cast<std::size_t>(l)], storage);
+      if (storage == Base::BF16) plain_bf16_.emplace_back(backbone[static_cast<std::size_t>(l)]);
       plain_.push_back(std::move(backbone[static_cast<std::size_t>(l)]));
       adapted_.push_back(std::move(adapted));
     }
@@ -68,6 +74,7 @@ class Model {
     h_[0] = X;
     for (std::size_t l = 0; l < adapted_.size(); ++l) {
       if (adapted_[l]) adapted_[l]->forward(h_[l], pre_[l]);
+      else if (!plain_bf16_.empty()) plain_bf16_[l].forward(h_[l], pre_[l]);
       else plain_[l].forward(h_[l], pre_[l]);
       h_[l + 1] = pre_[l].unaryExpr([](T z) { return peft::detail::activate(peft::Activation::GELU, z); });
     }
@@ -83,6 +90,7 @@ class Model {
       dpre_ = dh_.cwiseProduct(
           pre_[i].unaryExpr([](T z) { return peft::detail::activate_derivative(peft::Activation::GELU, z); }));
       if (adapted_[i]) adapted_[i]->backward(dpre_, dh_);
+      else if (!plain_bf16_.empty()) dh_ = plain_bf16_[i].backward(dpre_);
       else dh_ = plain_[i].backward(dpre_);
     }
   }
@@ -107,6 +115,7 @@ class Model {
 
  private:
   std::vector<peft::Linear<T>> plain_;
+  std::vector<peft::LinearBF16> plain_bf16_;  // the frozen layers in bfloat16 (Base::BF16), else empty
   std::vector<std::optional<peft::AdaptedLayer<T>>> adapted_;
   std::optional<peft::AdaptedLayer<T>> head_;
   Index lowest_trained_ = 0;
@@ -216,9 +225,13 @@ Method method(std::string name, double lr, std::string peft_type,
   m.name = std::move(name);
   m.lr = lr;
   m.peft_config = std::move(config);
-  m.adapt = [make, peft_type](Index layer, peft::Linear<T> base) -> std::optional<peft::AdaptedLayer<T>> {
+  m.adapt = [make, peft_type](Index layer, peft::Linear<T> base,
+                               Base storage) -> std::optional<peft::AdaptedLayer<T>> {
     auto adapter = make(layer, base.in_features(), base.out_features());
     if (!adapter) return std::nullopt;
+    if (storage == Base::BF16)
+      return peft::AdaptedLayer<T>(peft::Adapted<A, peft::LinearBF16>(peft::LinearBF16(base), std::move(*adapter)),
+                                   peft_type);
     return peft::AdaptedLayer<T>(peft::Adapted<A>(std::move(base), std::move(*adapter)), peft_type);
   };
   return m;
