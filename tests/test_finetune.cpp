@@ -99,5 +99,29 @@ TEST(FineTune, EveryMethodLowersTheTrainingLossOnRealImages) {
   }
 }
 
+/// Every method trains on the backbone rounded to bfloat16 (LinearBF16) as it
+/// does on the float32 one: the same steps end at nearly the same loss.
+TEST(FineTune, BFloat16BaseTrainsLikeFloat32) {
+  const auto X = fmnist::read_images(kData + "/train-images-idx3-ubyte.gz");
+  const auto y = fmnist::read_labels(kData + "/train-labels-idx1-ubyte.gz");
+  const auto data = fmnist::select_classes(X, y, 5, 5, 256);
+  const auto backbone = fmnist::random_backbone(3);
+  for (const auto& method : fmnist::all_methods(5)) {
+    double final_loss[2] = {0, 0};
+    for (const auto storage : {fmnist::Base::F32, fmnist::Base::BF16}) {
+      fmnist::Model model(backbone, method, 5, 11, storage);
+      fmnist::TrainOptions options;
+      options.epochs = 2;
+      options.batch = 64;
+      options.lr = method.lr;
+      options.seed = 13;
+      fmnist::train(model, data, options);
+      fmnist::Mat dlogits;
+      final_loss[storage == fmnist::Base::BF16] = fmnist::cross_entropy(model.forward(data.X), data.y, 0, dlogits);
+    }
+    EXPECT_NEAR(final_loss[1], final_loss[0], 0.05 * final_loss[0] + 0.01) << method.name;
+  }
+}
+
 }  // namespace
 }  // namespace peft::test
