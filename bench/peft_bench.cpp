@@ -3,7 +3,7 @@
 // markdown table (or JSON with --json), optionally a parameters-vs-overhead
 // plot (--svg); progress goes to stderr.
 //
-//   peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--base f32,bf16] [--double] [--json]
+//   peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--base f32,bf16,int8] [--double] [--json]
 //              [--svg FILE]
 
 #include <algorithm>
@@ -39,19 +39,21 @@ struct Options {
   Index rows = 256;
   int rounds = 15;
   std::vector<Index> threads{1};
-  std::vector<std::string> bases{"f32"};  // the frozen layer's weight storage: f32 (Linear), bf16 (LinearBF16)
+  std::vector<std::string> bases{"f32"};  // the frozen layer's weights: f32 (Linear), bf16 (LinearBF16), int8 (LinearInt8)
+  std::vector<std::string> adapters;  // name prefixes to run (the frozen layer always runs); empty: all
   bool json = false;
   bool use_double = false;
   std::string svg;
 };
 
 constexpr const char* usage =
-    "usage: peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--base f32,bf16] [--double] [--json]\n"
-    "                  [--svg FILE]\n"
+    "usage: peft-bench [--d 768,4096] [--N 256] [--rounds 15] [--threads 1,2] [--base f32,bf16,int8] [--double]\n"
+    "                  [--adapters PREFIX,...] [--json] [--svg FILE]\n"
     "  --threads  threads of the dense products (Eigen's; OpenBLAS's too in peft-bench-openblas) for each run\n"
     "             (a list compares them: speedup column)\n"
-    "  --base     the frozen layer's weights: f32 (peft::Linear) and/or bf16 (peft::LinearBF16); every adapter\n"
-    "             runs on each, timed in one run (float only)\n"
+    "  --base     the frozen layer's weights: f32 (peft::Linear), bf16 (peft::LinearBF16), int8 (peft::LinearInt8);\n"
+    "             every adapter runs on each, timed in one run (float only)\n"
+    "  --adapters only the adapters whose names start with one of these (e.g. \"LoRA r=8,IA3\")\n"
     "  --svg      also write a parameters-vs-overhead plot";
 
 std::vector<std::string> split(const std::string& text) {
@@ -80,6 +82,7 @@ Options parse(int argc, char** argv) {
     else if (arg == "--rounds") o.rounds = std::stoi(value());
     else if (arg == "--threads") o.threads = parse_list(value());
     else if (arg == "--base") o.bases = split(value());
+    else if (arg == "--adapters") o.adapters = split(value());
     else if (arg == "--json") o.json = true;
     else if (arg == "--double") o.use_double = true;
     else if (arg == "--svg") o.svg = value();
@@ -95,9 +98,9 @@ Options parse(int argc, char** argv) {
   for (const Index t : o.threads)
     if (t < 1) throw std::invalid_argument("peft-bench: --threads needs counts >= 1");
   for (const auto& b : o.bases)
-    if (b != "f32" && b != "bf16")
-      throw std::invalid_argument("peft-bench: --base takes f32 and/or bf16, got '" + b + "'");
-  if (o.bases.empty()) throw std::invalid_argument("peft-bench: --base needs f32 and/or bf16");
+    if (b != "f32" && b != "bf16" && b != "int8")
+      throw std::invalid_argument("peft-bench: --base takes f32, bf16 and int8, got '" + b + "'");
+  if (o.bases.empty()) throw std::invalid_argument("peft-bench: --base needs f32, bf16 or int8");
   if (o.use_double && o.bases != std::vector<std::string>{"f32"})
     throw std::invalid_argument("peft-bench: --double runs the f64 Linear only; drop --base");
   return o;
@@ -182,6 +185,9 @@ void add_cases(std::vector<Case>& cases, const Base& base, const std::string& ki
                    runner(frozen, X, dY), held_bytes(frozen, X, dY)});
   auto add = [&](std::string name, auto adapter) {
     using A = decltype(adapter);
+    if (!o.adapters.empty() && std::none_of(o.adapters.begin(), o.adapters.end(),
+                                            [&](const std::string& prefix) { return name.rfind(prefix, 0) == 0; }))
+      return;
     if constexpr (!peft::UsesBase<A> || peft::is_dense_linear<Base, T>) {
       auto layer = std::make_shared<peft::Adapted<A, Base>>(base, std::move(adapter));
       cases.push_back({std::move(name), kind, frozen_index, weight_bytes, "", layer->adapter().num_params(),
@@ -225,6 +231,12 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
         const peft::LinearBF16 rounded(base);
         add_cases<T>(cases, rounded, kind, static_cast<double>(rounded.weight_bytes()),
                      relative_errors(rounded, base, X, dY), d, X, dY, o);
+      }
+    } else if (kind == "int8") {
+      if constexpr (std::is_same_v<T, float>) {
+        const peft::LinearInt8 quantised(base);
+        add_cases<T>(cases, quantised, kind, static_cast<double>(quantised.weight_bytes()),
+                     relative_errors(quantised, base, X, dY), d, X, dY, o);
       }
     } else {
       add_cases<T>(cases, base, sizeof(T) == 4 ? "f32" : "f64", static_cast<double>(base.weight().size() * sizeof(T)),
@@ -276,7 +288,8 @@ void print_markdown(const std::vector<Result>& results, const Options& o) {
               "workspaces)\n\n");
   const bool compare_bases = o.bases.size() > 1;
   if (compare_bases)
-    std::printf("base: the frozen layer's weights (f32: peft::Linear, bf16: peft::LinearBF16); overhead is to the "
+    std::printf("base: the frozen layer's weights (f32: peft::Linear, bf16: peft::LinearBF16, int8: "
+                "peft::LinearInt8); overhead is to the "
                 "frozen layer on the same base; \"vs %s base\": the %s frozen layer's time over this base's; "
                 "error: a rounded frozen layer's ||Y - Y_f32|| / ||Y_f32|| and the same for dX\n\n",
                 o.bases.front().c_str(), o.bases.front().c_str());

@@ -99,16 +99,17 @@ TEST(FineTune, EveryMethodLowersTheTrainingLossOnRealImages) {
   }
 }
 
-/// Every method trains on the backbone rounded to bfloat16 (LinearBF16) as it
-/// does on the float32 one: the same steps end at nearly the same loss.
-TEST(FineTune, BFloat16BaseTrainsLikeFloat32) {
+/// Every method trains on the backbone rounded to bfloat16 (LinearBF16) or
+/// quantised to int8 (LinearInt8) as it does on the float32 one: the same
+/// steps end at nearly the same loss.
+TEST(FineTune, RoundedBasesTrainLikeFloat32) {
   const auto X = fmnist::read_images(kData + "/train-images-idx3-ubyte.gz");
   const auto y = fmnist::read_labels(kData + "/train-labels-idx1-ubyte.gz");
   const auto data = fmnist::select_classes(X, y, 5, 5, 256);
   const auto backbone = fmnist::random_backbone(3);
   for (const auto& method : fmnist::all_methods(5)) {
-    double final_loss[2] = {0, 0};
-    for (const auto storage : {fmnist::Base::F32, fmnist::Base::BF16}) {
+    double final_loss[3] = {0, 0, 0};
+    for (const auto storage : {fmnist::Base::F32, fmnist::Base::BF16, fmnist::Base::Int8}) {
       fmnist::Model model(backbone, method, 5, 11, storage);
       fmnist::TrainOptions options;
       options.epochs = 2;
@@ -117,9 +118,10 @@ TEST(FineTune, BFloat16BaseTrainsLikeFloat32) {
       options.seed = 13;
       fmnist::train(model, data, options);
       fmnist::Mat dlogits;
-      final_loss[storage == fmnist::Base::BF16] = fmnist::cross_entropy(model.forward(data.X), data.y, 0, dlogits);
+      final_loss[static_cast<int>(storage)] = fmnist::cross_entropy(model.forward(data.X), data.y, 0, dlogits);
     }
-    EXPECT_NEAR(final_loss[1], final_loss[0], 0.05 * final_loss[0] + 0.01) << method.name;
+    EXPECT_NEAR(final_loss[1], final_loss[0], 0.05 * final_loss[0] + 0.01) << method.name << ", bfloat16";
+    EXPECT_NEAR(final_loss[2], final_loss[0], 0.05 * final_loss[0] + 0.01) << method.name << ", int8";
   }
 }
 

@@ -176,14 +176,15 @@ TEST(SteadyState, LongTransforms) {
   expect_no_steady_state_allocation(C3A<float>(768, 768, {.block_size = 64}), 4, "C3A 768");
 }
 
-/// A bfloat16 base allocates no more than the float32 layer it computes: its
-/// panel buffer is allocated once per thread, at the first step.
-TEST(SteadyState, BFloat16Base) {
+/// A rounded base (bfloat16, int8) allocates no more than the float32 layer
+/// it computes: its panel buffer is allocated once per thread, at the first step.
+template <class Base>
+void expect_rounded_base_allocates_like_linear() {
   for (const auto& [d_in, d_out] : {std::pair<Index, Index>{5000, 100}, {64, 4000}}) {
     SCOPED_TRACE(std::to_string(d_out) + " x " + std::to_string(d_in));
     Rng rng(3);
-    const LinearBF16 bf16(Linear<float>::random(d_in, d_out, rng));
-    const Linear<float> f32 = bf16.dequantised();
+    const Base layer(Linear<float>::random(d_in, d_out, rng));
+    const Linear<float> f32 = layer.dequantised();
     const Matrix<float> X = random_matrix<float>(6, d_in, 1), dY = random_matrix<float>(6, d_out, 2);
     Matrix<float> Y, dX;
     const Allocations dense = count_steady_state([&] {
@@ -191,13 +192,16 @@ TEST(SteadyState, BFloat16Base) {
       f32.backward(dY, dX);
     });
     const Allocations rounded = count_steady_state([&] {
-      bf16.forward(X, Y);
-      bf16.backward(dY, dX);
+      layer.forward(X, Y);
+      layer.backward(dY, dX);
     });
     EXPECT_EQ(rounded.eigen, dense.eigen);
     EXPECT_EQ(rounded.operator_new, dense.operator_new);
   }
 }
+
+TEST(SteadyState, BFloat16Base) { expect_rounded_base_allocates_like_linear<LinearBF16>(); }
+TEST(SteadyState, Int8Base) { expect_rounded_base_allocates_like_linear<LinearInt8>(); }
 
 /// The counters count: an allocation inside the armed window is seen.
 TEST(SteadyState, CountersSeeAllocations) {

@@ -3,7 +3,7 @@
 // (finetune_fashion_mnist.cpp) and its test: an MLP 784 → 256 → 256 → 256 → k
 // with exact GELU, every layer a peft::Linear. Pretraining trains each layer
 // through a `Full` adapter and merges it; fine-tuning freezes the hidden
-// layers (as float32 Linear, or rounded to bfloat16 as LinearBF16), puts one
+// layers (as float32 Linear, or rounded: LinearBF16, LinearInt8), puts one
 // method's adapter on them, and trains it with a fresh head.
 
 #include <algorithm>
@@ -33,8 +33,9 @@ struct Dataset {
   Index size() const { return X.rows(); }
 };
 
-/// The frozen hidden layers' weights: float32 (peft::Linear) or bfloat16 (peft::LinearBF16).
-enum class Base { F32, BF16 };
+/// The frozen hidden layers' weights: float32 (peft::Linear), bfloat16
+/// (peft::LinearBF16) or int8 with row scales (peft::LinearInt8).
+enum class Base { F32, BF16, Int8 };
 
 /// One fine-tuning method: builds the adapter of hidden layer `layer` around
 /// its frozen base, kept as `storage` (nullopt: the layer stays frozen and
@@ -54,6 +55,7 @@ class Model {
     for (Index l = 0; l < static_cast<Index>(backbone.size()); ++l) {
       auto adapted = method.adapt(l, backbone[static_cast<std::size_t>(l)], storage);
       if (storage == Base::BF16) plain_bf16_.emplace_back(backbone[static_cast<std::size_t>(l)]);
+      if (storage == Base::Int8) plain_int8_.emplace_back(backbone[static_cast<std::size_t>(l)]);
       plain_.push_back(std::move(backbone[static_cast<std::size_t>(l)]));
       adapted_.push_back(std::move(adapted));
     }
@@ -75,6 +77,7 @@ class Model {
     for (std::size_t l = 0; l < adapted_.size(); ++l) {
       if (adapted_[l]) adapted_[l]->forward(h_[l], pre_[l]);
       else if (!plain_bf16_.empty()) plain_bf16_[l].forward(h_[l], pre_[l]);
+      else if (!plain_int8_.empty()) plain_int8_[l].forward(h_[l], pre_[l]);
       else plain_[l].forward(h_[l], pre_[l]);
       h_[l + 1] = pre_[l].unaryExpr([](T z) { return peft::detail::activate(peft::Activation::GELU, z); });
     }
@@ -91,6 +94,7 @@ class Model {
           pre_[i].unaryExpr([](T z) { return peft::detail::activate_derivative(peft::Activation::GELU, z); }));
       if (adapted_[i]) adapted_[i]->backward(dpre_, dh_);
       else if (!plain_bf16_.empty()) dh_ = plain_bf16_[i].backward(dpre_);
+      else if (!plain_int8_.empty()) dh_ = plain_int8_[i].backward(dpre_);
       else dh_ = plain_[i].backward(dpre_);
     }
   }
@@ -116,6 +120,7 @@ class Model {
  private:
   std::vector<peft::Linear<T>> plain_;
   std::vector<peft::LinearBF16> plain_bf16_;  // the frozen layers in bfloat16 (Base::BF16), else empty
+  std::vector<peft::LinearInt8> plain_int8_;  // the frozen layers in int8 (Base::Int8), else empty
   std::vector<std::optional<peft::AdaptedLayer<T>>> adapted_;
   std::optional<peft::AdaptedLayer<T>> head_;
   Index lowest_trained_ = 0;
@@ -231,6 +236,9 @@ Method method(std::string name, double lr, std::string peft_type,
     if (!adapter) return std::nullopt;
     if (storage == Base::BF16)
       return peft::AdaptedLayer<T>(peft::Adapted<A, peft::LinearBF16>(peft::LinearBF16(base), std::move(*adapter)),
+                                   peft_type);
+    if (storage == Base::Int8)
+      return peft::AdaptedLayer<T>(peft::Adapted<A, peft::LinearInt8>(peft::LinearInt8(base), std::move(*adapter)),
                                    peft_type);
     return peft::AdaptedLayer<T>(peft::Adapted<A>(std::move(base), std::move(*adapter)), peft_type);
   };

@@ -8,8 +8,9 @@
 // Writes results.csv and results.svg (accuracy vs parameters) to --out.
 //
 //   finetune_fashion_mnist [--quick] [--data DIR] [--out DIR] [--epochs E] [--seed S] [--lr-scale F] [--head-lr LR]
-//                          [--base f32|bf16]
-// (--base bf16 fine-tunes on the backbone rounded to bfloat16, peft::LinearBF16.)
+//                          [--base f32|bf16|int8]
+// (--base bf16 fine-tunes on the backbone rounded to bfloat16, peft::LinearBF16;
+// --base int8 on it quantised to int8 with row scales, peft::LinearInt8.)
 // (--lr-scale multiplies every method's learning rate and --head-lr sets the
 // head's, for sweeps.)
 #include <algorithm>
@@ -112,11 +113,12 @@ int run(int argc, char** argv) {
     else if (a == "--head-lr") head_lr = std::stod(value());
     else if (a == "--base") {
       const std::string b = value();
-      if (b != "f32" && b != "bf16") throw std::invalid_argument("--base takes f32 or bf16, got '" + b + "'");
-      storage = b == "bf16" ? Base::BF16 : Base::F32;
+      if (b != "f32" && b != "bf16" && b != "int8")
+        throw std::invalid_argument("--base takes f32, bf16 or int8, got '" + b + "'");
+      storage = b == "bf16" ? Base::BF16 : b == "int8" ? Base::Int8 : Base::F32;
     } else {
       std::cerr << "usage: finetune_fashion_mnist [--quick] [--data DIR] [--out DIR] [--epochs E] [--seed S] "
-                   "[--lr-scale F] [--head-lr LR] [--base f32|bf16]\n";
+                   "[--lr-scale F] [--head-lr LR] [--base f32|bf16|int8]\n";
       return a == "--help" ? 0 : 2;
     }
   }
@@ -151,13 +153,16 @@ int run(int argc, char** argv) {
   double pre_accuracy = 0;
   const auto backbone = pretrain(pre_train, pre_test, 5, options("pretrain (0-4)", 1e-3, pre_epochs, 1e-3), pre_accuracy);
   std::cerr << "pretrained backbone: " << 100 * pre_accuracy << "% test accuracy on classes 0-4\n";
-  // With --base bf16 the fine-tuning runs on the backbone rounded to
-  // bfloat16; the deployed model is the float32 layer that computes (dequantised).
+  // With --base bf16 or int8 the fine-tuning runs on the backbone rounded;
+  // the deployed model is the float32 layer that computes (dequantised).
   std::vector<peft::Linear<T>> deployed_backbone;
   for (const auto& layer : backbone)
-    deployed_backbone.push_back(storage == Base::BF16 ? peft::LinearBF16(layer).dequantised() : layer);
+    deployed_backbone.push_back(storage == Base::BF16   ? peft::LinearBF16(layer).dequantised()
+                                : storage == Base::Int8 ? peft::LinearInt8(layer).dequantised()
+                                                        : layer);
   if (storage == Base::BF16)
     std::cerr << "frozen base: bfloat16 (peft::LinearBF16, " << peft::gemm_backend().bf16 << ")\n";
+  if (storage == Base::Int8) std::cerr << "frozen base: int8 with row scales (peft::LinearInt8)\n";
 
   std::vector<Result> results;
   std::unique_ptr<Model> best;

@@ -13,6 +13,7 @@
 #include <peft/core/init.hpp>
 #include <peft/core/linear.hpp>
 #include <peft/core/linear_bf16.hpp>
+#include <peft/core/linear_int8.hpp>
 #include <peft/core/parameters.hpp>
 #include <peft/core/random.hpp>
 #include <peft/core/scratch.hpp>

@@ -5,8 +5,8 @@
 //
 // Products, chosen at compile time:
 // - portable (the default): exact float32 products of the rounded weights. W
-//   is widened one panel at a time (about 1 MiB, kept in the cache) into a
-//   per-thread buffer and multiplied there by the configured GEMM backend.
+//   is widened one panel at a time (core/widened_panels.hpp) and multiplied
+//   by the configured GEMM backend.
 //   Rounding W is the only error against the float32 layer: at most 2^-8
 //   (0.39%) relative per weight. Speed: that of the float32 GEMM.
 // - oneDNN (PEFT_WITH_ONEDNN, target peft::onednn): X (forward) and dY
@@ -28,6 +28,7 @@
 #include <peft/core/frozen_layer.hpp>
 #include <peft/core/linear.hpp>
 #include <peft/core/types.hpp>
+#include <peft/core/widened_panels.hpp>
 #if defined(PEFT_WITH_ONEDNN)
 #include <peft/core/onednn_bf16.hpp>
 #endif
@@ -127,16 +128,10 @@ class LinearBF16 {
 #if defined(PEFT_WITH_ONEDNN)
     detail::onednn::bf16_matmul(X, bits_.data(), d_out_, /*b_transposed=*/true, Y);
 #else
-    Y.resize(X.rows(), d_out_);
-    // Panels of whole rows of W: Y's columns [r, r + rows) = X · W[r : r + rows]ᵀ.
-    const Index rows = panel_extent(d_in_, d_out_);
-    std::vector<float>& buffer = panel_buffer(rows * d_in_);
-    for (Index r = 0; r < d_out_; r += rows) {
-      const Index n = std::min(rows, d_out_ - r);
-      widen(bits_.data() + r * d_in_, buffer.data(), static_cast<std::size_t>(n * d_in_));
-      const MatrixMap<float> panel(buffer.data(), n, d_in_);
-      Y.middleCols(r, n).noalias() = X * panel.transpose();
-    }
+    detail::forward_by_panels(
+        X, d_out_, d_in_,
+        [&](Index r, Index n, float* out) { widen(bits_.data() + r * d_in_, out, static_cast<std::size_t>(n * d_in_)); },
+        Y);
 #endif
     if (has_bias()) Y.rowwise() += bias_.transpose();
   }
@@ -154,18 +149,13 @@ class LinearBF16 {
 #if defined(PEFT_WITH_ONEDNN)
     detail::onednn::bf16_matmul(dY, bits_.data(), d_in_, /*b_transposed=*/false, dX);
 #else
-    dX.resize(dY.rows(), d_in_);
-    // Panels of whole columns of W, so that each block of dX is written once:
-    // dX's columns [c, c + cols) = dY · W[:, c : c + cols].
-    const Index cols = panel_extent(d_out_, d_in_);
-    std::vector<float>& buffer = panel_buffer(d_out_ * cols);
-    for (Index c = 0; c < d_in_; c += cols) {
-      const Index n = std::min(cols, d_in_ - c);
-      for (Index row = 0; row < d_out_; ++row)
-        widen(bits_.data() + row * d_in_ + c, buffer.data() + row * n, static_cast<std::size_t>(n));
-      const MatrixMap<float> panel(buffer.data(), d_out_, n);
-      dX.middleCols(c, n).noalias() = dY * panel;
-    }
+    detail::backward_by_panels(
+        dY, d_out_, d_in_,
+        [&](Index c, Index n, float* out) {
+          for (Index row = 0; row < d_out_; ++row)
+            widen(bits_.data() + row * d_in_ + c, out + row * n, static_cast<std::size_t>(n));
+        },
+        dX);
 #endif
   }
   /// dX = dY·W, returned (N x d_in). Throws peft::Error unless dY has d_out columns.
@@ -181,24 +171,6 @@ class LinearBF16 {
   }
 
  private:
-  /// Floats per panel: 256 Ki (1 MiB), a block the GEMM streams from the cache.
-  static constexpr Index kPanelFloats = Index{1} << 18;
-
-  /// How many lines (rows or columns of W) of `length` weights go in one panel
-  /// out of `total`: a multiple of 16 (whole vector registers), at least 16.
-  static Index panel_extent(Index length, Index total) {
-    const Index lines = std::max<Index>(16, kPanelFloats / length / 16 * 16);
-    return std::min(lines, total);
-  }
-
-  /// This thread's panel buffer, grown to `floats` (forward and backward are
-  /// const and may run on several threads at once, as Linear's may).
-  static std::vector<float>& panel_buffer(Index floats) {
-    thread_local std::vector<float> buffer;
-    if (static_cast<Index>(buffer.size()) < floats) buffer.resize(static_cast<std::size_t>(floats));
-    return buffer;
-  }
-
   /// bfloat16 -> float32 for n contiguous values (a loop the compiler vectorises).
   static void widen(const std::uint16_t* bits, float* out, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_float(bits[i]);

@@ -1,14 +1,17 @@
-// LinearBF16: the bfloat16 frozen layer. Rounding against a reference that
+// The frozen layers with a rounded weight. LinearBF16, the bfloat16 one: Rounding against a reference that
 // picks the nearest bfloat16 in double arithmetic; forward and backward
 // against the float32 layer it computes exactly (dequantised(), with X and dY
 // rounded too on the oneDNN path) and against the float32 layer it was
 // rounded from; adapters on top against the same adapters over the
 // dequantised layer; merge, unmerge and their rounding; loading from
 // safetensors; bad input. Built twice: portable, and with peft::onednn.
+// LinearInt8, int8 with per-row scales: quantisation bounds, products against
+// the dequantised layer, adapters on top, merge and its rounding, bad input.
 #include <bit>
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include <peft/peft.hpp>
@@ -121,22 +124,24 @@ TEST(LinearBF16, BadInputIsRefused) {
   EXPECT_PEFT_ERROR(writable.assign_rounded(Matrix<float>(6, 4)), "weight must be 4 x 6");
 }
 
-/// An adapter over a LinearBF16 gives what it gives over the dequantised
+/// An adapter over a rounded base gives what it gives over the dequantised
 /// float32 layer: outputs, input gradients and parameter gradients, up to
-/// float32 (or, on the oneDNN path, X's and dY's rounding in the base's
-/// products). `make` builds the same adapter twice (adapters may be move-only).
-template <class Make>
+/// float32 (or, on LinearBF16's oneDNN path, X's and dY's rounding in the
+/// base's products). `make` builds the same adapter twice (adapters may be move-only).
+template <class Base, class Make>
 void expect_same_as_dequantised(Make make, const std::string& what) {
   SCOPED_TRACE(what);
   using A = decltype(make());
   Rng rng(9);
   A first = make();
   const Index d_in = first.in_features(), d_out = first.out_features();
-  const LinearBF16 base(Linear<float>::random(d_in, d_out, rng));
-  Adapted<A, LinearBF16> on_bf16(base, std::move(first));
+  const Base base(Linear<float>::random(d_in, d_out, rng));
+  Adapted<A, Base> on_bf16(base, std::move(first));
   Adapted<A> on_f32(base.dequantised(), make());
   const Matrix<float> X = random_matrix<float>(9, d_in, 3), dY = random_matrix<float>(9, d_out, 4);
-  const double tolerance = LinearBF16::kRoundsActivations ? 1e-2 : 1e-5;
+  bool rounds_activations = false;
+  if constexpr (std::is_same_v<Base, LinearBF16>) rounds_activations = LinearBF16::kRoundsActivations;
+  const double tolerance = rounds_activations ? 1e-2 : 1e-5;
   EXPECT_LT(max_rel_diff(on_bf16.forward(X), on_f32.forward(X)), tolerance);
   EXPECT_LT(max_rel_diff(on_bf16.backward(dY), on_f32.backward(dY)), tolerance);
   const auto g16 = on_bf16.parameters(), g32 = on_f32.parameters();
@@ -145,20 +150,23 @@ void expect_same_as_dequantised(Make make, const std::string& what) {
     EXPECT_LT(max_rel_diff(g16[i].grad, g32[i].grad), tolerance) << g16[i].name;
 }
 
-TEST(LinearBF16, AdaptersOnTopMatchTheDequantisedLayer) {
-  expect_same_as_dequantised(
+template <class Base>
+void expect_adapters_match_the_dequantised_layer() {
+  expect_same_as_dequantised<Base>(
       [] {
         LoRA<float> lora(48, 40, {.r = 4, .alpha = 8});
         lora.parameters()[1].value = random_matrix<float>(40, 4, 5);  // B ≠ 0, so ΔX matters
         return lora;
       },
       "LoRA");
-  expect_same_as_dequantised([] { return IA3<float>(48, 40); }, "IA3");
-  expect_same_as_dequantised([] { return SURM<float>(48, 40, {.structure = Structure::Circulant}); },
-                             "SURM circulant");
-  expect_same_as_dequantised([] { return RED<float>(48, 40); }, "RED");
-  expect_same_as_dequantised([] { return C3A<float>(48, 48, {.block_size = 16}); }, "C3A");
+  expect_same_as_dequantised<Base>([] { return IA3<float>(48, 40); }, "IA3");
+  expect_same_as_dequantised<Base>([] { return SURM<float>(48, 40, {.structure = Structure::Circulant}); },
+                                   "SURM circulant");
+  expect_same_as_dequantised<Base>([] { return RED<float>(48, 40); }, "RED");
+  expect_same_as_dequantised<Base>([] { return C3A<float>(48, 48, {.block_size = 16}); }, "C3A");
 }
+
+TEST(LinearBF16, AdaptersOnTopMatchTheDequantisedLayer) { expect_adapters_match_the_dequantised_layer<LinearBF16>(); }
 
 TEST(LinearBF16, MergeRoundsOnceAndReportsIt) {
   Rng rng(4);
@@ -282,6 +290,95 @@ TEST(LinearBF16, LoadsFromSafetensorsWithoutAFloatCopy) {
   EXPECT_PEFT_ERROR(io::load_linear_bf16(file, "flat"), "load_linear_bf16: tensor 'flat' must be 2-D");
   EXPECT_PEFT_ERROR(io::load_linear_bf16(file, "fc.weight", "fc32.weight"), "must be 1-D with d_out = 5");
   EXPECT_PEFT_ERROR(io::load_linear_bf16(file, "missing"), "no tensor 'missing'");
+}
+
+TEST(LinearInt8, QuantisesEachRowWithinHalfAStep) {
+  Rng rng(11);
+  Matrix<float> w = Linear<float>::random(70, 30, rng).weight();
+  w.row(3).setZero();      // an all-zero row: scale 0, levels 0
+  w(5, 7) = 1e-3f;         // tiny next to the row's largest
+  const LinearInt8 layer(w);
+  const Matrix<float> deq = layer.weight();
+  for (Index i = 0; i < w.rows(); ++i) {
+    const double top = w.row(i).cwiseAbs().maxCoeff();
+    EXPECT_FLOAT_EQ(layer.scales()(i), static_cast<float>(top / 127));
+    for (Index j = 0; j < w.cols(); ++j) {
+      const int q = layer.weight_int8()[static_cast<std::size_t>(i * w.cols() + j)];
+      ASSERT_LE(std::abs(q), 127);
+      ASSERT_EQ(deq(i, j), layer.scales()(i) * static_cast<float>(q));
+      // The nearest level: within half a step.
+      const double step = layer.scales()(i), err = std::abs(static_cast<double>(deq(i, j)) - w(i, j));
+      ASSERT_LE(err, step / 2 * (1 + 1e-6) + 1e-30) << i << ", " << j;
+    }
+    if (top > 0) {
+      EXPECT_EQ(deq.row(i).cwiseAbs().maxCoeff(), layer.scales()(i) * 127.0f);  // the row's largest is ±127
+    }
+  }
+  EXPECT_TRUE(deq.row(3).isZero());
+  EXPECT_EQ(layer.weight_bytes(), static_cast<std::size_t>(70 * 30 + 4 * 30));
+}
+
+TEST(LinearInt8, ForwardAndBackwardAreTheDequantisedLayers) {
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(::testing::Message() << s.d_out << " x " << s.d_in << ", N = " << s.N);
+    Rng rng(5);
+    const auto f32 = Linear<float>::random(s.d_in, s.d_out, rng);
+    const LinearInt8 layer(f32);
+    const Matrix<double> W = layer.weight().cast<double>();
+    const Matrix<float> X = random_matrix<float>(s.N, s.d_in, 1), dY = random_matrix<float>(s.N, s.d_out, 2);
+    const Matrix<double> Y_ref = (X.cast<double>() * W.transpose()).rowwise() + f32.bias().cast<double>().transpose();
+    EXPECT_LT(max_rel_diff(layer.forward(X), Y_ref), 1e-5);
+    EXPECT_LT(max_rel_diff(layer.backward(dY), dY.cast<double>() * W), 1e-5);
+    // Against the float32 layer: each weight within max|W_i|/254 of its own.
+    const Matrix<float> Y32 = f32.forward(X), dX32 = f32.backward(dY);
+    EXPECT_LT((layer.forward(X) - Y32).norm() / Y32.norm(), 1e-2);
+    EXPECT_LT((layer.backward(dY) - dX32).norm() / dX32.norm(), 1e-2);
+  }
+}
+
+TEST(LinearInt8, AdaptersOnTopMatchTheDequantisedLayer) { expect_adapters_match_the_dequantised_layer<LinearInt8>(); }
+
+TEST(LinearInt8, MergeQuantisesAgainAndReportsIt) {
+  Rng rng(4);
+  const LinearInt8 base(Linear<float>::random(64, 32, rng));
+  LoRA<float> lora(64, 32, {.r = 4, .alpha = 8});
+  lora.parameters()[1].value = random_matrix<float>(32, 4, 6);
+  Adapted<LoRA<float>, LinearInt8> layer(base, lora);
+  const Matrix<float> sum = base.weight() + layer.adapter().delta_weight();
+  layer.merge();
+  const LinearInt8 expected(sum);  // W + ΔW quantised from scratch
+  EXPECT_EQ(layer.base().weight_int8(), expected.weight_int8());
+  EXPECT_EQ(layer.base().scales(), expected.scales());
+  const double half_step = layer.base().scales().maxCoeff() / 2;
+  EXPECT_GT(layer.rounding_error().max_abs, 0);
+  EXPECT_LE(layer.rounding_error().max_abs, half_step * (1 + 1e-6));
+  EXPECT_NEAR(layer.rounding_error().max_abs, (layer.base().weight() - sum).cwiseAbs().maxCoeff(), 1e-7);
+  layer.unmerge();
+  EXPECT_FALSE(layer.merged());
+  EXPECT_LT((layer.base().weight() - base.weight()).cwiseAbs().maxCoeff(), 2 * half_step);
+}
+
+TEST(LinearInt8, BadInputIsRefused) {
+  Rng rng(1);
+  LinearInt8 layer(Linear<float>::random(6, 4, rng));
+  EXPECT_PEFT_ERROR(layer.forward(Matrix<float>(2, 5)), "LinearInt8::forward: X must have in_features = 6");
+  EXPECT_PEFT_ERROR(layer.backward(Matrix<float>(2, 6)), "LinearInt8::backward: dY must have out_features = 4");
+  EXPECT_PEFT_ERROR(LinearInt8(Matrix<float>(0, 3)), "weight must be non-empty");
+  EXPECT_PEFT_ERROR(LinearInt8(Matrix<float>::Zero(2, 3), Vector<float>(3)), "bias must have 0 or d_out = 2");
+  EXPECT_PEFT_ERROR(layer.assign_rounded(Matrix<float>(6, 4)), "weight must be 4 x 6");
+  const auto before = layer.weight_int8();
+  Matrix<float> bad = layer.weight();
+  bad(1, 2) = std::numeric_limits<float>::infinity();
+  EXPECT_PEFT_ERROR(layer.assign_rounded(bad), "weight holds NaN or Inf");
+  EXPECT_EQ(layer.weight_int8(), before);  // unchanged
+  // A merge whose sum overflows float32 is refused and leaves the base as it was.
+  LoRA<float> lora(6, 4, {.r = 1, .alpha = 1});
+  lora.parameters()[0].value.setConstant(1e20f);
+  lora.parameters()[1].value.setConstant(1e20f);  // ΔW = 1e40: inf in float32
+  Adapted<LoRA<float>, LinearInt8> adapted(layer, lora);
+  EXPECT_PEFT_ERROR(adapted.merge(), "NaN or Inf");
+  EXPECT_FALSE(adapted.merged());
+  EXPECT_EQ(adapted.base().weight_int8(), before);
 }
 
 }  // namespace
