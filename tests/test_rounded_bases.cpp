@@ -11,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -102,7 +103,7 @@ TEST(LinearBF16, ForwardAndBackwardAreTheDequantisedLayers) {
     EXPECT_LT(max_rel_diff(layer.forward(X), Y_ref), 1e-5);
     EXPECT_LT(max_rel_diff(layer.backward(dY), as_multiplied(dY) * W), 1e-5);
     // Against the float32 layer it was rounded from: W's rounding, at most
-    // 2^-9 per weight, and in aggregate far less.
+    // 2^-8 per weight, and in aggregate far less.
     const Matrix<float> Y32 = f32.forward(X), dX32 = f32.backward(dY);
     EXPECT_LT((layer.forward(X) - Y32).norm() / Y32.norm(), kAggregate);
     EXPECT_LT((layer.backward(dY) - dX32).norm() / dX32.norm(), kAggregate);
@@ -200,8 +201,10 @@ TEST(LinearBF16, MergeRoundsOnceAndReportsIt) {
 
 TEST(LinearBF16, SafeMergeOfNonFiniteWeightsLeavesTheBase) {
   // W(0, 0) + ΔW(0, 0) overflows float32 (3e38 + 1e38), or is a finite float
-  // past bfloat16's largest, 3.39e38, so that only the rounding makes it inf.
-  for (const float w00 : {3e38f, 2.4e38f}) {
+  // (3.3895e38 + 1e36) past the midpoint between bfloat16's largest and 2^128,
+  // so that only the rounding makes it inf.
+  const float largest = bf16_to_float(0x7f7f);
+  for (const auto& [w00, factor, rounding_only] : {std::tuple{3e38f, 1e19f, false}, {largest, 1e18f, true}}) {
     SCOPED_TRACE(w00);
     Rng rng(4);
     Matrix<float> w = Linear<float>::random(8, 4, rng).weight();
@@ -209,19 +212,29 @@ TEST(LinearBF16, SafeMergeOfNonFiniteWeightsLeavesTheBase) {
     const LinearBF16 base(w);
     ASSERT_TRUE(base.all_finite());
     LoRA<float> lora(8, 4, {.r = 1, .alpha = 1});
-    lora.parameters()[0].value.setConstant(1e19f);
-    lora.parameters()[1].value.setConstant(1e19f);  // ΔW = 1e38 per entry
+    lora.parameters()[0].value.setConstant(factor);
+    lora.parameters()[1].value.setConstant(factor);  // ΔW = factor² per entry
+    const Matrix<float> sum = base.weight() + lora.delta_weight();
+    ASSERT_EQ(std::isfinite(sum(0, 0)), rounding_only);
     Adapted<LoRA<float>, LinearBF16> layer(base, lora);
     EXPECT_PEFT_ERROR(layer.merge(true), "would hold NaN or Inf (safe_merge)");
     EXPECT_FALSE(layer.merged());
     EXPECT_EQ(layer.base().weight_bits(), base.weight_bits());
+    EXPECT_EQ(layer.rounding_error().max_abs, 0);  // the refused attempt leaves no report
+    // Without safe_merge the merge goes through; an overflow that only the
+    // rounding made is reported as an infinite change.
+    layer.merge();
+    EXPECT_FALSE(layer.base().all_finite());
+    EXPECT_EQ(std::isinf(layer.rounding_error().max_abs), rounding_only);
   }
 }
 
 TEST(LinearBF16, BehindAdaptedLayer) {
   Rng rng(6);
+  IA3<float> ia3(8, 6);
+  ia3.parameters()[0].value = random_matrix<float>(6, 1, 3);  // not the identity: merging changes W
   AdaptedLayer<float> layer(Adapted<IA3<float>, LinearBF16>(LinearBF16(Linear<float>::random(8, 6, rng)),
-                                                            IA3<float>(8, 6)),
+                                                            std::move(ia3)),
                             "IA3");
   EXPECT_EQ(layer.in_features(), 8);
   EXPECT_EQ(layer.out_features(), 6);
@@ -234,6 +247,7 @@ TEST(LinearBF16, BehindAdaptedLayer) {
   const Matrix<float> Y = layer.forward(X);
   layer.merge();
   EXPECT_LT((layer.forward(X) - Y).norm() / Y.norm(), kAggregate);
+  EXPECT_GT(layer.rounding_error().max_abs, 0);
   EXPECT_EQ(layer.state().base, nullptr);  // not a dense Linear<float>
 }
 

@@ -130,12 +130,14 @@ class Adapted {
     } else {
       // The check follows the rounding: a finite sum may still round to inf.
       std::optional<Base> before;
+      const RoundingError previous = rounding_error_;
       if (safe_merge) before = base_;
       Linear<T> dense = base_.dequantised();
       fold_in(dense);
       write_rounded(dense);
       if (safe_merge && !(base_.all_finite() && base_.bias().allFinite())) {
         base_ = std::move(*before);
+        rounding_error_ = previous;
         refuse_non_finite();
       }
     }

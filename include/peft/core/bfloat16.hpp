@@ -1,7 +1,8 @@
 #pragma once
 // bfloat16 <-> float, bit-exact, without relying on compiler support for __bf16.
 // bfloat16 is the top 16 bits of a binary32: same exponent range, 8 bits of
-// significand (relative rounding error at most 2^-8 = 0.39%).
+// significand (relative rounding error at most 2^-8 = 0.39% for normal
+// numbers; subnormals keep fewer bits).
 
 #include <bit>
 #include <cstdint>

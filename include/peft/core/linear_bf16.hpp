@@ -8,7 +8,8 @@
 //   is widened one panel at a time (core/widened_panels.hpp) and multiplied
 //   by the configured GEMM backend.
 //   Rounding W is the only error against the float32 layer: at most 2^-8
-//   (0.39%) relative per weight. Speed: that of the float32 GEMM.
+//   (0.39%) relative per weight (normal numbers; subnormals lose more).
+//   Speed: that of the float32 GEMM.
 // - oneDNN (PEFT_WITH_ONEDNN, target peft::onednn): X (forward) and dY
 //   (backward) are rounded to bfloat16 as well and multiplied by oneDNN's
 //   bfloat16 matmul with float32 accumulation, as PyTorch's bfloat16 layers
@@ -34,8 +35,9 @@
 #endif
 
 namespace peft {
-// Each product path is its own type (mixing translation units built with and
-// without PEFT_WITH_ONEDNN then fails to link instead of breaking silently).
+// Each product path is its own type, so translation units built with and
+// without PEFT_WITH_ONEDNN never share one definition of it (no ODR
+// violation); a LinearBF16 of one build is a different type in the other.
 #if defined(PEFT_WITH_ONEDNN)
 inline namespace bf16_onednn {
 #else
@@ -112,8 +114,9 @@ class LinearBF16 {
     const float* w = weight.data();
     for (std::size_t i = 0; i < bits_.size(); ++i) {
       bits_[i] = float_to_bf16(w[i]);
+      if (!std::isfinite(w[i])) continue;  // a non-finite weight stays as it is: no rounding to report
+      // A finite weight past bfloat16's largest becomes inf: reported as an infinite change.
       const double exact = w[i], moved = std::abs(static_cast<double>(bf16_to_float(bits_[i])) - exact);
-      if (!std::isfinite(moved)) continue;  // a non-finite weight stays non-finite: no rounding to report
       error.max_abs = std::max(error.max_abs, moved);
       if (exact != 0) error.max_rel = std::max(error.max_rel, moved / std::abs(exact));
     }

@@ -22,7 +22,11 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <peft/core/bfloat16.hpp>
+#include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
+
+// matmul::desc is oneDNN 2.x's API (Debian bookworm's libdnnl-dev 2.6/2.7); 3.x replaced it.
+static_assert(DNNL_VERSION_MAJOR == 2, "peft::onednn needs oneDNN 2.x");
 
 namespace peft::detail::onednn {
 
@@ -58,12 +62,18 @@ struct Bf16Matmul {
   }
 };
 
-/// This thread's matmul for a shape.
+/// This thread's matmul for a shape. At most kCachedShapes are kept per
+/// thread (a training loop uses a handful; varying batch sizes must not grow
+/// the cache without bound): past that the cache starts over.
+inline constexpr std::size_t kCachedShapes = 32;
 inline Bf16Matmul& matmul_for(Index M, Index K, Index N, bool b_transposed) {
   thread_local std::map<std::tuple<Index, Index, Index, bool>, Bf16Matmul> cache;
   const auto key = std::make_tuple(M, K, N, b_transposed);
   auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, Bf16Matmul(M, K, N, b_transposed)).first;
+  if (it == cache.end()) {
+    if (cache.size() >= kCachedShapes) cache.clear();
+    it = cache.emplace(key, Bf16Matmul(M, K, N, b_transposed)).first;
+  }
   return it->second;
 }
 
@@ -87,12 +97,18 @@ inline void bf16_matmul(const ConstMatrixRef<float>& A, const std::uint16_t* B, 
   const Index M = A.rows(), K = A.cols();
   C.resize(M, N);
   if (M == 0) return;
-  Bf16Matmul& mm = matmul_for(M, K, N, b_transposed);
-  mm.src.set_data_handle(const_cast<std::uint16_t*>(rounded(A)));
-  mm.weights.set_data_handle(const_cast<std::uint16_t*>(B));  // read only: the matmul's weights
-  mm.dst.set_data_handle(C.data());
-  mm.primitive.execute(thread_stream(), mm.args);
-  thread_stream().wait();
+  try {
+    Bf16Matmul& mm = matmul_for(M, K, N, b_transposed);
+    mm.src.set_data_handle(const_cast<std::uint16_t*>(rounded(A)));
+    mm.weights.set_data_handle(const_cast<std::uint16_t*>(B));  // read only: the matmul's weights
+    mm.dst.set_data_handle(C.data());
+    mm.primitive.execute(thread_stream(), mm.args);
+    thread_stream().wait();
+  } catch (const dnnl::error& e) {
+    ::peft::detail::raise("LinearBF16: oneDNN's bfloat16 matmul (", M, " x ", K, " by ", K, " x ", N,
+                          ") failed: ", e.what(), "; expected a CPU oneDNN supports bfloat16 on (AVX-512), or "
+                          "build without PEFT_WITH_ONEDNN for the portable path");
+  }
 }
 
 }  // namespace peft::detail::onednn

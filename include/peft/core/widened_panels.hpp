@@ -14,6 +14,7 @@
 // the panels run in turn, so the two never oversubscribe the cores.
 
 #include <algorithm>
+#include <exception>
 #include <vector>
 
 #ifdef _OPENMP
@@ -43,14 +44,27 @@ inline std::vector<float>& panel_buffer(Index floats) {
 }
 
 /// body(p) for p in [0, count): over Eigen::nbThreads() OpenMP threads when
-/// built with OpenMP and without a BLAS, in turn otherwise. body must not throw.
+/// built with OpenMP and without a BLAS, in turn otherwise. An exception from
+/// body (std::bad_alloc) may not leave an OpenMP region: the first one is
+/// kept and rethrown after the loop.
 template <class Body>
 void for_each_panel(Index count, Body&& body) {
+  std::exception_ptr failure;
 #if defined(_OPENMP) && !defined(EIGEN_USE_BLAS)
   const int threads = static_cast<int>(std::clamp<Index>(Eigen::nbThreads(), 1, std::max<Index>(count, 1)));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
 #endif
-  for (Index p = 0; p < count; ++p) body(p);
+  for (Index p = 0; p < count; ++p) {
+    try {
+      body(p);
+    } catch (...) {
+#if defined(_OPENMP) && !defined(EIGEN_USE_BLAS)
+#pragma omp critical(peft_panel_failure)
+#endif
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
 }
 
 /// Y (resized to N x d_out) = X · Wᵀ, W d_out x d_in, where

@@ -393,7 +393,7 @@ inline LinearBF16 load_linear_bf16(const Safetensors& file, std::string_view wei
   const char* who = "load_linear_bf16";
   const Tensor& w = file.at(weight);
   PEFT_REQUIRE(w.shape.size() == 2 && w.shape[0] > 0 && w.shape[1] > 0, who, ": tensor '", weight,
-               "' must be 2-D (d_out x d_in), got ", w.shape.size(), " dimensions");
+               "' must be 2-D (d_out x d_in) with both sizes > 0, got ", w.shape.size(), " dimensions");
   const auto d_out = static_cast<Index>(w.shape[0]), d_in = static_cast<Index>(w.shape[1]);
   Vector<float> b;
   if (!bias.empty()) {
