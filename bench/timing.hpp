@@ -76,6 +76,7 @@ inline std::string machine_description() {
   std::string s = model + "; Eigen SIMD: " + Eigen::SimdInstructionSetsInUse() + "; Eigen threads: " +
                   std::to_string(Eigen::nbThreads()) + "; GEMM: " + gemm.name;
   if (gemm.name != "Eigen") s += " (" + gemm.details + ", " + std::to_string(gemm.threads) + " threads)";
+  if (gemm.linear.rfind(gemm.name, 0) != 0) s += "; frozen float32 layer: " + gemm.linear;
   s += "; bf16 products: " + gemm.bf16;
   if (!gemm.warning.empty()) s += "; WARNING: " + gemm.warning;
   return s;

@@ -1,9 +1,14 @@
 // The dense-product backend: what gemm_backend() reports, the OpenBLAS core
 // check, and the products against plain loops (built once with Eigen's GEMM,
-// and once more with peft::blas when PEFT_WITH_OPENBLAS is on).
+// once more with peft::blas when PEFT_WITH_OPENBLAS is on, and once with
+// peft::onednn, whose float32 matmul then runs the frozen layer's products).
 #include <peft/core/gemm_backend.hpp>
 #include <peft/core/linear.hpp>
 #include <peft/peft.hpp>
+
+#include <algorithm>
+#include <thread>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -18,6 +23,12 @@ TEST(GemmBackend, NamesTheBackendOfThisBuild) {
 #else
   EXPECT_EQ(b.name, "Eigen");
   EXPECT_NE(b.details.find("SIMD"), std::string::npos) << b.details;
+#endif
+#if defined(PEFT_WITH_ONEDNN)
+  EXPECT_NE(b.linear.find("oneDNN"), std::string::npos) << b.linear;
+  EXPECT_NE(b.linear.find("f32 matmul"), std::string::npos) << b.linear;
+#else
+  EXPECT_EQ(b.linear, b.name + " (the backend above)");
 #endif
   set_gemm_threads(1);
   EXPECT_EQ(gemm_backend().threads, 1);
@@ -74,6 +85,53 @@ TYPED_TEST(GemmProducts, FrozenLayerMatchesLoops) {
   EXPECT_LT(max_rel_diff(layer.forward(X), Y), tolerance<T>());
   const Matrix<T> Wt = W.transpose();
   EXPECT_LT(max_rel_diff(layer.backward(dY), a_times_bt<T>(dY, Wt)), tolerance<T>());
+}
+
+// The rows a caller hands the layer may be a block of a wider matrix (a row
+// stride larger than d_in), one row, or none; batch sizes change between
+// calls (oneDNN builds one primitive per shape), with and without a bias.
+TYPED_TEST(GemmProducts, FrozenLayerTakesStridedRowsAndChangingBatches) {
+  using T = TypeParam;
+  const Index d_in = 53, d_out = 21;
+  const Matrix<T> W = random_matrix<T>(d_out, d_in, 11);
+  const Vector<T> b = random_matrix<T>(d_out, 1, 12);
+  const Matrix<T> wide = random_matrix<T>(9, d_in + 7, 13), wide_dY = random_matrix<T>(9, d_out + 3, 14);
+  const Matrix<T> Wt = W.transpose();
+  for (const bool with_bias : {true, false}) {
+    Linear<T> layer(W, with_bias ? b : Vector<T>());
+    Matrix<T> Y, dX;  // reused: resized between batches
+    for (const Index N : {Index(9), Index(1), Index(0), Index(4)}) {
+      const auto X = wide.block(0, 2, N, d_in);  // row stride d_in + 7
+      const auto dY = wide_dY.block(0, 1, N, d_out);
+      Matrix<double> expected = a_times_bt<T>(Matrix<T>(X), W);
+      if (with_bias) expected.rowwise() += b.template cast<double>().transpose();
+      layer.forward(X, Y);
+      layer.backward(dY, dX);
+      ASSERT_EQ(Y.rows(), N);
+      ASSERT_EQ(dX.rows(), N);
+      if (N == 0) continue;
+      EXPECT_LT(max_rel_diff(Y, expected), tolerance<T>()) << "N = " << N << ", bias " << with_bias;
+      EXPECT_LT(max_rel_diff(dX, a_times_bt<T>(Matrix<T>(dY), Wt)), tolerance<T>()) << "N = " << N;
+    }
+  }
+}
+
+// Threads share one layer (each builds its own primitives and streams).
+TEST(GemmProducts, FrozenLayerFromSeveralThreads) {
+  const Index d = 40;
+  const Linear<float> layer(random_matrix<float>(d, d, 15), random_matrix<float>(d, 1, 16));
+  const Matrix<float> X = random_matrix<float>(6, d, 17);
+  const Matrix<float> expected = layer.forward(X);
+  std::vector<float> errors(4, 1.0f);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < errors.size(); ++t)
+    threads.emplace_back([&, t] {
+      float worst = 0;
+      for (int rep = 0; rep < 20; ++rep) worst = std::max(worst, float(max_rel_diff(layer.forward(X), expected)));
+      errors[t] = worst;
+    });
+  for (auto& th : threads) th.join();
+  for (const float e : errors) EXPECT_EQ(e, 0.0f);
 }
 
 TYPED_TEST(GemmProducts, LoRALayerMatchesLoops) {

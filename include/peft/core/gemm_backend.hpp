@@ -10,6 +10,11 @@
 // the CPU (Haswell's AVX2 kernels on an AVX-512 CPU) can run its GEMM well below
 // what the CPU can do (not always: docs/performance.md). gemm_backend()
 // reports the core and says so.
+//
+// With target peft::onednn (PEFT_WITH_ONEDNN) the frozen layers' own products
+// run on oneDNN's matmul instead: Linear<float>'s in float32, LinearBF16's in
+// bfloat16 (core/onednn_matmul.hpp); the adapters' products stay on the
+// backend above.
 
 #include <peft/core/error.hpp>
 #include <peft/core/intrinsics.hpp>
@@ -45,6 +50,9 @@ struct GemmBackend {
   std::string details;  ///< OpenBLAS: its build configuration and the core it runs; Eigen: its SIMD
   int threads = 1;      ///< the threads its GEMM uses
   std::string warning;  ///< empty, or why this backend runs below what the CPU offers
+  /// Linear<float>'s products (the frozen layer): oneDNN's float32 matmul
+  /// (with peft::onednn) or the backend named above.
+  std::string linear;
   /// LinearBF16's products: oneDNN's bfloat16 matmul (with peft::onednn) or
   /// the portable float32 GEMM on widened panels.
   std::string bf16;
@@ -113,11 +121,11 @@ inline namespace gemm_other_blas {
 #else
 inline namespace gemm_eigen {
 #endif
-// ... and within each, with or without oneDNN (LinearBF16's products).
+// ... and within each, with or without oneDNN (the frozen layers' products).
 #if defined(PEFT_WITH_ONEDNN)
-inline namespace bf16_onednn {
+inline namespace frozen_onednn {
 #else
-inline namespace bf16_portable {
+inline namespace frozen_portable {
 #endif
 
 /// The backend this translation unit's products run on, its threads, and a
@@ -143,16 +151,20 @@ inline GemmBackend gemm_backend() {
 #endif
 #if defined(PEFT_WITH_ONEDNN)
   const dnnl_version_t* v = dnnl_version();
-  b.bf16 = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
-           " bf16 matmul, " + std::to_string(omp_get_max_threads()) + " thread(s)";
+  const std::string onednn = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+                             std::to_string(v->patch);
+  const std::string threads = ", " + std::to_string(omp_get_max_threads()) + " thread(s)";
+  b.linear = onednn + " f32 matmul" + threads;
+  b.bf16 = onednn + " bf16 matmul" + threads;
 #else
+  b.linear = b.name + " (the backend above)";
   b.bf16 = "portable: float32 GEMM on widened panels";
 #endif
   return b;
 }
 
 /// Sets the threads of the dense products: Eigen's (with OpenMP), OpenBLAS's
-/// when it is the backend, and oneDNN's (LinearBF16) with peft::onednn. The
+/// when it is the backend, and oneDNN's (the frozen layers') with peft::onednn. The
 /// FFT engine follows Eigen's count. Throws
 /// peft::Error for threads < 1 (Eigen and OpenBLAS would read it differently).
 inline void set_gemm_threads(int threads) {
@@ -162,11 +174,11 @@ inline void set_gemm_threads(int threads) {
   openblas_set_num_threads(threads);
 #endif
 #if defined(PEFT_WITH_ONEDNN)
-  omp_set_num_threads(threads);  // oneDNN's (OpenMP runtime), for LinearBF16
+  omp_set_num_threads(threads);  // oneDNN's (OpenMP runtime), for the frozen layers
 #endif
 }
 
-}  // inline namespace bf16_onednn / bf16_portable
+}  // inline namespace frozen_onednn / frozen_portable
 }  // inline namespace gemm_openblas / gemm_other_blas / gemm_eigen
 
 }  // namespace peft

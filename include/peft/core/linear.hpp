@@ -1,11 +1,22 @@
 #pragma once
 // The frozen layer every adapter wraps: Y = X·Wᵀ + b, W: d_out x d_in.
+//
+// Its two products run on Eigen's GEMM (or the BLAS under EIGEN_USE_BLAS,
+// target peft::blas); with target peft::onednn (PEFT_WITH_ONEDNN) the float
+// layer's run on oneDNN's float32 matmul instead, the fastest here
+// (docs/performance.md). Build every file of one program with the same
+// backend targets: the layer's code differs between them.
 
+#include <type_traits>
 #include <utility>
 
 #include <peft/core/error.hpp>
 #include <peft/core/init.hpp>
 #include <peft/core/types.hpp>
+
+#if defined(PEFT_WITH_ONEDNN)
+#include <peft/core/onednn_matmul.hpp>
+#endif
 
 namespace peft {
 
@@ -51,6 +62,13 @@ class Linear {
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
     PEFT_REQUIRE(X.cols() == in_features(), "Linear::forward: X must have in_features = ", in_features(),
                  " columns, got ", detail::shape_str(X.rows(), X.cols()));
+#if defined(PEFT_WITH_ONEDNN)
+    if constexpr (std::is_same_v<T, float>) {
+      detail::onednn::f32_matmul("Linear::forward", X, weight_.data(), out_features(), /*b_transposed=*/true,
+                                 has_bias() ? bias_.data() : nullptr, Y);
+      return;
+    }
+#endif
     Y.resize(X.rows(), out_features());
     Y.noalias() = X * weight_.transpose();
     if (has_bias()) Y.rowwise() += bias_.transpose();
@@ -66,6 +84,13 @@ class Linear {
   void backward(const ConstMatrixRef<T>& dY, Matrix<T>& dX) const {
     PEFT_REQUIRE(dY.cols() == out_features(), "Linear::backward: dY must have out_features = ", out_features(),
                  " columns, got ", detail::shape_str(dY.rows(), dY.cols()));
+#if defined(PEFT_WITH_ONEDNN)
+    if constexpr (std::is_same_v<T, float>) {
+      detail::onednn::f32_matmul("Linear::backward", dY, weight_.data(), in_features(), /*b_transposed=*/false,
+                                 nullptr, dX);
+      return;
+    }
+#endif
     dX.resize(dY.rows(), in_features());
     dX.noalias() = dY * weight_;
   }

@@ -31,7 +31,7 @@
 #include <peft/core/types.hpp>
 #include <peft/core/widened_panels.hpp>
 #if defined(PEFT_WITH_ONEDNN)
-#include <peft/core/onednn_bf16.hpp>
+#include <peft/core/onednn_matmul.hpp>
 #endif
 
 namespace peft {
