@@ -27,6 +27,7 @@
 
 #include <peft/peft.hpp>
 
+#include "fma_peak.hpp"
 #include "svg_scatter.hpp"
 #include "timing.hpp"
 
@@ -124,6 +125,7 @@ struct Result {
   Index d = 0, rows = 0, params = 0, threads = 1;
   double seconds = 0, overhead = 0, gflops = 0, held_bytes = 0, speedup = 0, weight_bytes = 0;
   double vs_first_base = 1;  // frozen rows: the first base's time over this one's (a throughput ratio)
+  double fma_peak = 0;       // float32 FMA GFLOP/s measured at this thread count in this run (0: unknown)
 };
 
 /// Heap bytes in use (glibc's allocator statistics; Eigen allocates through
@@ -252,6 +254,7 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
   std::vector<double> first_medians;  // the first thread count's, for the speedup column
   for (const Index threads : o.threads) {
     peft::set_gemm_threads(static_cast<int>(threads));
+    const double fma_peak = peft::bench::measured_fma_peak(static_cast<int>(threads));
     const auto timed = peft::bench::paired_medians(runs, o.rounds, 1, [&](int round) {
       std::fprintf(stderr, "\rpeft-bench: d = %ld, N = %ld, %ld thread(s): round %d/%d ", static_cast<long>(d),
                    static_cast<long>(o.rows), static_cast<long>(threads), round, o.rounds);
@@ -265,7 +268,7 @@ std::vector<Result> run_dimension(Index d, const Options& o) {
       const Case& c = cases[i];
       results.push_back({c.name, c.base, c.error, d, o.rows, c.params, threads, medians[i],
                          timed.ratios[i] / timed.ratios[c.frozen] - 1.0, c.flops / medians[i] * 1e-9, held[i],
-                         first_medians[i] / medians[i], c.weight_bytes, 1.0 / timed.ratios[c.frozen]});
+                         first_medians[i] / medians[i], c.weight_bytes, 1.0 / timed.ratios[c.frozen], fma_peak});
     }
   }
   peft::set_gemm_threads(static_cast<int>(o.threads.front()));  // what the table's header reports
@@ -285,7 +288,15 @@ void print_markdown(const std::vector<Result>& results, const Options& o) {
               static_cast<long>(o.rows), o.use_double ? "double" : "float", o.rounds);
   std::printf("machine: %s\n", peft::bench::machine_description().c_str());
   std::printf("memory held: heap left allocated by the first forward() until backward() (activations, spectra, "
-              "workspaces)\n\n");
+              "workspaces)\n");
+  std::printf("GFLOP/s: matrix-product flops per second; the frozen float32 rows add their share of the float32 FMA "
+              "peak measured in this run (");
+  for (std::size_t i = 0; i < o.threads.size(); ++i) {
+    const auto it = std::find_if(results.begin(), results.end(), [&](const Result& r) { return r.threads == o.threads[i]; });
+    std::printf("%s%.1f GFLOP/s on %ld thread(s)", i ? ", " : "", it == results.end() ? 0.0 : it->fma_peak,
+                static_cast<long>(o.threads[i]));
+  }
+  std::printf(")\n\n");
   const bool compare_bases = o.bases.size() > 1;
   if (compare_bases)
     std::printf("base: the frozen layer's weights (f32: peft::Linear, bf16: peft::LinearBF16, int8: "
@@ -318,9 +329,14 @@ void print_markdown(const std::vector<Result>& results, const Options& o) {
       if (r.params) std::snprintf(vs_base, sizeof vs_base, " - | |");
       else std::snprintf(vs_base, sizeof vs_base, " %.2fx | %s |", r.vs_first_base, r.error.c_str());
     }
-    std::printf("| %s |%s %ld |%s %ld | %s | %.3f | %s | %.1f |%s %s | %s |%s\n", r.name.c_str(), base,
+    char gflops[48];
+    if (r.params == 0 && r.base == "f32" && r.fma_peak > 0)
+      std::snprintf(gflops, sizeof gflops, "%.1f (%.0f%% of peak)", r.gflops, 100.0 * r.gflops / r.fma_peak);
+    else
+      std::snprintf(gflops, sizeof gflops, "%.1f", r.gflops);
+    std::printf("| %s |%s %ld |%s %ld | %s | %.3f | %s | %s |%s %s | %s |%s\n", r.name.c_str(), base,
                 static_cast<long>(r.d), threads, static_cast<long>(r.params), ratio, r.seconds * 1e3, overhead,
-                r.gflops, vs_base, mebibytes(r.weight_bytes).c_str(), mebibytes(r.held_bytes).c_str(), speedup);
+                gflops, vs_base, mebibytes(r.weight_bytes).c_str(), mebibytes(r.held_bytes).c_str(), speedup);
   }
 }
 
@@ -358,6 +374,7 @@ void print_json(const std::vector<Result>& results, const Options& o) {
                               {"seconds", r.seconds},
                               {"overhead", r.overhead},
                               {"gflops", r.gflops},
+                              {"fma_peak_gflops", r.fma_peak},
                               {"held_bytes", r.held_bytes},
                               {"weight_bytes", r.weight_bytes},
                               {"frozen_vs_first_base", r.vs_first_base},
