@@ -33,6 +33,7 @@
 #include <peft/adapters/surm_adapter.hpp>
 
 #include <peft/optim/adamw.hpp>
+#include <peft/optim/optimizer_state.hpp>
 #include <peft/optim/param_set.hpp>
 #include <peft/optim/schedule.hpp>
 #include <peft/optim/sgd.hpp>
@@ -41,6 +42,7 @@
 #include <peft/io/gguf.hpp>
 #include <peft/io/peft_dir.hpp>
 #include <peft/io/safetensors.hpp>
+#include <peft/io/training_state.hpp>
 
 /// \namespace peft
 /// Layers, adapters and their parameters: Linear, the adapters (LoRA, ...),

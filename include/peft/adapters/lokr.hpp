@@ -135,6 +135,10 @@ class LoKr : public OwnsParameters<T> {
 
   void set_training(bool training) { training_ = training; }  ///< rank and module dropout apply only in training
 
+  /// The rank and module dropout generator, for training checkpoints (optim/checkpoint.hpp).
+
+  std::vector<Rng*> random_streams() { return {&rng_}; }
+
   /// Matrix-product flops of forward + backward for N rows, never forming ΔW:
   /// U = X_m·W2ᵀ and W1·U forward; dX (two products), dW2 and dW1 backward.
   double flops(Index N) const {

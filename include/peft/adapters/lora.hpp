@@ -95,6 +95,10 @@ class LoRA : public OwnsParameters<T> {
   }
 
   void set_training(bool training) { training_ = training; }  ///< dropout applies only in training (the default)
+
+  /// The dropout mask generator, for training checkpoints (optim/checkpoint.hpp).
+
+  std::vector<Rng*> random_streams() { return {&dropout_.rng()}; }
   bool training() const { return training_; }                 ///< whether in training mode
 
   /// ΔW = s·B·A (d_out x d_in).

@@ -81,6 +81,10 @@ class MELoRA : public OwnsParameters<T> {
 
   void set_training(bool training) { training_ = training; }  ///< dropout applies only in training (the default)
 
+  /// The dropout mask generator, for training checkpoints (optim/checkpoint.hpp).
+
+  std::vector<Rng*> random_streams() { return {&dropout_.rng()}; }
+
   /// ΔW = blockdiag(s·B_0·A_0, …), d_out x d_in.
   Matrix<T> delta_weight() const {
     Matrix<T> dW = Matrix<T>::Zero(d_out_, d_in_);

@@ -210,6 +210,12 @@ class Adapted {
   void set_training(bool training) {
     if constexpr (HasTrainingMode<A>) adapter_.set_training(training);
   }
+  /// The adapter's random generators (dropout masks; none for most adapters),
+  /// for training checkpoints (optim/checkpoint.hpp).
+  std::vector<Rng*> random_streams() {
+    if constexpr (HasRandomStreams<A>) return adapter_.random_streams();
+    else return {};
+  }
 
   /// The frozen layer (holding the merged weights while merged()).
   ///@{

@@ -111,6 +111,8 @@ class AdaptedLayer {
   /// As Adapted::rounding_error: W's rounding in the last (un)merge on a rounded base.
   RoundingError rounding_error() const { return impl_->rounding_error(); }
   void set_training(bool training) { impl_->set_training(training); }  ///< training applies dropout, eval not
+  /// The adapter's random generators (dropout masks), for training checkpoints.
+  std::vector<Rng*> random_streams() { return impl_->random_streams(); }
 
   bool has_delta_weight() const { return impl_->has_delta_weight(); }  ///< whether delta_weight() is supported
   /// The dense ΔW (d_out x d_in) of an adapter that is linear in X.
@@ -175,6 +177,7 @@ class AdaptedLayer {
     virtual bool merged() const = 0;
     virtual RoundingError rounding_error() const = 0;
     virtual void set_training(bool training) = 0;
+    virtual std::vector<Rng*> random_streams() = 0;
     virtual bool has_delta_weight() const = 0;
     virtual Matrix<T> delta_weight() const = 0;
     virtual std::vector<Parameter<T>> parameters() = 0;
@@ -204,6 +207,7 @@ class AdaptedLayer {
     bool merged() const override { return layer.merged(); }
     RoundingError rounding_error() const override { return layer.rounding_error(); }
     void set_training(bool training) override { layer.set_training(training); }
+    std::vector<Rng*> random_streams() override { return layer.random_streams(); }
     bool has_delta_weight() const override { return HasDeltaWeight<A> || HasBaseDeltaWeight<A>; }
     Matrix<T> delta_weight() const override {
       if constexpr (HasDeltaWeight<A>) return layer.adapter().delta_weight();

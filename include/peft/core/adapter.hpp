@@ -24,10 +24,12 @@
 // gradient is then dY, not the edit's dH.
 
 #include <concepts>
+#include <vector>
 
 #include <peft/core/error.hpp>
 
 #include <peft/core/linear.hpp>
+#include <peft/core/random.hpp>
 #include <peft/core/types.hpp>
 
 namespace peft {
@@ -124,6 +126,13 @@ bool output_edit_passes_bias(const A& a) {
 /// Adapters with a train/eval distinction (dropout) expose set_training().
 template <class A>
 concept HasTrainingMode = requires(A& a) { a.set_training(true); };
+
+/// An adapter that draws random numbers while training (dropout masks): its
+/// generators, so that a training checkpoint can save and restore them.
+template <class A>
+concept HasRandomStreams = requires(A& a) {
+  { a.random_streams() } -> std::same_as<std::vector<Rng*>>;
+};
 
 namespace detail {
 

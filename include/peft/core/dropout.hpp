@@ -24,6 +24,7 @@ class Dropout {
   double probability() const { return p_; }               ///< p, the drop probability
   bool active() const { return p_ > 0.0; }                ///< whether p > 0 (otherwise skip it)
   void reseed(std::uint64_t seed) { rng_.reseed(seed); }  ///< restarts the mask sequence from `seed`
+  Rng& rng() { return rng_; }  ///< the mask generator (checkpoints save and restore its state)
 
   /// out = X ⊙ mask with a freshly drawn mask.
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& out) {

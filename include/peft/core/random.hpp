@@ -3,9 +3,12 @@
 // splitmix64), so inits and dropout masks are the same on every platform and
 // standard library, unlike std::*_distribution.
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
+
+#include <peft/core/error.hpp>
 
 namespace peft {
 
@@ -18,6 +21,17 @@ class Rng {
   /// Restarts the sequence: the state is four splitmix64 outputs from `seed`.
   void reseed(std::uint64_t seed) {
     for (auto& word : state_) word = splitmix64(seed);
+  }
+
+  /// The generator's whole state (four words), for checkpoints: a generator
+  /// given it back with set_state() continues the same sequence.
+  std::array<std::uint64_t, 4> state() const { return {state_[0], state_[1], state_[2], state_[3]}; }
+  /// Restores a state from state(). Throws peft::Error for all zeros, which
+  /// xoshiro256 can never reach (it would only ever draw 0).
+  void set_state(const std::array<std::uint64_t, 4>& state) {
+    PEFT_REQUIRE(state[0] != 0 || state[1] != 0 || state[2] != 0 || state[3] != 0,
+                 "Rng::set_state: expected a state with a non-zero word, got all zeros");
+    for (int i = 0; i < 4; ++i) state_[i] = state[i];
   }
 
   /// Next 64 uniformly distributed bits.

@@ -9,6 +9,7 @@
 
 #include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
+#include <peft/optim/optimizer_state.hpp>
 #include <peft/optim/param_set.hpp>
 
 namespace peft::optim {
@@ -27,6 +28,8 @@ struct AdamWOptions {
 template <class T>
 class AdamW {
  public:
+  using Scalar = T;  ///< the parameters' element type
+
   /// Throws peft::Error for a negative or non-finite lr, betas outside [0, 1),
   /// eps <= 0 or a negative weight_decay.
   AdamW(ParamSet<T> params, const AdamWOptions& options = {}) : params_(std::move(params)), options_(options) {
@@ -66,6 +69,20 @@ class AdamW {
   double lr() const { return options_.lr; }     ///< the current learning rate
   void set_lr(double lr) { options_.lr = lr; }  ///< for schedules: the lr of the next step()
   Index steps() const { return steps_; }        ///< number of step() calls so far (t)
+
+  /// The moments, step count and lr, for a checkpoint (io/training_state.hpp).
+  OptimizerState<T> state() const {
+    return {"AdamW", steps_, options_.lr, {{"exp_avg", m_}, {"exp_avg_sq", v_}}};
+  }
+  /// Continues from a state() of an AdamW over tensors of the same shapes.
+  /// Throws peft::Error (and changes nothing) for any other state.
+  void load_state(const OptimizerState<T>& state) {
+    detail::check_optimizer_state("AdamW::load_state", state, "AdamW", {"exp_avg", "exp_avg_sq"}, params_);
+    m_ = state.buffers.at("exp_avg");
+    v_ = state.buffers.at("exp_avg_sq");
+    steps_ = state.steps;
+    options_.lr = state.lr;
+  }
 
  private:
   ParamSet<T> params_;

@@ -8,6 +8,7 @@
 
 #include <peft/core/error.hpp>
 #include <peft/core/types.hpp>
+#include <peft/optim/optimizer_state.hpp>
 #include <peft/optim/param_set.hpp>
 
 namespace peft::optim {
@@ -25,6 +26,8 @@ struct SGDOptions {
 template <class T>
 class SGD {
  public:
+  using Scalar = T;  ///< the parameters' element type
+
   /// Throws peft::Error for a negative or non-finite lr, a negative momentum or
   /// weight_decay, or nesterov without momentum > 0 and dampening = 0.
   SGD(ParamSet<T> params, const SGDOptions& options = {}) : params_(std::move(params)), options_(options) {
@@ -64,6 +67,17 @@ class SGD {
   double lr() const { return options_.lr; }     ///< the current learning rate
   void set_lr(double lr) { options_.lr = lr; }  ///< for schedules: the lr of the next step()
   Index steps() const { return steps_; }        ///< number of step() calls so far
+
+  /// The momentum buffers, step count and lr, for a checkpoint (io/training_state.hpp).
+  OptimizerState<T> state() const { return {"SGD", steps_, options_.lr, {{"momentum_buffer", buffers_}}}; }
+  /// Continues from a state() of an SGD over tensors of the same shapes.
+  /// Throws peft::Error (and changes nothing) for any other state.
+  void load_state(const OptimizerState<T>& state) {
+    detail::check_optimizer_state("SGD::load_state", state, "SGD", {"momentum_buffer"}, params_);
+    buffers_ = state.buffers.at("momentum_buffer");
+    steps_ = state.steps;
+    options_.lr = state.lr;
+  }
 
  private:
   ParamSet<T> params_;
