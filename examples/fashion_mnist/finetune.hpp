@@ -172,6 +172,13 @@ struct TrainOptions {
   std::uint64_t seed = 0;
   /// Called after every step with (step, total steps, running loss).
   std::function<void(Index, Index, double)> progress;
+  /// Data-parallel runs (--dist): this process's rank among `ranks`; each
+  /// takes its share of every batch's rows.
+  int rank = 0, ranks = 1;
+  /// Data-parallel runs: called once with the two parameter groups (adapters,
+  /// head) before training; returns what averages their gradients across the
+  /// ranks, called after every backward.
+  std::function<std::function<void()>(peft::optim::ParamSet<T>&, peft::optim::ParamSet<T>&)> distribute;
 };
 
 /// AdamW (one for the adapters, one for the head) with warmup + cosine decay
@@ -185,6 +192,7 @@ inline double train(Model& model, const Dataset& data, const TrainOptions& o) {
   const peft::optim::Schedule schedule(total, std::max<Index>(1, total / 20), peft::optim::Decay::Cosine);
   std::vector<Index> order(static_cast<std::size_t>(data.size()));
   peft::Rng rng(o.seed);
+  const std::function<void()> average = o.distribute ? o.distribute(adamw.params(), head.params()) : nullptr;
   Mat X, dlogits;
   std::vector<int> y;
   double epoch_loss = 0;
@@ -196,24 +204,33 @@ inline double train(Model& model, const Dataset& data, const TrainOptions& o) {
     epoch_loss = 0;
     for (Index b = 0; b < per_epoch; ++b, ++step) {
       const Index start = b * o.batch, n = std::min(o.batch, data.size() - start);
-      X.resize(n, data.X.cols());
-      y.resize(static_cast<std::size_t>(n));
-      for (Index i = 0; i < n; ++i) {
-        const Index src = order[static_cast<std::size_t>(start + i)];
+      // This rank's rows of the batch (all of them in one process).
+      const Index lo = n * o.rank / o.ranks, hi = n * (o.rank + 1) / o.ranks, local = hi - lo;
+      X.resize(local, data.X.cols());
+      y.resize(static_cast<std::size_t>(local));
+      for (Index i = 0; i < local; ++i) {
+        const Index src = order[static_cast<std::size_t>(start + lo + i)];
         X.row(i) = data.X.row(src);
         y[static_cast<std::size_t>(i)] = data.y[static_cast<std::size_t>(src)];
       }
-      const double loss = cross_entropy(model.forward(X), y, 0, dlogits);
       adamw.zero_grad();
       head.zero_grad();
-      model.backward(dlogits);
+      double loss = 0;
+      if (local > 0) {
+        loss = cross_entropy(model.forward(X), y, 0, dlogits);
+        // The mean over this rank's rows, weighted so that the average over
+        // ranks is the mean over the whole batch even when shares differ.
+        dlogits *= static_cast<T>(static_cast<double>(local * o.ranks) / static_cast<double>(n));
+        model.backward(dlogits);
+      }
+      if (average) average();
       if (adamw.params().size()) peft::optim::clip_grad_norm(adamw.params(), o.max_grad_norm);
       peft::optim::clip_grad_norm(head.params(), o.max_grad_norm);
       adamw.set_lr(o.lr * schedule.factor(step));
       head.set_lr(o.head_lr * schedule.factor(step));
       adamw.step();
       head.step();
-      epoch_loss += loss * static_cast<double>(n);
+      epoch_loss += loss * static_cast<double>(n);  // with --dist: this rank's rows' loss
       if (o.progress) o.progress(step + 1, total, epoch_loss / static_cast<double>(start + n));
     }
     epoch_loss /= static_cast<double>(data.size());

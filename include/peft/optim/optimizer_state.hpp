@@ -23,7 +23,7 @@ struct OptimizerState {
   std::string kind;  ///< "AdamW" or "SGD"
   Index steps = 0;   ///< step() calls so far
   double lr = 0;     ///< the lr of the next step() (a schedule's last set_lr)
-  std::map<std::string, std::vector<Matrix<T>>> buffers;
+  std::map<std::string, std::vector<Matrix<T>>> buffers;  ///< per buffer name, one tensor per parameter
 };
 
 namespace detail {
