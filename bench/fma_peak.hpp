@@ -56,7 +56,8 @@ inline double fma_chains(long iterations) {
 
 }  // namespace detail
 
-/// GFLOP/s of float32 FMAs on `threads` threads (OpenMP; one without it),
+/// GFLOP/s of float32 FMAs on `threads` threads (OpenMP; without it, one
+/// thread whatever `threads` says),
 /// best of three ~50 ms runs. 0 when the build has no FMA instructions
 /// (benchmarks build with -march=native, which has them on x86-64 since Haswell).
 inline double measured_fma_peak(int threads) {

@@ -207,6 +207,11 @@ TEST(Dist, RefusesBadArguments) {
   EXPECT_PEFT_ERROR(average.all(), "a step begun with start() must end with finish()");
   average.finish();
   average.all();  // a fresh step works
+  if (dist::size() > 1) {  // ranks with different models are told so, all of them
+    std::vector<std::vector<Parameter<double>>> groups{model.group(2)};
+    if (dist::rank() == 1) groups.push_back(model.group(1));
+    EXPECT_PEFT_ERROR(dist::GradientAverager<double> mismatched(groups), "GradientAverager: the ranks' parameters differ");
+  }
 }
 
 // A 2-rank run stopped after 2 steps (adapters saved on rank 0, the

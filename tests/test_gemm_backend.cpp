@@ -116,6 +116,14 @@ TYPED_TEST(GemmProducts, FrozenLayerTakesStridedRowsAndChangingBatches) {
   }
 }
 
+// bias() is writable: a bias resized to the wrong length is refused, not read past its end.
+TYPED_TEST(GemmProducts, FrozenLayerRefusesABiasResizedToTheWrongLength) {
+  using T = TypeParam;
+  Linear<T> layer(random_matrix<T>(5, 7, 21), random_matrix<T>(5, 1, 22));
+  layer.bias().resize(3);
+  EXPECT_PEFT_ERROR(layer.forward(random_matrix<T>(2, 7, 23)), "Linear::forward: bias must have 0 or d_out = 5 entries, got 3");
+}
+
 // Threads share one layer (each builds its own primitives and streams).
 TEST(GemmProducts, FrozenLayerFromSeveralThreads) {
   const Index d = 40;

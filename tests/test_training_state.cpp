@@ -138,6 +138,8 @@ class TrainingState : public ::testing::Test {
     }
     EXPECT_EQ(next, kStopAt);
     EXPECT_EQ(optimizer.steps(), kStopAt);
+    // The lr of the last step taken (the schedule sets it again before the next).
+    EXPECT_EQ(optimizer.lr(), lr * optim::Schedule(kSteps, 2, optim::Decay::Cosine).factor(kStopAt - 1));
     train(layer1, layer2, optimizer, data, task, next, kSteps, lr);
     return values_of<T>(layer1.parameters(), layer2.parameters());
   }
@@ -194,6 +196,7 @@ TYPED_TEST(TrainingState, RefusesFilesThatDoNotFitTheRun) {
   using T = TypeParam;
   this->run_and_stop(adamw<T>(), 1e-2);
   const fs::path file = this->dir / "training_state.safetensors";
+  EXPECT_FALSE(fs::exists(this->dir / "training_state.safetensors.partial"));  // renamed into place
   Adapted<LoRA<T>> layer1(this->task.base1, LoRA<T>(kIn, kHidden, lora_config()));
   Adapted<LoKr<T>> layer2(this->task.base2, LoKr<T>(kHidden, kOut, lokr_config()));
   Rng data(1);
@@ -242,6 +245,8 @@ TYPED_TEST(TrainingState, RefusesFilesThatDoNotFitTheRun) {
                     "expected metadata 'optimizer.steps' to be an integer >= 0, got '7x'");
   EXPECT_PEFT_ERROR(io::load_training_state(rewrite("optimizer.lr", "fast"), optimizer, streams),
                     "expected metadata 'optimizer.lr' to be a number, got 'fast'");
+  EXPECT_PEFT_ERROR(io::load_training_state(rewrite("optimizer.lr", "1e-3xyz"), optimizer, streams),
+                    "expected metadata 'optimizer.lr' to be a number, got '1e-3xyz'");
   EXPECT_PEFT_ERROR(io::load_training_state(rewrite("version", "2"), optimizer, streams), "expected version 1, got '2'");
   EXPECT_PEFT_ERROR(io::load_training_state(rewrite("format", ""), optimizer, streams),
                     "expected metadata 'format', found none");

@@ -134,13 +134,7 @@ int run(int argc, char** argv) {
   }
   int rank = 0, ranks = 1;
 #if defined(PEFT_WITH_MPI)
-  struct MpiSession {
-    MpiSession() { MPI_Init(nullptr, nullptr); }
-    ~MpiSession() { MPI_Finalize(); }
-  };
-  std::optional<MpiSession> mpi;
-  if (distributed) {
-    mpi.emplace();
+  if (distributed) {  // main() initialised MPI
     rank = peft::dist::rank();
     ranks = peft::dist::size();
   }
@@ -282,10 +276,26 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "finetune_fashion_mnist: " << e.what() << "\n";
-    return 1;
+#if defined(PEFT_WITH_MPI)
+  // With --dist, MPI lives for the whole run; a failure on any rank ends the
+  // job with MPI_Abort (the other ranks may be waiting in a collective).
+  const bool distributed = std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string(a) == "--dist"; });
+  if (distributed) {
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);  // OpenMP threads call no MPI
   }
+#endif
+  int code = 1;
+  try {
+    code = run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "finetune_fashion_mnist: %s\n", e.what());  // not std::cerr: muted on ranks > 0
+#if defined(PEFT_WITH_MPI)
+    if (distributed) MPI_Abort(MPI_COMM_WORLD, 1);
+#endif
+  }
+#if defined(PEFT_WITH_MPI)
+  if (distributed) MPI_Finalize();
+#endif
+  return code;
 }

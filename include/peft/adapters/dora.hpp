@@ -287,10 +287,9 @@ class DoRA : public OwnsParameters<T> {
 
   void set_training(bool training) { training_ = training; }  ///< dropout applies only in training (the default)
 
-  /// The dropout mask generator, for training checkpoints (optim/checkpoint.hpp).
-
-  std::vector<Rng*> random_streams() { return {&dropout_.rng()}; }
   bool training() const { return training_; }                 ///< whether in training mode
+  /// The dropout mask generator, for training checkpoints (io/training_state.hpp).
+  std::vector<Rng*> random_streams() { return {&dropout_.rng()}; }
 
   /// The dense ΔW with Y = X·(W + ΔW)ᵀ + b (no dropout): c ⊙ (W + s·B·A) − W for the
   /// unmerged `base`; while merged into `base`, its weight minus the restored one.

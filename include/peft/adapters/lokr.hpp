@@ -135,8 +135,7 @@ class LoKr : public OwnsParameters<T> {
 
   void set_training(bool training) { training_ = training; }  ///< rank and module dropout apply only in training
 
-  /// The rank and module dropout generator, for training checkpoints (optim/checkpoint.hpp).
-
+  /// The rank and module dropout generator, for training checkpoints (io/training_state.hpp).
   std::vector<Rng*> random_streams() { return {&rng_}; }
 
   /// Matrix-product flops of forward + backward for N rows, never forming ΔW:

@@ -95,11 +95,9 @@ class LoRA : public OwnsParameters<T> {
   }
 
   void set_training(bool training) { training_ = training; }  ///< dropout applies only in training (the default)
-
-  /// The dropout mask generator, for training checkpoints (optim/checkpoint.hpp).
-
-  std::vector<Rng*> random_streams() { return {&dropout_.rng()}; }
   bool training() const { return training_; }                 ///< whether in training mode
+  /// The dropout mask generator, for training checkpoints (io/training_state.hpp).
+  std::vector<Rng*> random_streams() { return {&dropout_.rng()}; }
 
   /// ΔW = s·B·A (d_out x d_in).
   Matrix<T> delta_weight() const { return (scaling_ * B()) * A(); }

@@ -146,8 +146,7 @@ class LoRTA {
 
   void set_training(bool training) { training_ = training; }  ///< dropout applies only in training (the default)
 
-  /// The dropout mask generator, for training checkpoints (optim/checkpoint.hpp).
-
+  /// The dropout mask generator, for training checkpoints (io/training_state.hpp).
   std::vector<Rng*> random_streams() { return {&dropout_.rng()}; }
 
   /// ΔW = s·[A·diag(c_h)·B]_h, head blocks along the columns.

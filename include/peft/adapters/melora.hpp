@@ -81,8 +81,7 @@ class MELoRA : public OwnsParameters<T> {
 
   void set_training(bool training) { training_ = training; }  ///< dropout applies only in training (the default)
 
-  /// The dropout mask generator, for training checkpoints (optim/checkpoint.hpp).
-
+  /// The dropout mask generator, for training checkpoints (io/training_state.hpp).
   std::vector<Rng*> random_streams() { return {&dropout_.rng()}; }
 
   /// ΔW = blockdiag(s·B_0·A_0, …), d_out x d_in.

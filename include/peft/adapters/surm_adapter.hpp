@@ -60,7 +60,7 @@ class SURMAdapter : private SURM<T> {
   Index out_features() const { return d_; }                    ///< d_out
   const SURMAdapterConfig& config() const { return config_; }  ///< the configuration it was built with
   void set_training(bool training) { training_ = training; }   ///< dropout applies only in training (the default)
-  /// The dropout mask generator, for training checkpoints (optim/checkpoint.hpp).
+  /// The dropout mask generator, for training checkpoints (io/training_state.hpp).
   std::vector<Rng*> random_streams() { return {&dropout_.rng()}; }
 
   /// The structured matrix M = α·S (d x d), densely: for tests.

@@ -211,7 +211,7 @@ class Adapted {
     if constexpr (HasTrainingMode<A>) adapter_.set_training(training);
   }
   /// The adapter's random generators (dropout masks; none for most adapters),
-  /// for training checkpoints (optim/checkpoint.hpp).
+  /// for training checkpoints (io/training_state.hpp).
   std::vector<Rng*> random_streams() {
     if constexpr (HasRandomStreams<A>) return adapter_.random_streams();
     else return {};

@@ -62,6 +62,9 @@ class Linear {
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
     PEFT_REQUIRE(X.cols() == in_features(), "Linear::forward: X must have in_features = ", in_features(),
                  " columns, got ", detail::shape_str(X.rows(), X.cols()));
+    // bias() is writable: a caller may have resized it since construction.
+    PEFT_REQUIRE(bias_.size() == 0 || bias_.size() == out_features(), "Linear::forward: bias must have 0 or d_out = ",
+                 out_features(), " entries, got ", bias_.size());
 #if defined(PEFT_WITH_ONEDNN)
     if constexpr (std::is_same_v<T, float>) {
       detail::onednn::f32_matmul("Linear::forward", X, weight_.data(), out_features(), /*b_transposed=*/true,

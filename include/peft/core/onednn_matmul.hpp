@@ -8,8 +8,9 @@
 //   layer's bfloat16 weight read in place, on the CPU's bfloat16 dot-product
 //   instructions (avx512_bf16) with float32 accumulation.
 //
-// Primitives and their memory objects are built once per shape and thread and
-// reused; each call only points them at the current buffers.
+// Primitives and their memory objects are built once per shape, thread and
+// OpenMP thread count (oneDNN fixes a primitive's threads when it builds it)
+// and reused; each call only points them at the current buffers.
 
 #if !defined(PEFT_WITH_ONEDNN)
 #error "peft/core/onednn_matmul.hpp needs PEFT_WITH_ONEDNN (link peft::onednn)"
@@ -21,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <peft/core/bfloat16.hpp>
@@ -44,11 +46,14 @@ inline dnnl::stream& thread_stream() {
 
 /// What a matmul primitive is built for: C (M x N, float32, contiguous) =
 /// A (M x K, row stride lda) · B (K x N, or N x K stored when b_transposed)
-/// [+ bias (N)], A and B both float32 or both bfloat16.
+/// [+ bias (N)], A and B both float32 or both bfloat16, run on `threads`
+/// OpenMP threads (set_gemm_threads; oneDNN sizes a primitive's work for the
+/// count it is built with).
 struct MatmulShape {
   Index M, K, N, lda;
   bool b_transposed, bfloat16, bias;
-  auto key() const { return std::make_tuple(M, K, N, lda, b_transposed, bfloat16, bias); }
+  int threads = omp_get_max_threads();
+  auto key() const { return std::make_tuple(M, K, N, lda, b_transposed, bfloat16, bias, threads); }
   bool operator<(const MatmulShape& o) const { return key() < o.key(); }
 };
 

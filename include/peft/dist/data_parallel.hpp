@@ -14,8 +14,10 @@
 //
 // The average equals the whole batch's gradient when every rank's loss is the
 // mean over the same number of rows. Overlap: with groups (one per layer, in
-// the order their backward finishes), start(g) sends a layer's gradients with
-// MPI_Iallreduce while earlier layers still run backward.
+// the order their backward finishes), start(g) hands a layer's gradients to
+// MPI_Iallreduce while earlier layers still run backward; how much of it
+// proceeds before finish() depends on the MPI library's asynchronous
+// progress (Open MPI without a progress thread does most of it in the wait).
 
 #if !defined(PEFT_WITH_MPI)
 #error "peft/dist/data_parallel.hpp needs PEFT_WITH_MPI (link peft::dist)"
@@ -23,8 +25,10 @@
 
 #include <mpi.h>
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <exception>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -71,11 +75,23 @@ inline void check(int code, const char* call) {
   ::peft::detail::raise("peft::dist: ", call, " failed: ", std::string(text, static_cast<std::size_t>(length)));
 }
 
-inline void require_initialized(const char* who) {
+inline bool mpi_running() {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  PEFT_REQUIRE(initialized && !finalized, who, ": expected MPI to be initialised (MPI_Init) and not finalised");
+  return initialized && !finalized;
+}
+
+inline void require_initialized(const char* who) {
+  PEFT_REQUIRE(mpi_running(), who, ": expected MPI to be initialised (MPI_Init) and not finalised");
+}
+
+/// MPI counts are int: `body(offset, count)` over [0, total) in pieces of at
+/// most INT_MAX elements (a full fine-tuning of a 7B stack has 2³¹ gradients).
+template <class Body>
+void in_int_sized_pieces(Index total, Body&& body) {
+  for (Index offset = 0; offset < total; offset += INT_MAX)
+    body(offset, static_cast<int>(std::min<Index>(INT_MAX, total - offset)));
 }
 
 }  // namespace detail
@@ -90,8 +106,9 @@ void broadcast_parameters(optim::ParamSet<T>& params, int root = 0, MPI_Comm com
   std::vector<T> buffer(static_cast<std::size_t>(params.num_params()));
   T* at = buffer.data();
   for (const auto& p : params.views()) at = std::copy(p.value.data(), p.value.data() + p.value.size(), at);
-  detail::check(MPI_Bcast(buffer.data(), static_cast<int>(buffer.size()), detail::mpi_type<T>(), root, comm),
-                "MPI_Bcast");
+  detail::in_int_sized_pieces(static_cast<Index>(buffer.size()), [&](Index offset, int count) {
+    detail::check(MPI_Bcast(buffer.data() + offset, count, detail::mpi_type<T>(), root, comm), "MPI_Bcast");
+  });
   const T* from = buffer.data();
   for (auto& p : params.views()) {
     std::copy(from, from + p.value.size(), p.value.data());
@@ -102,6 +119,8 @@ void broadcast_parameters(optim::ParamSet<T>& params, int root = 0, MPI_Comm com
 /// Averages the gradients of a set of parameters across the ranks of a
 /// communicator, through one buffer allocated once: all() in one
 /// MPI_Allreduce, or start(g) per group (MPI_Iallreduce) and finish().
+/// Every rank constructs it together (the constructor checks, collectively,
+/// that all ranks have the same groups of the same sizes).
 template <class T>
 class GradientAverager {
  public:
@@ -112,7 +131,8 @@ class GradientAverager {
   /// Groups in the order their gradients become final (the layers' backward
   /// order: last layer first). A tensor in several groups (LoRTA's shared
   /// factors) is sent once, with the last group that holds it, when every
-  /// layer using it has added its gradient.
+  /// layer using it has added its gradient. Throws peft::Error on every rank
+  /// when the ranks' groups differ in number or sizes (different models).
   GradientAverager(std::vector<std::vector<Parameter<T>>> groups, MPI_Comm comm = MPI_COMM_WORLD)
       : comm_(comm), groups_(groups.size()) {
     detail::require_initialized("GradientAverager");
@@ -132,13 +152,30 @@ class GradientAverager {
       groups_[g].end = offset;
     }
     buffer_.resize(static_cast<std::size_t>(offset));
+    // Ranks with different models would run collectives of different sizes:
+    // compare the layout (count, groups, a hash of the group sizes) first.
+    std::uint64_t hash = 1469598103934665603ULL;
+    for (const auto& g : groups_) hash = (hash ^ static_cast<std::uint64_t>(g.end - g.begin)) * 1099511628211ULL;
+    const long long layout[3] = {static_cast<long long>(offset), static_cast<long long>(groups_.size()),
+                                 static_cast<long long>(hash >> 1)};
+    long long lowest[3], highest[3];
+    detail::check(MPI_Allreduce(layout, lowest, 3, MPI_LONG_LONG, MPI_MIN, comm_), "MPI_Allreduce");
+    detail::check(MPI_Allreduce(layout, highest, 3, MPI_LONG_LONG, MPI_MAX, comm_), "MPI_Allreduce");
+    PEFT_REQUIRE(std::equal(lowest, lowest + 3, highest), "GradientAverager: the ranks' parameters differ (",
+                 offset, " gradients in ", groups_.size(), " group(s) here, between ", lowest[0], " and ", highest[0],
+                 " across ranks); expected every rank to build the same model");
   }
 
   GradientAverager(const GradientAverager&) = delete;
   GradientAverager& operator=(const GradientAverager&) = delete;
+  /// Waits for requests left in flight (an exception between start() and
+  /// finish() on every rank). A failure on one rank only cannot be recovered
+  /// from here: end the job with MPI_Abort.
   ~GradientAverager() {
-    for (auto& g : groups_)  // a request left in flight (an exception between start and finish)
-      if (g.request != MPI_REQUEST_NULL) MPI_Wait(&g.request, MPI_STATUS_IGNORE);
+    if (!detail::mpi_running()) return;
+    for (auto& g : groups_)
+      for (auto& request : g.requests)
+        if (request != MPI_REQUEST_NULL) MPI_Wait(&request, MPI_STATUS_IGNORE);
   }
 
   std::size_t groups() const { return groups_.size(); }  ///< number of groups
@@ -149,15 +186,18 @@ class GradientAverager {
   void start(std::size_t g) {
     PEFT_REQUIRE(g < groups_.size(), "GradientAverager::start: expected a group in [0, ", groups_.size(), "), got ", g);
     Group& group = groups_[g];
-    PEFT_REQUIRE(group.request == MPI_REQUEST_NULL && !group.started, "GradientAverager::start: group ", g,
+    PEFT_REQUIRE(!group.started, "GradientAverager::start: group ", g,
                  " was already started in this step (finish() ends a step)");
     T* at = buffer_.data() + group.begin;
     for (const auto& t : group.tensors) at = std::copy(t.data, t.data + t.size, at);
     group.started = true;
-    if (group.end == group.begin) return;
-    detail::check(MPI_Iallreduce(MPI_IN_PLACE, buffer_.data() + group.begin, static_cast<int>(group.end - group.begin),
-                                 detail::mpi_type<T>(), MPI_SUM, comm_, &group.request),
-                  "MPI_Iallreduce");
+    group.requests.clear();  // no allocation once a step has run: the capacity stays
+    detail::in_int_sized_pieces(group.end - group.begin, [&](Index offset, int count) {
+      group.requests.push_back(MPI_REQUEST_NULL);
+      detail::check(MPI_Iallreduce(MPI_IN_PLACE, buffer_.data() + group.begin + offset, count, detail::mpi_type<T>(),
+                                   MPI_SUM, comm_, &group.requests.back()),
+                    "MPI_Iallreduce");
+    });
   }
 
   /// Starts every group not started yet, waits for all, and writes the
@@ -167,7 +207,8 @@ class GradientAverager {
       if (!groups_[g].started) start(g);
     const T scale = T(1) / static_cast<T>(size(comm_));
     for (auto& group : groups_) {
-      if (group.request != MPI_REQUEST_NULL) detail::check(MPI_Wait(&group.request, MPI_STATUS_IGNORE), "MPI_Wait");
+      for (auto& request : group.requests)
+        if (request != MPI_REQUEST_NULL) detail::check(MPI_Wait(&request, MPI_STATUS_IGNORE), "MPI_Wait");
       const T* from = buffer_.data() + group.begin;
       for (const auto& t : group.tensors) {
         for (Index i = 0; i < t.size; ++i) t.data[i] = from[i] * scale;
@@ -184,10 +225,10 @@ class GradientAverager {
     T* at = buffer_.data();
     for (const auto& group : groups_)
       for (const auto& t : group.tensors) at = std::copy(t.data, t.data + t.size, at);
-    if (!buffer_.empty())
-      detail::check(MPI_Allreduce(MPI_IN_PLACE, buffer_.data(), static_cast<int>(buffer_.size()), detail::mpi_type<T>(),
-                                  MPI_SUM, comm_),
+    detail::in_int_sized_pieces(static_cast<Index>(buffer_.size()), [&](Index offset, int count) {
+      detail::check(MPI_Allreduce(MPI_IN_PLACE, buffer_.data() + offset, count, detail::mpi_type<T>(), MPI_SUM, comm_),
                     "MPI_Allreduce");
+    });
     const T scale = T(1) / static_cast<T>(size(comm_));
     const T* from = buffer_.data();
     for (const auto& group : groups_)
@@ -205,7 +246,7 @@ class GradientAverager {
   struct Group {
     std::vector<Slice> tensors;
     Index begin = 0, end = 0;  // its range of buffer_
-    MPI_Request request = MPI_REQUEST_NULL;
+    std::vector<MPI_Request> requests;  // one per INT_MAX-sized piece (one in practice)
     bool started = false;
   };
   MPI_Comm comm_;
@@ -226,6 +267,8 @@ inline void on_root(const std::function<void()>& save, int root = 0, MPI_Comm co
     } catch (const std::exception& e) {
       failure = e.what();
       if (failure.empty()) failure = "unknown error";
+    } catch (...) {  // whatever it throws, the other ranks must hear of it
+      failure = "an exception that is not a std::exception";
     }
   }
   int length = static_cast<int>(failure.size());

@@ -89,8 +89,10 @@ inline std::int64_t metadata_integer(const Safetensors& file, const std::string&
 }  // namespace detail
 
 /// Writes `optimizer`'s state, the step to resume at (`next_step`, e.g. the
-/// schedule position) and every generator in `streams` to `file`.
-/// Throws peft::Error when the file cannot be written or two streams share a name.
+/// schedule position) and every generator in `streams` to `file`, through a
+/// temporary file renamed over it, so a crash while saving leaves the previous
+/// checkpoint whole. Throws peft::Error when the file cannot be written or two
+/// streams share a name.
 template <class Optimizer>
 void save_training_state(const std::filesystem::path& file, Optimizer& optimizer, Index next_step,
                          const RandomStreams& streams = {}) {
@@ -118,7 +120,12 @@ void save_training_state(const std::filesystem::path& file, Optimizer& optimizer
                           {"optimizer.lr", detail::exact_decimal(state.lr)},
                           {"step", std::to_string(next_step)},
                           {"parameters", detail::parameter_list(optimizer)}};
-  write_safetensors(file, tensors, metadata);
+  std::filesystem::path partial = file;
+  partial += ".partial";
+  write_safetensors(partial, tensors, metadata);
+  std::error_code error;
+  std::filesystem::rename(partial, file, error);
+  PEFT_REQUIRE(!error, who, ": could not rename ", partial.string(), " to it: ", error.message());
 }
 
 /// Restores what save_training_state wrote into `optimizer` (same kind, same
@@ -146,11 +153,14 @@ Index load_training_state(const std::filesystem::path& file, Optimizer& optimize
   PEFT_REQUIRE(kind == state.kind, who, ": saved for a ", kind, " optimizer, expected ", state.kind);
   state.steps = detail::metadata_integer(saved, who, "optimizer.steps");
   const std::string& lr = detail::metadata_entry(saved, who, "optimizer.lr");
+  std::size_t used = 0;
   try {
-    state.lr = std::stod(lr);
+    state.lr = std::stod(lr, &used);
   } catch (const std::exception&) {
-    ::peft::detail::raise(who, ": expected metadata 'optimizer.lr' to be a number, got '", lr, "'");
+    used = 0;
   }
+  if (used == 0 || used != lr.size())
+    ::peft::detail::raise(who, ": expected metadata 'optimizer.lr' to be a number, got '", lr, "'");
   std::size_t expected_tensors = streams.size();
   for (auto& [buffer, values] : state.buffers) {
     for (std::size_t i = 0; i < values.size(); ++i) {
