@@ -2,8 +2,8 @@
 // The frozen layer every adapter wraps: Y = X·Wᵀ + b, W: d_out x d_in.
 //
 // Its two products run on Eigen's GEMM (or the BLAS under EIGEN_USE_BLAS,
-// target peft::blas); with target peft::onednn (PEFT_WITH_ONEDNN) the float
-// layer's run on oneDNN's float32 matmul instead, the fastest here
+// target peft::blas); with target peft::onednn (PEFT_WITH_ONEDNN),
+// Linear<float>'s run on oneDNN's float32 matmul instead, the fastest here
 // (docs/performance.md). Build every file of one program with the same
 // backend targets: the layer's code differs between them.
 
