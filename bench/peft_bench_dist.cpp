@@ -3,6 +3,7 @@
 //
 //   mpirun -np 2 peft-bench-dist [--d 4096] [--N 256] [--global-rows 32768] [--rounds 15]
 //                                [--net-latency-us 5] [--net-gbps 100] [--rank-speedup 1]
+//                                [--overlap-layers 8] [--overlap-d 1024]
 //
 // 1. Times GradientAverager::all() (one MPI_Allreduce of float gradients)
 //    between the ranks for sizes from 1 Ki to 16 Mi floats; the smallest
@@ -18,6 +19,14 @@
 //    --net-gbps), and the P from which communication takes longer than
 //    compute, for LoRA and for full fine-tuning. A rank is one core of this
 //    machine; --rank-speedup S models ranks S times faster (a many-core node).
+// 4. Overlap: a stack of --overlap-layers layers of --overlap-d, LoRA r=8 and
+//    fully fine-tuned, one training step's forward + backward with the
+//    gradients not averaged (compute alone), averaged by all() after the
+//    whole backward, and averaged per layer by start(g) as each layer's
+//    backward ends, then finish(). How much of the all-reduce the per-layer
+//    start hides depends on the MPI library's asynchronous progress (Open MPI
+//    without a progress thread advances it only inside MPI calls; MPICH with
+//    MPIR_CVAR_ASYNC_PROGRESS=1 runs a thread) and on a spare core for it.
 
 #include <mpi.h>
 
@@ -44,6 +53,7 @@ struct Options {
   Index d = 4096, rows = 256, global_rows = 32768;
   int rounds = 15;
   double net_latency_us = 5, net_gbps = 100, rank_speedup = 1;
+  Index overlap_layers = 8, overlap_d = 1024;
 };
 
 Options parse(int argc, char** argv) {
@@ -61,12 +71,14 @@ Options parse(int argc, char** argv) {
     else if (arg == "--net-gbps") o.net_gbps = std::stod(value());
     else if (arg == "--global-rows") o.global_rows = std::stol(value());
     else if (arg == "--rank-speedup") o.rank_speedup = std::stod(value());
+    else if (arg == "--overlap-layers") o.overlap_layers = std::stol(value());
+    else if (arg == "--overlap-d") o.overlap_d = std::stol(value());
     else throw std::invalid_argument("peft-bench-dist: unknown argument '" + arg + "'");
   }
   if (o.d < 1 || o.rows < 1 || o.global_rows < 1 || o.rounds < 1 || o.net_latency_us < 0 || o.net_gbps <= 0 ||
-      o.rank_speedup <= 0)
-    throw std::invalid_argument("peft-bench-dist: --d, --N, --global-rows, --rounds, --net-gbps, --rank-speedup need "
-                                "positive values");
+      o.rank_speedup <= 0 || o.overlap_layers < 1 || o.overlap_d < 1)
+    throw std::invalid_argument("peft-bench-dist: --d, --N, --global-rows, --rounds, --net-gbps, --rank-speedup, "
+                                "--overlap-layers, --overlap-d need positive values");
   return o;
 }
 
@@ -102,6 +114,40 @@ double step_seconds(Layer& layer, Index rows, int rounds) {
     if (r >= 0) samples.push_back(t);
   }
   return peft::bench::median(samples);
+}
+
+enum class Averaging { none, after_backward, per_layer };
+
+/// Median seconds (the slowest rank's) of one forward + backward through
+/// `stack` on N rows, the gradients averaged as `how` says.
+template <class Layer>
+double stack_step_seconds(std::vector<Layer>& stack, Index rows, Averaging how, int rounds) {
+  const auto layers = stack.size();
+  std::vector<std::vector<peft::Parameter<float>>> groups;  // in backward order: last layer first
+  for (auto l = layers; l-- > 0;) groups.push_back(stack[l].parameters());
+  peft::dist::GradientAverager<float> average(groups);
+  std::vector<peft::Matrix<float>> activations(layers + 1);
+  activations[0] = peft::Matrix<float>::Random(rows, stack.front().in_features());
+  peft::Matrix<float> dY = peft::Matrix<float>::Random(rows, stack.back().out_features()), dX;
+  std::vector<double> samples;
+  for (int r = -2; r < rounds; ++r) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double t = peft::bench::seconds_of([&] {
+      for (std::size_t l = 0; l < layers; ++l) stack[l].forward(activations[l], activations[l + 1]);
+      for (auto l = layers; l-- > 0;) {
+        stack[l].backward(dY, dX);
+        if (how == Averaging::per_layer) average.start(layers - 1 - l);
+        std::swap(dY, dX);
+      }
+      if (how == Averaging::after_backward) average.all();
+      if (how == Averaging::per_layer) average.finish();
+    });
+    if (r >= 0) samples.push_back(t);
+    dY.setRandom();
+  }
+  double median = peft::bench::median(samples);
+  MPI_Allreduce(MPI_IN_PLACE, &median, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return median;
 }
 
 struct Link {
@@ -185,6 +231,36 @@ int main(int argc, char** argv) {
                   crossover(lora_compute, lora_total, network).c_str(), crossover(full_compute, full_total, network).c_str());
       std::printf("communication >= compute, this machine's link: LoRA r=8 from %s, full fine-tuning from %s\n",
                   crossover(lora_compute, lora_total, here).c_str(), crossover(full_compute, full_total, here).c_str());
+    }
+
+    // 4. Overlap of the all-reduce with the backward of the layers before.
+    auto overlap_row = [&](const char* method, auto& stack) {
+      double t[3];
+      for (int how = 0; how < 3; ++how) t[how] = stack_step_seconds(stack, o.rows, static_cast<Averaging>(how), o.rounds);
+      const double exposed_after = t[1] - t[0], exposed_per_layer = t[2] - t[0];
+      if (rank == 0)
+        std::printf("| %s | %.2f | %.2f (+%.2f) | %.2f (+%.2f) | %.0f%% |\n", method, t[0] * 1e3, t[1] * 1e3,
+                    exposed_after * 1e3, t[2] * 1e3, exposed_per_layer * 1e3,
+                    exposed_after > 0 ? 100 * (1 - exposed_per_layer / exposed_after) : 0.0);
+    };
+    if (rank == 0)
+      std::printf("\noverlap: %ld layers of %ld x %ld, N = %ld rows per rank, one training step\n\n"
+                  "| method | no averaging ms | all() after backward ms (+exposed) | start(g) per layer, finish() ms "
+                  "(+exposed) | all-reduce hidden |\n|---|---:|---:|---:|---:|\n",
+                  static_cast<long>(o.overlap_layers), static_cast<long>(o.overlap_d), static_cast<long>(o.overlap_d),
+                  static_cast<long>(o.rows));
+    {
+      std::vector<peft::Adapted<peft::LoRA<float>>> stack;
+      for (Index l = 0; l < o.overlap_layers; ++l)
+        stack.emplace_back(peft::Linear<float>::random(o.overlap_d, o.overlap_d, rng),
+                           peft::LoRA<float>(o.overlap_d, o.overlap_d, {.r = 8, .alpha = 16, .init = peft::LoRAInit::None}));
+      overlap_row("LoRA r=8", stack);
+    }
+    {
+      std::vector<peft::Adapted<peft::Full<float>>> stack;
+      for (Index l = 0; l < o.overlap_layers; ++l)
+        stack.emplace_back(peft::Linear<float>::random(o.overlap_d, o.overlap_d, rng), peft::Full<float>(o.overlap_d, o.overlap_d));
+      overlap_row("full fine-tuning", stack);
     }
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
