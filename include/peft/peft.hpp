@@ -4,6 +4,7 @@
 #include <peft/core/activation.hpp>
 #include <peft/core/adapted.hpp>
 #include <peft/core/adapted_layer.hpp>
+#include <peft/core/multi_adapted.hpp>
 #include <peft/core/adapter.hpp>
 #include <peft/core/bfloat16.hpp>
 #include <peft/core/dropout.hpp>

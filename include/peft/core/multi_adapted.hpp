@@ -1,0 +1,519 @@
+#pragma once
+// MultiAdapted<T, Base>: one frozen layer shared by several named adapters of
+// any kinds (PEFT's add_adapter / set_adapter / delete_adapter /
+// disable_adapter), run one set at a time or as a mixed batch whose rows each
+// pick their own adapter.
+//
+// Several active adapters compose as one Adapted would with each in turn:
+// their input edits apply in activation order, the base and every additive
+// adapter see the edited input, the deltas add up, then the output edits
+// apply in activation order. For LoRA-like adapters this is PEFT's sum of the
+// active adapters' deltas.
+//
+// A mixed batch (forward(X, row_adapter)) runs the base once on all rows and
+// each adapter once on its own rows, gathered into one contiguous block (used
+// in place when they already are), so each adapter runs its batched kernels
+// (LoRA's thin GEMMs, one batched FFT pass for a structured adapter) once.
+
+#include <algorithm>
+#include <concepts>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <peft/core/adapter.hpp>
+#include <peft/core/error.hpp>
+#include <peft/core/frozen_layer.hpp>
+#include <peft/core/linear.hpp>
+#include <peft/core/parameters.hpp>
+#include <peft/core/types.hpp>
+
+namespace peft {
+
+/// A frozen layer (held once, by shared ownership) with named adapters.
+/// Gradients go to the adapters that ran in the last forward only.
+template <class T, class Base = Linear<T>>
+  requires FrozenLayer<Base, T>
+class MultiAdapted {
+ public:
+  using Scalar = T;        ///< element type
+  using BaseLayer = Base;  ///< the frozen layer's type
+
+  /// Takes the base layer; copies of this object's base() are never made.
+  explicit MultiAdapted(Base base) : base_(std::make_shared<Base>(std::move(base))) {}
+  /// Shares a base held elsewhere (several MultiAdapted or Adapted-free code
+  /// reading one weight). Throws peft::Error for a null pointer.
+  explicit MultiAdapted(std::shared_ptr<Base> base) : base_(std::move(base)) {
+    PEFT_REQUIRE(base_ != nullptr, "MultiAdapted: expected a base layer, got a null pointer");
+  }
+
+  MultiAdapted(const MultiAdapted&) = delete;  // adapters hold caches and gradients: move only
+  MultiAdapted& operator=(const MultiAdapted&) = delete;
+  MultiAdapted(MultiAdapted&&) noexcept = default;
+  MultiAdapted& operator=(MultiAdapted&&) noexcept = default;
+
+  /// Adds `adapter` under `name` (not active until set_adapter) and returns
+  /// it. Throws peft::Error for an empty or taken name, or an adapter whose
+  /// d_in x d_out differ from the base's.
+  template <Adapter A>
+    requires std::same_as<typename A::Scalar, T> && (!UsesBase<A> || is_dense_linear<Base, T>)
+  A& add_adapter(std::string name, A adapter) {
+    PEFT_REQUIRE(!name.empty(), "MultiAdapted::add_adapter: expected a non-empty adapter name");
+    PEFT_REQUIRE(find(name) < 0, "MultiAdapted::add_adapter: an adapter named '", name,
+                 "' exists already; expected a new name (delete_adapter first to replace it)");
+    PEFT_REQUIRE(adapter.in_features() == base_->in_features() && adapter.out_features() == base_->out_features(),
+                 "MultiAdapted::add_adapter: adapter '", name, "' is ",
+                 detail::shape_str(adapter.out_features(), adapter.in_features()),
+                 " (d_out x d_in); expected the base layer's ",
+                 detail::shape_str(base_->out_features(), base_->in_features()));
+    auto slot = std::make_unique<Slot<A>>(std::move(name), std::move(adapter));
+    A& added = slot->adapter;
+    slots_.push_back(std::move(slot));
+    invalidate();
+    return added;
+  }
+
+  /// Removes an adapter (and from the active set). Throws peft::Error for an unknown name.
+  void delete_adapter(const std::string& name) {
+    const Index i = require(name, "delete_adapter");
+    std::erase(active_, slots_[static_cast<std::size_t>(i)].get());
+    slots_.erase(slots_.begin() + i);
+    invalidate();
+  }
+
+  /// The adapters' names in the order they were added: row_adapter indexes this list.
+  std::vector<std::string> adapter_names() const {
+    std::vector<std::string> names;
+    for (const auto& s : slots_) names.push_back(s->name);
+    return names;
+  }
+  /// The position of `name` in adapter_names(), for row_adapter; throws peft::Error if unknown.
+  int index_of(const std::string& name) const { return static_cast<int>(require(name, "index_of")); }
+
+  /// Makes one adapter, or several (their effects compose, see the header),
+  /// the active set; an empty list runs the base alone. Throws peft::Error
+  /// for an unknown or repeated name, or for an adapter that reads the base's
+  /// weights (DoRA) together with others.
+  ///@{
+  void set_adapter(const std::string& name) { set_adapter(std::vector<std::string>{name}); }
+  void set_adapter(std::initializer_list<std::string> names) { set_adapter(std::vector<std::string>(names)); }
+  void set_adapter(const std::vector<std::string>& names) {
+    std::vector<SlotBase*> chosen;
+    for (const auto& n : names) {
+      SlotBase* s = slots_[static_cast<std::size_t>(require(n, "set_adapter"))].get();
+      PEFT_REQUIRE(std::find(chosen.begin(), chosen.end(), s) == chosen.end(), "MultiAdapted::set_adapter: '", n,
+                   "' is listed twice; expected each adapter once");
+      chosen.push_back(s);
+    }
+    for (const SlotBase* s : chosen)
+      PEFT_REQUIRE(!s->uses_base() || chosen.size() == 1, "MultiAdapted::set_adapter: '", s->name,
+                   "' reads the base's weights (DoRA) and cannot be combined; expected it active alone");
+    active_ = std::move(chosen);
+    invalidate();
+  }
+  ///@}
+  /// The active adapters' names, in activation order.
+  std::vector<std::string> active_adapters() const {
+    std::vector<std::string> names;
+    for (const SlotBase* s : active_) names.push_back(s->name);
+    return names;
+  }
+
+  /// While alive, the layer runs its base alone; on destruction the active
+  /// set it found comes back (less adapters deleted meanwhile).
+  class [[nodiscard]] DisabledAdapters {
+   public:
+    /// Runs `layer` on its base alone until this guard is destroyed.
+    explicit DisabledAdapters(MultiAdapted& layer) : layer_(&layer), previous_(layer.active_adapters()) {
+      layer.set_adapter(std::vector<std::string>{});
+    }
+    DisabledAdapters(const DisabledAdapters&) = delete;
+    DisabledAdapters& operator=(const DisabledAdapters&) = delete;
+    ~DisabledAdapters() {
+      std::vector<std::string> still_there;
+      for (auto& n : previous_)
+        if (layer_->find(n) >= 0) still_there.push_back(std::move(n));
+      layer_->set_adapter(still_there);
+    }
+
+   private:
+    MultiAdapted* layer_;
+    std::vector<std::string> previous_;
+  };
+  /// PEFT's disable_adapter() context: the base alone until the guard goes.
+  DisabledAdapters disable_adapters() { return DisabledAdapters(*this); }
+
+  /// The adapter `name` as an A. Throws peft::Error for an unknown name or another type.
+  ///@{
+  template <class A>
+  A& adapter(const std::string& name) {
+    return *static_cast<A*>(require_type(name, typeid(A)));
+  }
+  template <class A>
+  const A& adapter(const std::string& name) const {
+    return *static_cast<const A*>(require_type(name, typeid(A)));
+  }
+  ///@}
+
+  /// Y = the base plus the active adapters (N x d_out). Throws peft::Error
+  /// unless X has in_features() columns.
+  ///@{
+  void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
+    check_input("forward", X);
+    invalidate();
+    bind_base(active_);
+    const bool edits = any_of(active_, &SlotBase::edits_input);
+    if (edits) {
+      x_edited_ = X;
+      for (SlotBase* s : active_)
+        if (s->edits_input()) s->forward_input(x_edited_);
+    }
+    const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(x_edited_) : X;
+    base_->forward(input, Y);
+    for (SlotBase* s : active_)
+      if (s->adds_delta()) s->forward_delta(input, Y);
+    for (SlotBase* s : active_)
+      if (s->edits_output()) s->forward_output(Y);
+    last_ = Mode::active;
+    rows_ = X.rows();
+    ran_ = active_;
+  }
+  Matrix<T> forward(const ConstMatrixRef<T>& X) {
+    Matrix<T> Y;
+    forward(X, Y);
+    return Y;
+  }
+  ///@}
+
+  /// A mixed batch: row i runs the base plus adapter row_adapter[i] (an
+  /// index into adapter_names()), or the base alone for −1; the active set
+  /// is not used. Throws peft::Error unless X has in_features() columns and
+  /// row_adapter one entry per row, each in [−1, number of adapters).
+  ///@{
+  void forward(const ConstMatrixRef<T>& X, std::span<const int> row_adapter, Matrix<T>& Y) {
+    check_input("forward", X);
+    PEFT_REQUIRE(static_cast<Index>(row_adapter.size()) == X.rows(), "MultiAdapted::forward: expected ", X.rows(),
+                 " row_adapter entries (one per row of X), got ", row_adapter.size());
+    invalidate();
+    group_rows(row_adapter);
+    std::vector<SlotBase*> used;
+    for (const auto& g : groups_) used.push_back(slots_[static_cast<std::size_t>(g.adapter)].get());
+    bind_base(used);
+
+    const bool edits = any_of(used, &SlotBase::edits_input);
+    if (edits) {
+      x_edited_ = X;
+      for (auto& g : groups_)
+        if (slot(g).edits_input()) edit_rows(g, x_edited_, [&](Matrix<T>& m) { slot(g).forward_input(m); });
+    }
+    const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(x_edited_) : X;
+    base_->forward(input, Y);
+    for (auto& g : groups_) {
+      if (!slot(g).adds_delta()) continue;
+      part_.setZero(g.rows(), Y.cols());
+      if (g.contiguous()) {
+        slot(g).forward_delta(input.middleRows(g.first(), g.rows()), part_);
+        Y.middleRows(g.first(), g.rows()) += part_;
+      } else {
+        gather(input, g, gathered_);
+        slot(g).forward_delta(gathered_, part_);
+        for (Index k = 0; k < g.rows(); ++k) Y.row(g.row[k]) += part_.row(k);
+      }
+    }
+    for (auto& g : groups_)
+      if (slot(g).edits_output()) edit_rows(g, Y, [&](Matrix<T>& m) { slot(g).forward_output(m); });
+    last_ = Mode::mixed;
+    rows_ = X.rows();
+    ran_ = std::move(used);
+  }
+  Matrix<T> forward(const ConstMatrixRef<T>& X, std::span<const int> row_adapter) {
+    Matrix<T> Y;
+    forward(X, row_adapter, Y);
+    return Y;
+  }
+  ///@}
+
+  /// dX (N x d_in) for the last forward's dY; each row's gradient goes to the
+  /// adapter that ran on it (adds into its gradients). Throws peft::Error
+  /// before a forward, after the adapters changed since it, or unless dY is
+  /// N x out_features().
+  ///@{
+  void backward(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
+    PEFT_REQUIRE(last_ != Mode::none, "MultiAdapted::backward: expected a forward first (and no add_adapter, "
+                 "delete_adapter or set_adapter since)");
+    PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == base_->out_features(), "MultiAdapted::backward: dY must be ",
+                 detail::shape_str(rows_, base_->out_features()), " like the last forward's output, got ",
+                 detail::shape_str(dY.rows(), dY.cols()));
+    bind_base(ran_);
+    if (last_ == Mode::active) backward_active(dY, dX);
+    else backward_mixed(dY, dX);
+  }
+  Matrix<T> backward(const ConstMatrixRef<T>& dY) {
+    Matrix<T> dX;
+    backward(dY, dX);
+    return dX;
+  }
+  ///@}
+
+  /// The trainable tensors of the active adapters (activation order), or of one adapter.
+  ///@{
+  std::vector<Parameter<T>> parameters() {
+    std::vector<Parameter<T>> views;
+    for (SlotBase* s : active_) {
+      auto more = s->parameters();
+      views.insert(views.end(), more.begin(), more.end());
+    }
+    return views;
+  }
+  std::vector<Parameter<T>> parameters(const std::string& name) {
+    return slots_[static_cast<std::size_t>(require(name, "parameters"))]->parameters();
+  }
+  ///@}
+  /// Zeroes every adapter's gradients.
+  void zero_grad() {
+    for (auto& s : slots_) s->zero_grad();
+  }
+  /// Trainable scalars of the active adapters, or of one adapter.
+  ///@{
+  Index num_params() const {
+    Index n = 0;
+    for (const SlotBase* s : active_) n += s->num_params();
+    return n;
+  }
+  Index num_params(const std::string& name) const {
+    return slots_[static_cast<std::size_t>(require(name, "num_params"))]->num_params();
+  }
+  ///@}
+  /// Training mode (dropout) for every adapter.
+  void set_training(bool training) {
+    for (auto& s : slots_) s->set_training(training);
+  }
+
+  /// The shared frozen layer.
+  ///@{
+  Base& base() { return *base_; }
+  const Base& base() const { return *base_; }
+  const std::shared_ptr<Base>& shared_base() const { return base_; }
+  ///@}
+  Index in_features() const { return base_->in_features(); }    ///< d_in
+  Index out_features() const { return base_->out_features(); }  ///< d_out
+  /// Forward + backward flops for N rows with the active set.
+  double flops(Index N) const {
+    double f = base_->flops(N);
+    for (const SlotBase* s : active_) f += s->flops(N);
+    return f;
+  }
+
+ private:
+  /// One adapter behind a common interface.
+  struct SlotBase {
+    explicit SlotBase(std::string n) : name(std::move(n)) {}
+    virtual ~SlotBase() = default;
+    virtual bool edits_input() const = 0;
+    virtual bool adds_delta() const = 0;
+    virtual bool edits_output() const = 0;
+    virtual bool uses_base() const = 0;
+    virtual void use_base(const Base& base) = 0;
+    virtual void forward_input(Matrix<T>& X) = 0;
+    virtual void backward_input(Matrix<T>& dX) = 0;
+    virtual void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) = 0;
+    virtual void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) = 0;
+    virtual void forward_output(Matrix<T>& H) = 0;
+    virtual void backward_output(Matrix<T>& dH) = 0;
+    virtual std::vector<Parameter<T>> parameters() = 0;
+    virtual void zero_grad() = 0;
+    virtual Index num_params() const = 0;
+    virtual double flops(Index N) const = 0;
+    virtual void set_training(bool training) = 0;
+    virtual void* address(const std::type_info& type) = 0;  // the adapter if it is a `type`, else null
+    std::string name;
+  };
+
+  template <class A>
+  struct Slot final : SlotBase {
+    Slot(std::string n, A a) : SlotBase(std::move(n)), adapter(std::move(a)) {}
+    bool edits_input() const override {
+      if constexpr (EditsInput<A>) return input_edit_active(adapter);
+      else return false;
+    }
+    bool adds_delta() const override { return AddsDelta<A>; }
+    bool edits_output() const override {
+      if constexpr (EditsOutput<A>) return output_edit_active(adapter);
+      else return false;
+    }
+    bool uses_base() const override { return UsesBase<A>; }
+    void use_base(const Base& base) override {
+      if constexpr (UsesBase<A>) adapter.use_base(base);
+      else (void)base;
+    }
+    void forward_input(Matrix<T>& X) override {
+      if constexpr (EditsInput<A>) adapter.forward_input(X);
+    }
+    void backward_input(Matrix<T>& dX) override {
+      if constexpr (EditsInput<A>) adapter.backward_input(dX);
+    }
+    void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) override {
+      if constexpr (AddsDelta<A>) adapter.forward_delta(X, Y);
+    }
+    void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) override {
+      if constexpr (AddsDelta<A>) adapter.backward_delta(dY, dX);
+    }
+    void forward_output(Matrix<T>& H) override {
+      if constexpr (EditsOutput<A>) adapter.forward_output(H);
+    }
+    void backward_output(Matrix<T>& dH) override {
+      if constexpr (EditsOutput<A>) adapter.backward_output(dH);
+    }
+    std::vector<Parameter<T>> parameters() override { return adapter.parameters(); }
+    void zero_grad() override { adapter.zero_grad(); }
+    Index num_params() const override { return adapter.num_params(); }
+    double flops(Index N) const override { return adapter.flops(N); }
+    void set_training(bool training) override {
+      if constexpr (HasTrainingMode<A>) adapter.set_training(training);
+    }
+    void* address(const std::type_info& type) override { return type == typeid(A) ? &adapter : nullptr; }
+    A adapter;
+  };
+
+  /// The rows one adapter runs on in a mixed batch, in batch order.
+  struct Group {
+    int adapter = -1;
+    std::vector<Index> row;
+    Index rows() const { return static_cast<Index>(row.size()); }
+    Index first() const { return row.front(); }
+    bool contiguous() const { return row.back() - row.front() + 1 == rows(); }
+  };
+
+  enum class Mode { none, active, mixed };
+
+  void backward_active(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
+    const bool edits = any_of(ran_, &SlotBase::edits_output);
+    if (edits) {
+      dH_ = dY;
+      for (auto s = ran_.rbegin(); s != ran_.rend(); ++s)
+        if ((*s)->edits_output()) (*s)->backward_output(dH_);
+    }
+    const ConstMatrixRef<T> dH = edits ? ConstMatrixRef<T>(dH_) : dY;
+    base_->backward(dH, dX);
+    for (SlotBase* s : ran_)
+      if (s->adds_delta()) s->backward_delta(dH, dX);
+    for (auto s = ran_.rbegin(); s != ran_.rend(); ++s)
+      if ((*s)->edits_input()) (*s)->backward_input(dX);
+  }
+
+  void backward_mixed(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
+    const bool edits = any_of(ran_, &SlotBase::edits_output);
+    if (edits) {
+      dH_ = dY;
+      for (auto& g : groups_)
+        if (slot(g).edits_output()) edit_rows(g, dH_, [&](Matrix<T>& m) { slot(g).backward_output(m); });
+    }
+    const ConstMatrixRef<T> dH = edits ? ConstMatrixRef<T>(dH_) : dY;
+    base_->backward(dH, dX);
+    for (auto& g : groups_) {
+      if (!slot(g).adds_delta()) continue;
+      part_.setZero(g.rows(), dX.cols());
+      if (g.contiguous()) {
+        slot(g).backward_delta(dH.middleRows(g.first(), g.rows()), part_);
+        dX.middleRows(g.first(), g.rows()) += part_;
+      } else {
+        gather(dH, g, gathered_);
+        slot(g).backward_delta(gathered_, part_);
+        for (Index k = 0; k < g.rows(); ++k) dX.row(g.row[k]) += part_.row(k);
+      }
+    }
+    for (auto& g : groups_)
+      if (slot(g).edits_input()) edit_rows(g, dX, [&](Matrix<T>& m) { slot(g).backward_input(m); });
+  }
+
+  /// groups_: one per adapter with rows, in adapter order; rows of −1 have none.
+  void group_rows(std::span<const int> row_adapter) {
+    const int count = static_cast<int>(slots_.size());
+    std::vector<Index> where(slots_.size(), -1);
+    groups_.clear();
+    for (std::size_t i = 0; i < row_adapter.size(); ++i) {
+      const int a = row_adapter[i];
+      PEFT_REQUIRE(a >= -1 && a < count, "MultiAdapted::forward: row_adapter[", i, "] = ", a,
+                   "; expected -1 (base only) or an adapter index in [0, ", count, ")");
+      if (a < 0) continue;
+      if (where[static_cast<std::size_t>(a)] < 0) {
+        where[static_cast<std::size_t>(a)] = static_cast<Index>(groups_.size());
+        groups_.push_back({a, {}});
+      }
+      groups_[static_cast<std::size_t>(where[static_cast<std::size_t>(a)])].row.push_back(static_cast<Index>(i));
+    }
+  }
+
+  SlotBase& slot(const Group& g) { return *slots_[static_cast<std::size_t>(g.adapter)]; }
+
+  static bool any_of(const std::vector<SlotBase*>& slots, bool (SlotBase::*property)() const) {
+    return std::any_of(slots.begin(), slots.end(), [&](const SlotBase* s) { return (s->*property)(); });
+  }
+
+  static void gather(const ConstMatrixRef<T>& from, const Group& g, Matrix<T>& to) {
+    to.resize(g.rows(), from.cols());
+    for (Index k = 0; k < g.rows(); ++k) to.row(k) = from.row(g.row[k]);
+  }
+
+  /// Applies an in-place row-wise edit to the group's rows of M.
+  template <class Edit>
+  void edit_rows(const Group& g, Matrix<T>& M, Edit&& edit) {
+    gather(M, g, gathered_);
+    edit(gathered_);
+    for (Index k = 0; k < g.rows(); ++k) M.row(g.row[k]) = gathered_.row(k);
+  }
+
+  void bind_base(const std::vector<SlotBase*>& slots) {
+    if constexpr (is_dense_linear<Base, T>)
+      for (SlotBase* s : slots)
+        if (s->uses_base()) s->use_base(*base_);
+  }
+
+  void check_input(const char* who, const ConstMatrixRef<T>& X) const {
+    PEFT_REQUIRE(X.cols() == base_->in_features(), "MultiAdapted::", who, ": X must have in_features = ",
+                 base_->in_features(), " columns, got ", detail::shape_str(X.rows(), X.cols()));
+  }
+
+  /// A backward needs the forward it follows: changes to the adapters void it.
+  void invalidate() {
+    last_ = Mode::none;
+    ran_.clear();
+  }
+
+  Index find(const std::string& name) const {
+    for (std::size_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i]->name == name) return static_cast<Index>(i);
+    return -1;
+  }
+  Index require(const std::string& name, const char* who) const {
+    const Index i = find(name);
+    PEFT_REQUIRE(i >= 0, "MultiAdapted::", who, ": no adapter named '", name, "'; expected one of [",
+                 joined_names(), "]");
+    return i;
+  }
+  void* require_type(const std::string& name, const std::type_info& type) const {
+    void* a = slots_[static_cast<std::size_t>(require(name, "adapter"))]->address(type);
+    PEFT_REQUIRE(a != nullptr, "MultiAdapted::adapter: adapter '", name, "' is not of the type asked for");
+    return a;
+  }
+  std::string joined_names() const {
+    std::string all;
+    for (const auto& s : slots_) all += (all.empty() ? "" : ", ") + s->name;
+    return all;
+  }
+
+  std::shared_ptr<Base> base_;
+  std::vector<std::unique_ptr<SlotBase>> slots_;
+  std::vector<SlotBase*> active_;
+  std::vector<SlotBase*> ran_;  // the adapters the last forward ran, for backward
+  std::vector<Group> groups_;   // the last mixed forward's row groups
+  Mode last_ = Mode::none;
+  Index rows_ = 0;
+  Matrix<T> x_edited_, dH_, gathered_, part_;
+};
+
+}  // namespace peft
