@@ -2,6 +2,7 @@
 // frozen layer. Active sets are checked against dense math and finite
 // differences, mixed batches against each row group run alone, and misuse
 // against its error messages.
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -198,6 +199,77 @@ TEST(MultiAdapted, MixedBatchGradientsMatchFiniteDifferences) {
   MixedBatch mixed{layer, {4, 0, 2, -1, 3, 1, 4, 0, 2, 3, -1, 1}};  // not DoRA (5), see above
   const Matrix<double> X = random_matrix<double>(12, kIn, 6), dY = random_matrix<double>(12, kOut, 7);
   for (const auto& e : testing::check_gradients(mixed, X, dY)) EXPECT_LT(e.error, 1e-7) << e.name;
+}
+
+TYPED_TEST(MultiAdaptedTest, MergingFoldsTheNamedAdaptersIntoTheSharedBaseAndUnmergeRestoresIt) {
+  using T = TypeParam;
+  auto layer = six_adapters<T>();
+  const Matrix<T> X = random_matrix<T>(5, kIn, 11);
+  const Linear<T> original = layer.base();
+
+  // Every kind of edit at once: the merged base alone gives what the set gave.
+  layer.set_adapter({"red", "lora", "ff", "c3a"});
+  const Matrix<T> expected = layer.forward(X);
+  layer.merge();
+  EXPECT_EQ(layer.merged_adapters(), (std::vector<std::string>{"lora", "c3a", "ff", "red"}));  // fold order
+  EXPECT_LT(max_rel_diff(layer.forward(X), expected), tolerance<T>());
+  {
+    auto off = layer.disable_adapters();  // the merged base, now without any adapter running on top
+    EXPECT_LT(max_rel_diff(layer.forward(X), expected), tolerance<T>());
+  }
+  // An adapter not merged runs on top of the merged ones.
+  layer.set_adapter({"red", "lora", "ff", "c3a", "surm"});
+  const Matrix<T> dW_surm = layer.template adapter<SURM<T>>("surm").delta_weight();
+  // As in PEFT, it sees the raw input and adds after the merged edits.
+  const Matrix<T> on_top = expected + X * dW_surm.transpose();
+  EXPECT_LT(max_rel_diff(layer.forward(X), on_top), tolerance<T>());
+  EXPECT_PEFT_ERROR(layer.forward(X, std::vector<int>(5, 0)), "adapters [lora, c3a, ff, red] are merged into the base");
+  EXPECT_PEFT_ERROR(layer.merge(std::vector<std::string>{"surm"}), "MultiAdapted::merge: adapters [lora, c3a, ff, red] are merged already");
+  EXPECT_PEFT_ERROR(layer.delete_adapter("lora"), "'lora' is merged into the base; call unmerge() first");
+
+  layer.unmerge();
+  EXPECT_TRUE(layer.merged_adapters().empty());
+  EXPECT_LT(max_rel_diff(layer.base().weight(), original.weight()), tolerance<T>());
+  EXPECT_LT(max_rel_diff(layer.base().bias(), original.bias()), tolerance<T>());
+  EXPECT_PEFT_ERROR(layer.unmerge(), "MultiAdapted::unmerge: nothing is merged");
+
+  // DoRA merges alone; a changed parameter blocks unmerge and leaves the base merged.
+  layer.set_adapter("dora");
+  const Matrix<T> dora_out = layer.forward(X);
+  layer.merge(std::vector<std::string>{"dora"});
+  EXPECT_LT(max_rel_diff(layer.forward(X), dora_out), tolerance<T>());  // dora active but merged: runs as the base
+  T& first = layer.template adapter<DoRA<T>>("dora").parameters()[0].value(0, 0);
+  const T kept = first;
+  first += T(1);
+  EXPECT_PEFT_ERROR(layer.unmerge(), "the parameters of [dora] changed while merged");
+  first = kept;
+  layer.unmerge();
+  EXPECT_LT(max_rel_diff(layer.base().weight(), original.weight()), tolerance<T>());
+}
+
+TEST(MultiAdapted, MergeIsAllOrNothing) {
+  auto layer = six_adapters<double>();
+  const Linear<double> original = layer.base();
+  EXPECT_PEFT_ERROR(layer.merge(), "MultiAdapted::merge: expected at least one adapter to merge");
+  EXPECT_PEFT_ERROR(layer.merge({"lora", "dora"}), "MultiAdapted::merge: 'dora' reads the base's weights (DoRA)");
+  EXPECT_PEFT_ERROR(layer.merge({"lora", "nope"}), "MultiAdapted::merge: no adapter named 'nope'");
+  layer.adapter<C3A<double>>("c3a").parameters()[0].value(0, 0) = std::numeric_limits<double>::infinity();
+  EXPECT_PEFT_ERROR(layer.merge({"lora", "c3a"}), "parameter 'c3a_kernel' of adapter 'c3a' holds NaN or Inf");
+  layer.adapter<C3A<double>>("c3a").parameters()[0].value(0, 0) = 0.5;
+  for (auto& p : layer.parameters("lora")) p.value.setConstant(1e200);  // finite, but B·A overflows
+  EXPECT_PEFT_ERROR(layer.merge({"c3a", "lora"}, /*safe_merge=*/true), "would hold NaN or Inf (safe_merge)");
+  EXPECT_TRUE(layer.merged_adapters().empty());
+  EXPECT_EQ(layer.base().weight(), original.weight());
+  EXPECT_EQ(layer.base().bias(), original.bias());
+
+  // An unmerge that fails half-way (RED cannot divide by a zero scale) leaves
+  // the base merged, as it was, and the adapters listed as merged.
+  layer.parameters("red")[0].value(0, 0) = 0;
+  layer.merge({"c3a", "red"});
+  const Linear<double> merged = layer.base();
+  EXPECT_PEFT_ERROR(layer.unmerge(), "RED::unmerge_from: red_scale has a zero entry");
+  EXPECT_EQ(layer.merged_adapters(), (std::vector<std::string>{"c3a", "red"}));
+  EXPECT_EQ(layer.base().weight(), merged.weight());
 }
 
 TEST(MultiAdapted, RefusesMisuseWithClearErrors) {

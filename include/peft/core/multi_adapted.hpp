@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <concepts>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -80,7 +81,10 @@ class MultiAdapted {
   /// Removes an adapter (and from the active set). Throws peft::Error for an unknown name.
   void delete_adapter(const std::string& name) {
     const Index i = require(name, "delete_adapter");
-    std::erase(active_, slots_[static_cast<std::size_t>(i)].get());
+    SlotBase* s = slots_[static_cast<std::size_t>(i)].get();
+    PEFT_REQUIRE(std::find(merged_.begin(), merged_.end(), s) == merged_.end(), "MultiAdapted::delete_adapter: '",
+                 name, "' is merged into the base; call unmerge() first");
+    std::erase(active_, s);
     slots_.erase(slots_.begin() + i);
     invalidate();
   }
@@ -102,26 +106,12 @@ class MultiAdapted {
   void set_adapter(const std::string& name) { set_adapter(std::vector<std::string>{name}); }
   void set_adapter(std::initializer_list<std::string> names) { set_adapter(std::vector<std::string>(names)); }
   void set_adapter(const std::vector<std::string>& names) {
-    std::vector<SlotBase*> chosen;
-    for (const auto& n : names) {
-      SlotBase* s = slots_[static_cast<std::size_t>(require(n, "set_adapter"))].get();
-      PEFT_REQUIRE(std::find(chosen.begin(), chosen.end(), s) == chosen.end(), "MultiAdapted::set_adapter: '", n,
-                   "' is listed twice; expected each adapter once");
-      chosen.push_back(s);
-    }
-    for (const SlotBase* s : chosen)
-      PEFT_REQUIRE(!s->uses_base() || chosen.size() == 1, "MultiAdapted::set_adapter: '", s->name,
-                   "' reads the base's weights (DoRA) and cannot be combined; expected it active alone");
-    active_ = std::move(chosen);
+    active_ = resolve(names, "set_adapter");
     invalidate();
   }
   ///@}
   /// The active adapters' names, in activation order.
-  std::vector<std::string> active_adapters() const {
-    std::vector<std::string> names;
-    for (const SlotBase* s : active_) names.push_back(s->name);
-    return names;
-  }
+  std::vector<std::string> active_adapters() const { return names_of(active_); }
 
   /// While alive, the layer runs its base alone; on destruction the active
   /// set it found comes back (less adapters deleted meanwhile).
@@ -165,22 +155,25 @@ class MultiAdapted {
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     check_input("forward", X);
     invalidate();
-    bind_base(active_);
-    const bool edits = any_of(active_, &SlotBase::edits_input);
+    std::vector<SlotBase*> running;  // the active adapters not merged into the base
+    for (SlotBase* s : active_)
+      if (std::find(merged_.begin(), merged_.end(), s) == merged_.end()) running.push_back(s);
+    bind_base(running);
+    const bool edits = any_of(running, &SlotBase::edits_input);
     if (edits) {
       x_edited_ = X;
-      for (SlotBase* s : active_)
+      for (SlotBase* s : running)
         if (s->edits_input()) s->forward_input(x_edited_);
     }
     const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(x_edited_) : X;
     base_->forward(input, Y);
-    for (SlotBase* s : active_)
+    for (SlotBase* s : running)
       if (s->adds_delta()) s->forward_delta(input, Y);
-    for (SlotBase* s : active_)
+    for (SlotBase* s : running)
       if (s->edits_output()) s->forward_output(Y);
     last_ = Mode::active;
     rows_ = X.rows();
-    ran_ = active_;
+    ran_ = std::move(running);
   }
   Matrix<T> forward(const ConstMatrixRef<T>& X) {
     Matrix<T> Y;
@@ -198,6 +191,8 @@ class MultiAdapted {
     check_input("forward", X);
     PEFT_REQUIRE(static_cast<Index>(row_adapter.size()) == X.rows(), "MultiAdapted::forward: expected ", X.rows(),
                  " row_adapter entries (one per row of X), got ", row_adapter.size());
+    PEFT_REQUIRE(merged_.empty(), "MultiAdapted::forward: adapters [", joined(merged_),
+                 "] are merged into the base, which every row of a mixed batch would get; call unmerge() first");
     invalidate();
     group_rows(row_adapter);
     std::vector<SlotBase*> used;
@@ -258,6 +253,78 @@ class MultiAdapted {
     return dX;
   }
   ///@}
+
+  /// Folds the named adapters (by default the active set) into the shared
+  /// base: afterwards they cost nothing in forward. Adapters active but not
+  /// merged run on top, as PEFT's do: on the raw input, their deltas and
+  /// edits applied around the merged base. Deltas fold first, then input edits,
+  /// then output edits, which is the order forward applies them. All or
+  /// nothing: the fold runs on a copy of the base, which replaces it only if
+  /// every adapter folded (and, with safe_merge, the result is finite).
+  /// Throws peft::Error when something is merged already, for an unknown,
+  /// repeated or unmergeable adapter, for DoRA with others, or for
+  /// parameters holding NaN or Inf.
+  ///@{
+  void merge(bool safe_merge = false)
+    requires is_dense_linear<Base, T>
+  {
+    merge(active_adapters(), safe_merge);
+  }
+  void merge(const std::vector<std::string>& names, bool safe_merge = false)
+    requires is_dense_linear<Base, T>
+  {
+    PEFT_REQUIRE(merged_.empty(), "MultiAdapted::merge: adapters [", joined(merged_),
+                 "] are merged already; call unmerge() first");
+    PEFT_REQUIRE(!names.empty(), "MultiAdapted::merge: expected at least one adapter to merge");
+    const std::vector<SlotBase*> chosen = resolve(names, "merge");
+    for (SlotBase* s : chosen) {
+      PEFT_REQUIRE(s->mergeable(), "MultiAdapted::merge: adapter '", s->name, "' cannot merge into the base layer");
+      for (const auto& p : s->parameters())
+        PEFT_REQUIRE(p.value.allFinite(), "MultiAdapted::merge: parameter '", p.name, "' of adapter '", s->name,
+                     "' holds NaN or Inf; expected finite values");
+    }
+    std::vector<SlotBase*> order;  // deltas, then input edits, then output edits
+    for (SlotBase* s : chosen)
+      if (s->adds_delta()) order.push_back(s);
+    for (SlotBase* s : chosen)
+      if (!s->adds_delta() && s->edits_input()) order.push_back(s);
+    for (SlotBase* s : chosen)
+      if (!s->adds_delta() && !s->edits_input()) order.push_back(s);
+    bind_base(order);
+    Linear<T> merged = *base_;
+    for (SlotBase* s : order) s->fold_in(merged);
+    PEFT_REQUIRE(!safe_merge || (merged.weight().allFinite() && merged.bias().allFinite()),
+                 "MultiAdapted::merge: the merged weights would hold NaN or Inf (safe_merge); base left unchanged");
+    *base_ = std::move(merged);
+    merged_ = std::move(order);
+    merged_values_ = snapshot(merged_);
+    invalidate();
+  }
+  ///@}
+
+  /// Takes the merged adapters out of the base again (in reverse order, on a
+  /// copy that replaces the base when every step succeeded). Throws
+  /// peft::Error when nothing is merged or a merged adapter's parameters
+  /// changed since merge().
+  void unmerge()
+    requires is_dense_linear<Base, T>
+  {
+    PEFT_REQUIRE(!merged_.empty(), "MultiAdapted::unmerge: nothing is merged");
+    const std::vector<T> now = snapshot(merged_);
+    PEFT_REQUIRE(now.size() == merged_values_.size() &&
+                     std::memcmp(now.data(), merged_values_.data(), now.size() * sizeof(T)) == 0,
+                 "MultiAdapted::unmerge: the parameters of [", joined(merged_),
+                 "] changed while merged; unmerging would not restore the base weights");
+    bind_base(merged_);
+    Linear<T> restored = *base_;
+    for (auto s = merged_.rbegin(); s != merged_.rend(); ++s) (*s)->fold_out(restored);
+    *base_ = std::move(restored);
+    merged_.clear();
+    merged_values_.clear();
+    invalidate();
+  }
+  /// The merged adapters' names, in the order they were folded in.
+  std::vector<std::string> merged_adapters() const { return names_of(merged_); }
 
   /// The trainable tensors of the active adapters (activation order), or of one adapter.
   ///@{
@@ -330,6 +397,9 @@ class MultiAdapted {
     virtual double flops(Index N) const = 0;
     virtual void set_training(bool training) = 0;
     virtual void* address(const std::type_info& type) = 0;  // the adapter if it is a `type`, else null
+    virtual bool mergeable() const = 0;
+    virtual void fold_in(Linear<T>& dense) = 0;   // merge: W (and b) += the adapter
+    virtual void fold_out(Linear<T>& dense) = 0;  // unmerge: the inverse
     std::string name;
   };
 
@@ -376,6 +446,15 @@ class MultiAdapted {
       if constexpr (HasTrainingMode<A>) adapter.set_training(training);
     }
     void* address(const std::type_info& type) override { return type == typeid(A) ? &adapter : nullptr; }
+    bool mergeable() const override { return Mergeable<A>; }
+    void fold_in(Linear<T>& dense) override {
+      if constexpr (MergesItself<A>) adapter.merge_into(dense);
+      else if constexpr (HasDeltaWeight<A>) dense.weight() += adapter.delta_weight();
+    }
+    void fold_out(Linear<T>& dense) override {
+      if constexpr (MergesItself<A>) adapter.unmerge_from(dense);
+      else if constexpr (HasDeltaWeight<A>) dense.weight() -= adapter.delta_weight();
+    }
     A adapter;
   };
 
@@ -505,11 +584,46 @@ class MultiAdapted {
     for (const auto& s : slots_) all += (all.empty() ? "" : ", ") + s->name;
     return all;
   }
+  static std::vector<std::string> names_of(const std::vector<SlotBase*>& slots) {
+    std::vector<std::string> names;
+    for (const SlotBase* s : slots) names.push_back(s->name);
+    return names;
+  }
+  static std::string joined(const std::vector<SlotBase*>& slots) {
+    std::string all;
+    for (const SlotBase* s : slots) all += (all.empty() ? "" : ", ") + s->name;
+    return all;
+  }
+
+  /// The slots for `names`: each known, listed once, and DoRA only alone.
+  std::vector<SlotBase*> resolve(const std::vector<std::string>& names, const char* who) const {
+    std::vector<SlotBase*> chosen;
+    for (const auto& n : names) {
+      SlotBase* s = slots_[static_cast<std::size_t>(require(n, who))].get();
+      PEFT_REQUIRE(std::find(chosen.begin(), chosen.end(), s) == chosen.end(), "MultiAdapted::", who, ": '", n,
+                   "' is listed twice; expected each adapter once");
+      chosen.push_back(s);
+    }
+    for (const SlotBase* s : chosen)
+      PEFT_REQUIRE(!s->uses_base() || chosen.size() == 1, "MultiAdapted::", who, ": '", s->name,
+                   "' reads the base's weights (DoRA) and cannot be combined; expected it alone");
+    return chosen;
+  }
+
+  /// The values unmerge() needs unchanged.
+  static std::vector<T> snapshot(const std::vector<SlotBase*>& slots) {
+    std::vector<T> values;
+    for (SlotBase* s : slots)
+      for (const auto& p : s->parameters()) values.insert(values.end(), p.value.data(), p.value.data() + p.value.size());
+    return values;
+  }
 
   std::shared_ptr<Base> base_;
   std::vector<std::unique_ptr<SlotBase>> slots_;
   std::vector<SlotBase*> active_;
-  std::vector<SlotBase*> ran_;  // the adapters the last forward ran, for backward
+  std::vector<SlotBase*> ran_;     // the adapters the last forward ran, for backward
+  std::vector<SlotBase*> merged_;  // folded into *base_, in fold order
+  std::vector<T> merged_values_;   // their parameters at merge()
   std::vector<Group> groups_;   // the last mixed forward's row groups
   Mode last_ = Mode::none;
   Index rows_ = 0;
