@@ -2,6 +2,7 @@
 // frozen layer. Active sets are checked against dense math and finite
 // differences, mixed batches against each row group run alone, and misuse
 // against its error messages.
+#include <filesystem>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -14,6 +15,7 @@
 #include <peft/adapters/red.hpp>
 #include <peft/adapters/surm.hpp>
 #include <peft/core/multi_adapted.hpp>
+#include <peft/io/multi_adapter_dir.hpp>
 #include <peft/testing/gradcheck.hpp>
 
 #include "test_util.hpp"
@@ -270,6 +272,87 @@ TEST(MultiAdapted, MergeIsAllOrNothing) {
   EXPECT_PEFT_ERROR(layer.unmerge(), "RED::unmerge_from: red_scale has a zero entry");
   EXPECT_EQ(layer.merged_adapters(), (std::vector<std::string>{"c3a", "red"}));
   EXPECT_EQ(layer.base().weight(), merged.weight());
+}
+
+/// A directory of its own under the system's temporary directory, removed afterwards.
+struct ScratchDir {
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() /
+      ("peft_multi_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+  ScratchDir() {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path); }
+};
+
+/// Saves `adapter` for module "fc" over `base` in `dir`; returns the layer's output on X.
+template <class A>
+Matrix<double> save_one(const std::filesystem::path& dir, const Linear<double>& base, A adapter, io::PeftConfig config,
+                        const Matrix<double>& X) {
+  Adapted<A> layer(base, std::move(adapter));
+  io::save_peft<double>(dir, std::move(config), {{"fc", layer}});
+  return layer.forward(X);
+}
+
+TEST(MultiAdapted, LoadsDirectoriesByNameAndHotSwapsWeightsInPlace) {
+  ScratchDir scratch;
+  Rng rng(5);
+  const Linear<double> base = Linear<double>::random(kIn, kOut, rng);
+  const Matrix<double> X = random_matrix<double>(4, kIn, 12);
+  const LoRAConfig lora{.r = 3, .alpha = 6};
+  const Matrix<double> Y_first = save_one(scratch.path / "first", base, randomized(LoRA<double>(kIn, kOut, lora), 70),
+                                          io::peft_config(lora), X);
+  const Matrix<double> Y_second = save_one(scratch.path / "second", base, randomized(LoRA<double>(kIn, kOut, lora), 80),
+                                           io::peft_config(lora), X);
+  const Matrix<double> Y_surm =
+      save_one(scratch.path / "surm", base, randomized(SURM<double>(kIn, kOut, {.structure = Structure::Circulant}), 90),
+               io::peft_config(SURMConfig{.structure = Structure::Circulant}), X);
+
+  MultiAdapted<double> layer(base);
+  io::add_adapter(layer, "serve", io::load_peft<double>(scratch.path / "first"), "fc");
+  io::add_adapter(layer, "structured", io::load_peft<double>(scratch.path / "surm"), "fc");
+  // (The files hold float32, as PEFT's do: the loaded weights are the saved ones rounded.)
+  layer.set_adapter("serve");
+  EXPECT_LT(max_rel_diff(layer.forward(X), Y_first), 1e-6);
+  layer.set_adapter("structured");
+  EXPECT_LT(max_rel_diff(layer.forward(X), Y_surm), 1e-6);
+
+  // Hot swap: the same storage, the second directory's weights.
+  layer.set_adapter("serve");
+  const double* storage = layer.parameters("serve")[0].value.data();
+  io::hotswap_adapter(layer, "serve", io::load_peft<double>(scratch.path / "second"), "fc");
+  EXPECT_EQ(layer.parameters("serve")[0].value.data(), storage);
+  EXPECT_LT(max_rel_diff(layer.forward(X), Y_second), 1e-6);
+  EXPECT_GT(max_rel_diff(Y_first, Y_second), 1e-2);  // the swap did change the output
+
+  // Refused, and the weights stay: another alpha, another rank, another kind, no such module or name.
+  const Matrix<double> before = layer.forward(X);
+  const LoRAConfig other_alpha{.r = 3, .alpha = 12}, other_rank{.r = 2, .alpha = 6};
+  save_one(scratch.path / "alpha", base, LoRA<double>(kIn, kOut, other_alpha), io::peft_config(other_alpha), X);
+  save_one(scratch.path / "rank", base, LoRA<double>(kIn, kOut, other_rank), io::peft_config(other_rank), X);
+  EXPECT_PEFT_ERROR(io::hotswap_adapter(layer, "serve", io::load_peft<double>(scratch.path / "alpha"), "fc"),
+                    "the configurations differ (lora_alpha: the config gives 12.0, the layer has 6.0)");
+  EXPECT_PEFT_ERROR(io::hotswap_adapter(layer, "serve", io::load_peft<double>(scratch.path / "rank"), "fc"),
+                    "the configurations differ (r: the config gives 2, the layer has 3");
+  EXPECT_PEFT_ERROR(io::hotswap_adapter(layer, "serve", io::load_peft<double>(scratch.path / "surm"), "fc"),
+                    "the layer's adapter is of another kind than the directory's SURM adapter");
+  EXPECT_PEFT_ERROR(io::hotswap_adapter(layer, "serve", io::load_peft<double>(scratch.path / "first"), "q_proj"),
+                    "module 'q_proj': the directory has no adapter for this module");
+  EXPECT_PEFT_ERROR(io::hotswap_adapter(layer, "nope", io::load_peft<double>(scratch.path / "first"), "fc"),
+                    "no adapter named 'nope'");
+  EXPECT_PEFT_ERROR(io::add_adapter(layer, "serve", io::load_peft<double>(scratch.path / "first"), "fc"),
+                    "an adapter named 'serve' exists already");
+  EXPECT_EQ(layer.forward(X), before);
+
+  // A directory that trains the base bias cannot go onto a shared base.
+  Adapted<LoRA<double>> with_bias(base, LoRA<double>(kIn, kOut, lora));
+  with_bias.set_base_bias_trainable(true);
+  io::PeftConfig bias_config = io::peft_config(lora);
+  bias_config.bias = "lora_only";
+  io::save_peft<double>(scratch.path / "bias", bias_config, {{"fc", with_bias}});
+  EXPECT_PEFT_ERROR(io::add_adapter(layer, "biased", io::load_peft<double>(scratch.path / "bias"), "fc"),
+                    "trains the base layer's bias (bias = \"lora_only\")");
 }
 
 TEST(MultiAdapted, RefusesMisuseWithClearErrors) {

@@ -149,6 +149,13 @@ class MultiAdapted {
   }
   ///@}
 
+  /// The adapter `name` as an A, or nullptr when it is of another type.
+  /// Throws peft::Error for an unknown name.
+  template <class A>
+  A* find_adapter(const std::string& name) {
+    return static_cast<A*>(slots_[static_cast<std::size_t>(require(name, "find_adapter"))]->address(typeid(A)));
+  }
+
   /// Y = the base plus the active adapters (N x d_out). Throws peft::Error
   /// unless X has in_features() columns.
   ///@{

@@ -144,47 +144,53 @@ void load_parameter(const Tensor& tensor, const std::string& key, Parameter<T> p
   check_finite(p.value, key, allow_non_finite, who);
 }
 
-/// The adapter the config gives module `name` over a d_in -> d_out layer,
-/// wrapped with `base`. LoRTA layers use `factors`.
-template <class T>
-AdaptedLayer<T> make_layer(const PeftConfig& c, const std::string& name, Linear<T> base,
-                           const std::shared_ptr<LoRTAFactors<T>>& factors) {
-  const Index d_in = base.in_features(), d_out = base.out_features();
+/// Builds the adapter the config gives module `name` over a d_in -> d_out
+/// layer (LoRTA layers use `factors`) and returns visit(adapter).
+template <class T, class Visit>
+decltype(auto) with_adapter(const PeftConfig& c, const std::string& name, Index d_in, Index d_out,
+                            const std::shared_ptr<LoRTAFactors<T>>& factors, Visit&& visit) {
   const std::string& type = c.peft_type;
-  auto make = [&](auto adapter) {
-    using A = decltype(adapter);
-    return AdaptedLayer<T>(Adapted<A>(std::move(base), std::move(adapter)), type);
-  };
   if (type == "LORA" && c.use_dora)
-    return make(DoRA<T>(d_in, d_out, {.r = c.rank_for(name), .alpha = c.alpha_for(name), .rslora = c.use_rslora,
-                                      .dropout = c.lora_dropout}));
+    return visit(DoRA<T>(d_in, d_out, {.r = c.rank_for(name), .alpha = c.alpha_for(name), .rslora = c.use_rslora,
+                                       .dropout = c.lora_dropout}));
   if (type == "LORA")
-    return make(LoRA<T>(d_in, d_out, {.r = c.rank_for(name), .alpha = c.alpha_for(name), .rslora = c.use_rslora,
-                                      .dropout = c.lora_dropout, .lora_bias = c.lora_bias}));
-  if (type == "IA3") return make(IA3<T>(d_in, d_out, {.feedforward = c.is_feedforward(name)}));
-  if (type == "C3A") return make(C3A<T>(d_in, d_out, {.block_size = c.block_size_for(name)}));
+    return visit(LoRA<T>(d_in, d_out, {.r = c.rank_for(name), .alpha = c.alpha_for(name), .rslora = c.use_rslora,
+                                       .dropout = c.lora_dropout, .lora_bias = c.lora_bias}));
+  if (type == "IA3") return visit(IA3<T>(d_in, d_out, {.feedforward = c.is_feedforward(name)}));
+  if (type == "C3A") return visit(C3A<T>(d_in, d_out, {.block_size = c.block_size_for(name)}));
   if (type == "LOKR")
-    return make(LoKr<T>(d_in, d_out,
-                        {.r = c.rank_for(name), .alpha = c.alpha_for(name), .decompose_both = c.decompose_both,
-                         .decompose_factor = c.decompose_factor, .rank_dropout = c.rank_dropout,
-                         .rank_dropout_scale = c.rank_dropout_scale, .module_dropout = c.module_dropout}));
+    return visit(LoKr<T>(d_in, d_out,
+                         {.r = c.rank_for(name), .alpha = c.alpha_for(name), .decompose_both = c.decompose_both,
+                          .decompose_factor = c.decompose_factor, .rank_dropout = c.rank_dropout,
+                          .rank_dropout_scale = c.rank_dropout_scale, .module_dropout = c.module_dropout}));
   if (type == "SURM")
-    return make(SURM<T>(d_in, d_out, {.structure = c.structure, .rank = c.rank, .alpha = c.alpha}));
+    return visit(SURM<T>(d_in, d_out, {.structure = c.structure, .rank = c.rank, .alpha = c.alpha}));
   if (type == "SURM_ADAPTER")
-    return make(SURMAdapter<T>(d_in, d_out, {.structure = c.structure, .rank = c.rank, .alpha = c.alpha,
-                                             .activation = c.activation, .dropout = c.dropout}));
-  if (type == "RED") return make(RED<T>(d_in, d_out, {.scale = c.train_scale, .bias = c.train_bias}));
+    return visit(SURMAdapter<T>(d_in, d_out, {.structure = c.structure, .rank = c.rank, .alpha = c.alpha,
+                                              .activation = c.activation, .dropout = c.dropout}));
+  if (type == "RED") return visit(RED<T>(d_in, d_out, {.scale = c.train_scale, .bias = c.train_bias}));
   if (type == "MELORA")
-    return make(MELoRA<T>(d_in, d_out, {.r = c.r, .n = c.num_minis, .alpha = c.lora_alpha, .dropout = c.lora_dropout}));
+    return visit(MELoRA<T>(d_in, d_out, {.r = c.r, .n = c.num_minis, .alpha = c.lora_alpha, .dropout = c.lora_dropout}));
   if (type == "LORTA") {
     const auto it = c.module_map.find(name);
     PEFT_REQUIRE(it != c.module_map.end(), "LoRTA: module '", name, "' is not in the config's module_map");
     PEFT_REQUIRE(d_in == factors->config().d && d_out == factors->config().d, "LoRTA: module '", name,
                  "' must be ", factors->config().d, " x ", factors->config().d, " (hidden_size), got ",
                  ::peft::detail::shape_str(d_out, d_in));
-    return make(LoRTA<T>(factors, it->second.first, it->second.second));
+    return visit(LoRTA<T>(factors, it->second.first, it->second.second));
   }
   raise("make_layer: peft_type '", type, "' is not supported");
+}
+
+/// The adapter the config gives module `name`, wrapped with `base`.
+template <class T>
+AdaptedLayer<T> make_layer(const PeftConfig& c, const std::string& name, Linear<T> base,
+                           const std::shared_ptr<LoRTAFactors<T>>& factors) {
+  const Index d_in = base.in_features(), d_out = base.out_features();
+  return with_adapter<T>(c, name, d_in, d_out, factors, [&](auto adapter) {
+    using A = decltype(adapter);
+    return AdaptedLayer<T>(Adapted<A>(std::move(base), std::move(adapter)), c.peft_type);
+  });
 }
 
 template <class T>
