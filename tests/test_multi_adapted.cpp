@@ -380,6 +380,9 @@ TEST(MultiAdapted, RefusesMisuseWithClearErrors) {
   layer.set_adapter("lora");
   layer.forward(X);
   EXPECT_PEFT_ERROR(layer.backward(random_matrix<double>(2, kOut, 10)), "dY must be 3 x 6 like the last forward's output");
+  layer.backward(random_matrix<double>(3, kOut, 10));
+  EXPECT_PEFT_ERROR(layer.backward(random_matrix<double>(3, kOut, 10)), "one backward per forward");
+  layer.forward(X);
   layer.set_adapter("c3a");  // the forward's adapters changed: its backward is void
   EXPECT_PEFT_ERROR(layer.backward(random_matrix<double>(3, kOut, 10)), "expected a forward first");
   EXPECT_EQ(layer.index_of("red"), 3);

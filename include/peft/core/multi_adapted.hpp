@@ -240,19 +240,20 @@ class MultiAdapted {
   ///@}
 
   /// dX (N x d_in) for the last forward's dY; each row's gradient goes to the
-  /// adapter that ran on it (adds into its gradients). Throws peft::Error
-  /// before a forward, after the adapters changed since it, or unless dY is
-  /// N x out_features().
+  /// adapter that ran on it (adds into its gradients). Once per forward.
+  /// Throws peft::Error before a forward, for a second backward on one
+  /// forward, after the adapters changed since it, or unless dY is N x out_features().
   ///@{
   void backward(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
-    PEFT_REQUIRE(last_ != Mode::none, "MultiAdapted::backward: expected a forward first (and no add_adapter, "
-                 "delete_adapter or set_adapter since)");
+    PEFT_REQUIRE(last_ != Mode::none, "MultiAdapted::backward: expected a forward first (one backward per forward, "
+                 "and no add_adapter, delete_adapter, set_adapter or merge since)");
     PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == base_->out_features(), "MultiAdapted::backward: dY must be ",
                  detail::shape_str(rows_, base_->out_features()), " like the last forward's output, got ",
                  detail::shape_str(dY.rows(), dY.cols()));
     bind_base(ran_);
     if (last_ == Mode::active) backward_active(dY, dX);
     else backward_mixed(dY, dX);
+    invalidate();  // a second backward would add the same gradients again
   }
   Matrix<T> backward(const ConstMatrixRef<T>& dY) {
     Matrix<T> dX;
