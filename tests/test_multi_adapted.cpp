@@ -3,6 +3,8 @@
 // differences, mixed batches against each row group run alone, and misuse
 // against its error messages.
 #include <filesystem>
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -10,6 +12,7 @@
 
 #include <peft/adapters/c3a.hpp>
 #include <peft/adapters/dora.hpp>
+#include <peft/adapters/full.hpp>
 #include <peft/adapters/ia3.hpp>
 #include <peft/adapters/lora.hpp>
 #include <peft/adapters/red.hpp>
@@ -272,6 +275,113 @@ TEST(MultiAdapted, MergeIsAllOrNothing) {
   EXPECT_PEFT_ERROR(layer.unmerge(), "RED::unmerge_from: red_scale has a zero entry");
   EXPECT_EQ(layer.merged_adapters(), (std::vector<std::string>{"c3a", "red"}));
   EXPECT_EQ(layer.base().weight(), merged.weight());
+}
+
+/// ΔW of adapter `name` through its type.
+template <class T>
+Matrix<T> delta_of(MultiAdapted<T>& layer, const std::string& name) {
+  if (auto* a = layer.template find_adapter<LoRA<T>>(name)) return a->delta_weight();
+  if (auto* a = layer.template find_adapter<C3A<T>>(name)) return a->delta_weight();
+  if (auto* a = layer.template find_adapter<SURM<T>>(name)) return a->delta_weight();
+  if (auto* a = layer.template find_adapter<Full<T>>(name)) return a->delta_weight();
+  ADD_FAILURE() << name << " has no ΔW here";
+  return {};
+}
+
+TYPED_TEST(MultiAdaptedTest, WeightedCombinationsMatchTheDenseSums) {
+  using T = TypeParam;
+  auto layer = six_adapters<T>();
+  layer.add_adapter("lora2", randomized(LoRA<T>(kIn, kOut, {.r = 2, .alpha = 2, .rslora = true}), 100));
+  layer.add_adapter("lora3", randomized(LoRA<T>(kIn, kOut, {.r = 3, .alpha = 4}), 110));
+  const Matrix<T> d1 = delta_of(layer, "lora"), d2 = delta_of(layer, "lora2"), d3 = delta_of(layer, "lora3");
+  const Matrix<T> dc = delta_of(layer, "c3a"), ds = delta_of(layer, "surm");
+  const T tol = static_cast<T>(tolerance<T>() * 10);
+
+  // Cat: exact, ranks add up, scaling 1; negative weights subtract.
+  layer.add_weighted_adapter("cat", {"lora", "lora2"}, {0.7, -1.3}, Combination::Cat);
+  EXPECT_EQ(layer.template adapter<LoRA<T>>("cat").rank(), 5);
+  EXPECT_EQ(layer.template adapter<LoRA<T>>("cat").scaling(), T(1));
+  EXPECT_LT(max_rel_diff(delta_of(layer, "cat"), Matrix<T>(T(0.7) * d1 - T(1.3) * d2)), tol);
+
+  // Linear: PEFT's sums of the factors, sign on A, computed here from its definition.
+  layer.add_weighted_adapter("linear", {"lora", "lora3"}, {0.5, -2.0}, Combination::Linear);
+  const auto& l1 = layer.template adapter<LoRA<T>>("lora");
+  const auto& l3 = layer.template adapter<LoRA<T>>("lora3");
+  const double w1 = 0.5 * l1.scaling(), w3 = -2.0 * l3.scaling();
+  const Matrix<T> A = T(std::sqrt(w1)) * l1.A() - T(std::sqrt(-w3)) * l3.A();
+  const Matrix<T> B = T(std::sqrt(w1)) * l1.B() + T(std::sqrt(-w3)) * l3.B();
+  EXPECT_LT(max_rel_diff(delta_of(layer, "linear"), Matrix<T>(B * A)), tol);
+  layer.add_weighted_adapter("one", {"lora2"}, {-0.25}, Combination::Cat);  // one source: linear, exact
+  EXPECT_LT(max_rel_diff(delta_of(layer, "one"), Matrix<T>(T(-0.25) * d2)), tol);
+
+  // Dense: any adapters with a ΔW, as a Full adapter; its forward is the base plus the sum.
+  layer.add_weighted_adapter("dense", {"lora", "c3a", "surm"}, {1.0, 0.5, -1.0}, Combination::Dense);
+  const Matrix<T> sum = d1 + T(0.5) * dc - ds;
+  EXPECT_LT(max_rel_diff(delta_of(layer, "dense"), sum), tol);
+  const Matrix<T> X = random_matrix<T>(3, kIn, 13);
+  layer.set_adapter("dense");
+  const Matrix<T> expected = (X * (layer.base().weight() + sum).transpose()).rowwise() + layer.base().bias().transpose();
+  EXPECT_LT(max_rel_diff(layer.forward(X), expected), tol);
+
+  // SVD: full rank reproduces the sum; rank 2 leaves exactly the discarded singular values (Eckart-Young).
+  layer.add_weighted_adapter("svd6", {"lora", "c3a", "surm"}, {1.0, 0.5, -1.0}, Combination::SVD, 6);
+  EXPECT_LT(max_rel_diff(delta_of(layer, "svd6"), sum), T(100) * tol);
+  layer.add_weighted_adapter("svd2", {"lora", "c3a", "surm"}, {1.0, 0.5, -1.0}, Combination::SVD, 2);
+  EXPECT_EQ(layer.template adapter<LoRA<T>>("svd2").rank(), 2);
+  const Eigen::JacobiSVD<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>> reference(sum.template cast<double>());
+  const double discarded = reference.singularValues().tail(4).squaredNorm();
+  const double residual = (sum - delta_of(layer, "svd2")).template cast<double>().squaredNorm();
+  EXPECT_NEAR(residual, discarded, 1e3 * tolerance<T>() * sum.template cast<double>().squaredNorm());
+  // Default rank: the largest source rank (3).
+  layer.add_weighted_adapter("svd_default", {"lora", "lora2"}, {1.0, 1.0});
+  EXPECT_EQ(layer.template adapter<LoRA<T>>("svd_default").rank(), 3);
+  // Clamp: every factor entry within ±(the quantile of all of them); q = 1 changes nothing.
+  layer.add_weighted_adapter("clamp1", {"lora", "c3a"}, {1.0, 1.0}, Combination::SVD, 3, 1.0);
+  layer.add_weighted_adapter("plain", {"lora", "c3a"}, {1.0, 1.0}, Combination::SVD, 3);
+  EXPECT_LT(max_rel_diff(delta_of(layer, "clamp1"), delta_of(layer, "plain")), tol);
+  layer.add_weighted_adapter("clamp", {"lora", "c3a"}, {1.0, 1.0}, Combination::SVD, 3, 0.6);
+  const auto& plain = layer.template adapter<LoRA<T>>("plain");
+  std::vector<T> entries(plain.B().data(), plain.B().data() + plain.B().size());
+  entries.insert(entries.end(), plain.A().data(), plain.A().data() + plain.A().size());
+  std::sort(entries.begin(), entries.end());
+  const double at = 0.6 * static_cast<double>(entries.size() - 1);
+  const auto k = static_cast<std::size_t>(at);
+  const T high = T(entries[k] + (at - static_cast<double>(k)) * (entries[k + 1] - entries[k]));
+  const auto& clamped = layer.template adapter<LoRA<T>>("clamp");
+  EXPECT_LT(max_rel_diff(Matrix<T>(clamped.A()), Matrix<T>(plain.A().cwiseMax(-high).cwiseMin(high))), tol);
+  EXPECT_LT(max_rel_diff(Matrix<T>(clamped.B()), Matrix<T>(plain.B().cwiseMax(-high).cwiseMin(high))), tol);
+}
+
+TEST(MultiAdapted, WeightedCombinationsRefuseWhatTheyCannotCombine) {
+  auto layer = six_adapters<double>();
+  layer.add_adapter("lora2", LoRA<double>(kIn, kOut, {.r = 2}));
+  layer.add_adapter("biased", LoRA<double>(kIn, kOut, {.r = 2, .lora_bias = true}));
+  const std::string who = "MultiAdapted::add_weighted_adapter: ";
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("lora", {"lora2"}, {1.0}), who + "an adapter named 'lora' exists already");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora", "lora2"}, {1.0}),
+                    who + "expected one weight per adapter (at least one adapter), got 2 adapters and 1 weights");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {}, {}), "got 0 adapters and 0 weights");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora"}, {std::nan("")}), who + "expected finite weights");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora", "c3a"}, {1.0, 1.0}, Combination::Cat),
+                    who + "'c3a' is not a LoRA adapter; Combination::Cat combines LoRA factors");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora", "lora2"}, {1.0, 1.0}, Combination::Linear),
+                    who + "Combination::Linear needs equal ranks (PEFT's rule); 'lora' has r = 3, 'lora2' r = 2");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora", "red"}, {1.0, 1.0}, Combination::Dense),
+                    who + "'red' has no dense ΔW");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora", "dora"}, {1.0, 1.0}, Combination::SVD, 2),
+                    who + "'dora' has no dense ΔW");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"c3a"}, {1.0}), "'c3a' has no rank to default to");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora"}, {1.0}, Combination::Cat, 2),
+                    who + "a rank applies to Combination::SVD only, got 2");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora"}, {1.0}, Combination::SVD, 7),
+                    who + "expected a rank in [1, 6] (min(d_in, d_out)), got 7");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora"}, {1.0}, Combination::SVD, 2, 1.5),
+                    who + "svd_clamp must be in (0, 1], got 1.5");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora", "biased"}, {1.0, 1.0}, Combination::Cat),
+                    who + "'biased' has a lora_B bias (lora_bias)");
+  EXPECT_PEFT_ERROR(layer.add_weighted_adapter("x", {"lora", "nope"}, {1.0, 1.0}),
+                    "MultiAdapted::add_weighted_adapter: no adapter named 'nope'");
+  EXPECT_EQ(layer.adapter_names().size(), 8u);  // nothing was added
 }
 
 /// A directory of its own under the system's temporary directory, removed afterwards.

@@ -16,10 +16,12 @@
 // (LoRA's thin GEMMs, one batched FFT pass for a structured adapter) once.
 
 #include <algorithm>
+#include <cmath>
 #include <concepts>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <typeinfo>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include <peft/core/adapter.hpp>
+#include <peft/core/adapter_combination.hpp>
 #include <peft/core/error.hpp>
 #include <peft/core/frozen_layer.hpp>
 #include <peft/core/linear.hpp>
@@ -334,6 +337,77 @@ class MultiAdapted {
   /// The merged adapters' names, in the order they were folded in.
   std::vector<std::string> merged_adapters() const { return names_of(merged_); }
 
+  /// PEFT's add_weighted_adapter: a new adapter `new_name` (inactive) that
+  /// combines `names` with `weights` (negative ones subtract), as
+  /// core/adapter_combination.hpp defines: Cat and Linear take LoRA adapters
+  /// (Linear needs equal ranks); SVD and Dense take any adapters with a dense
+  /// ΔW (SVD gives a LoRA of rank `rank`, by default the largest source rank;
+  /// `svd_clamp` in (0, 1] clamps its factors to that quantile of their
+  /// entries). One source is combined linearly, as PEFT does. Throws
+  /// peft::Error for a taken name, unknown adapters, a weight count that
+  /// differs, non-finite weights, sources the combination cannot take, or a
+  /// rank given to anything but SVD or outside [1, min(d_in, d_out)].
+  void add_weighted_adapter(const std::string& new_name, const std::vector<std::string>& names,
+                            const std::vector<double>& weights, Combination how = Combination::SVD, Index rank = 0,
+                            std::optional<double> svd_clamp = std::nullopt) {
+    const std::string who = "MultiAdapted::add_weighted_adapter";
+    PEFT_REQUIRE(find(new_name) < 0, who, ": an adapter named '", new_name, "' exists already; expected a new name");
+    PEFT_REQUIRE(!names.empty() && names.size() == weights.size(), who,
+                 ": expected one weight per adapter (at least one adapter), got ", names.size(), " adapters and ",
+                 weights.size(), " weights");
+    for (const double w : weights) PEFT_REQUIRE(std::isfinite(w), who, ": expected finite weights, got ", w);
+    PEFT_REQUIRE(rank == 0 || how == Combination::SVD, who, ": a rank applies to Combination::SVD only, got ", rank);
+    PEFT_REQUIRE(!svd_clamp || how == Combination::SVD, who, ": svd_clamp applies to Combination::SVD only");
+    PEFT_REQUIRE(!svd_clamp || (*svd_clamp > 0 && *svd_clamp <= 1), who, ": svd_clamp must be in (0, 1], got ",
+                 svd_clamp.value_or(0));
+    std::vector<SlotBase*> sources;
+    for (const auto& n : names) sources.push_back(slots_[static_cast<std::size_t>(require(n, "add_weighted_adapter"))].get());
+    std::vector<const LoRA<T>*> loras;  // null where a source is not a LoRA
+    for (SlotBase* source : sources) {
+      const auto* lora = static_cast<const LoRA<T>*>(source->address(typeid(LoRA<T>)));
+      PEFT_REQUIRE(!lora || !lora->config().lora_bias, who, ": '", source->name,
+                   "' has a lora_B bias (lora_bias), which a combination cannot carry");
+      loras.push_back(lora);
+    }
+    if (sources.size() == 1 && how == Combination::Cat) how = Combination::Linear;
+    if (how == Combination::Cat || how == Combination::Linear) {
+      for (std::size_t i = 0; i < sources.size(); ++i)
+        PEFT_REQUIRE(loras[i] != nullptr, who, ": '", sources[i]->name, "' is not a LoRA adapter; Combination::",
+                     how == Combination::Cat ? "Cat" : "Linear",
+                     " combines LoRA factors (Combination::SVD or Dense take any adapter with a dense ΔW)");
+      if (how == Combination::Cat) {
+        add_adapter(new_name, combination::cat(loras, weights));
+        return;
+      }
+      for (std::size_t i = 1; i < sources.size(); ++i)
+        PEFT_REQUIRE(loras[i]->rank() == loras[0]->rank(), who, ": Combination::Linear needs equal ranks (PEFT's "
+                     "rule); '", sources[0]->name, "' has r = ", loras[0]->rank(), ", '", sources[i]->name, "' r = ",
+                     loras[i]->rank(), " (Combination::Cat or SVD take any ranks)");
+      add_adapter(new_name, combination::linear(loras, weights));
+      return;
+    }
+    Matrix<T> delta = Matrix<T>::Zero(base_->out_features(), base_->in_features());
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+      PEFT_REQUIRE(sources[i]->has_delta_weight(), who, ": '", sources[i]->name,
+                   "' has no dense ΔW (it edits the input or output, or reads the base), so it cannot be summed");
+      delta += static_cast<T>(weights[i]) * sources[i]->delta_weight();
+    }
+    if (how == Combination::Dense) {
+      add_adapter(new_name, combination::dense(delta));
+      return;
+    }
+    if (rank == 0) {
+      for (std::size_t i = 0; i < sources.size(); ++i) {
+        PEFT_REQUIRE(loras[i] != nullptr, who, ": '", sources[i]->name,
+                     "' has no rank to default to; expected an explicit rank for Combination::SVD");
+        rank = std::max(rank, loras[i]->rank());
+      }
+    }
+    const Index most = std::min(base_->in_features(), base_->out_features());
+    PEFT_REQUIRE(rank >= 1 && rank <= most, who, ": expected a rank in [1, ", most, "] (min(d_in, d_out)), got ", rank);
+    add_adapter(new_name, combination::svd(delta, rank, svd_clamp, loras[0] ? &loras[0]->config() : nullptr));
+  }
+
   /// The trainable tensors of the active adapters (activation order), or of one adapter.
   ///@{
   std::vector<Parameter<T>> parameters() {
@@ -405,6 +479,8 @@ class MultiAdapted {
     virtual double flops(Index N) const = 0;
     virtual void set_training(bool training) = 0;
     virtual void* address(const std::type_info& type) = 0;  // the adapter if it is a `type`, else null
+    virtual bool has_delta_weight() const = 0;
+    virtual Matrix<T> delta_weight() const = 0;
     virtual bool mergeable() const = 0;
     virtual void fold_in(Linear<T>& dense) = 0;   // merge: W (and b) += the adapter
     virtual void fold_out(Linear<T>& dense) = 0;  // unmerge: the inverse
@@ -454,6 +530,11 @@ class MultiAdapted {
       if constexpr (HasTrainingMode<A>) adapter.set_training(training);
     }
     void* address(const std::type_info& type) override { return type == typeid(A) ? &adapter : nullptr; }
+    bool has_delta_weight() const override { return HasDeltaWeight<A>; }
+    Matrix<T> delta_weight() const override {
+      if constexpr (HasDeltaWeight<A>) return adapter.delta_weight();
+      else return {};
+    }
     bool mergeable() const override { return Mergeable<A>; }
     void fold_in(Linear<T>& dense) override {
       if constexpr (MergesItself<A>) adapter.merge_into(dense);
