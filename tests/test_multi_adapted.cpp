@@ -465,6 +465,42 @@ TEST(MultiAdapted, LoadsDirectoriesByNameAndHotSwapsWeightsInPlace) {
                     "trains the base layer's bias (bias = \"lora_only\")");
 }
 
+TEST(MultiAdapted, SavesAndLoadsEveryAdapterAsOnePeftTree) {
+  ScratchDir scratch;
+  Rng rng(9);
+  const Linear<double> q_base = Linear<double>::random(kIn, kOut, rng), v_base = Linear<double>::random(kIn, kOut, rng);
+  MultiAdapted<double> q(q_base), v(v_base);
+  q.add_adapter("default", randomized(LoRA<double>(kIn, kOut, {.r = 2, .alpha = 4}), 120));
+  v.add_adapter("default", randomized(LoRA<double>(kIn, kOut, {.r = 2, .alpha = 4}), 130));
+  q.add_adapter("circulant", randomized(SURM<double>(kIn, kOut, {.structure = Structure::Circulant}), 140));
+  v.add_adapter("tone", randomized(RED<double>(kIn, kOut), 150));
+  io::save_peft_tree<double>(scratch.path, {{"q_proj", &q}, {"v_proj", &v}});
+  for (const char* file : {"adapter_config.json", "circulant/adapter_config.json", "tone/adapter_model.safetensors"})
+    EXPECT_TRUE(std::filesystem::exists(scratch.path / file)) << file;
+  EXPECT_EQ(io::load_peft<double>(scratch.path / "circulant").modules(), std::vector<std::string>{"q_proj"});
+
+  MultiAdapted<double> q2(q_base), v2(v_base);
+  EXPECT_EQ(io::load_peft_tree<double>(scratch.path, {{"q_proj", &q2}, {"v_proj", &v2}}),
+            (std::vector<std::string>{"default", "circulant", "tone"}));
+  EXPECT_EQ(q2.adapter_names(), (std::vector<std::string>{"default", "circulant"}));
+  EXPECT_EQ(v2.adapter_names(), (std::vector<std::string>{"default", "tone"}));
+  const Matrix<double> X = random_matrix<double>(3, kIn, 14);
+  for (auto [saved, loaded] : {std::pair{&q, &q2}, std::pair{&v, &v2}})
+    for (const auto& name : saved->adapter_names()) {
+      saved->set_adapter(name);
+      loaded->set_adapter(name);
+      EXPECT_LT(max_rel_diff(loaded->forward(X), saved->forward(X)), 1e-6) << name;  // float32 files
+    }
+
+  MultiAdapted<double> only_q(q_base);
+  EXPECT_PEFT_ERROR(io::load_peft_tree<double>(scratch.path, {{"q_proj", &only_q}}),
+                    "adapter 'default' adapts module 'v_proj', which is not among the modules given");
+  EXPECT_PEFT_ERROR(io::load_peft_tree<double>(scratch.path / "tone" / "nowhere", {{"q_proj", &only_q}}), "not a directory");
+  q.add_adapter("../up", LoRA<double>(kIn, kOut, {.r = 1}));
+  EXPECT_PEFT_ERROR(io::save_peft_tree<double>(scratch.path / "other", {{"q_proj", &q}}),
+                    "adapter name '../up' cannot be a folder name");
+}
+
 TEST(MultiAdapted, RefusesMisuseWithClearErrors) {
   auto layer = six_adapters<double>();
   const Matrix<double> X = random_matrix<double>(3, kIn, 8);

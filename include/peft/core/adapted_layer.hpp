@@ -41,26 +41,32 @@ struct AdapterState {
   bool base_bias_trainable = false;  ///< whether the base bias is a trained parameter
 };
 
+/// The AdapterState of `adapter` over `base` (pointers into both, valid while they live).
+template <class A, class B>
+AdapterState<typename A::Scalar> adapter_state(const A& adapter, const B& base, bool base_bias_trainable) {
+  AdapterState<typename A::Scalar> state;
+  if constexpr (is_dense_linear<B, typename A::Scalar>) state.base = &base;
+  state.in_features = base.in_features();
+  state.out_features = base.out_features();
+  state.bias = &base.bias();
+  if constexpr (requires { adapter.factors().parameter_block(); }) {
+    state.parameters = &adapter.factors().parameter_block();
+    state.shared = true;
+    state.layer = adapter.layer();
+    state.matrix_type = adapter.matrix_type();
+    state.config = adapter.factors().config();
+  } else {
+    state.parameters = &adapter.parameter_block();
+    if constexpr (requires { adapter.config(); }) state.config = adapter.config();
+  }
+  state.base_bias_trainable = base_bias_trainable;
+  return state;
+}
+
 /// The AdapterState of a typed layer (pointers into `layer`, valid while it lives).
 template <class A, class B>
 AdapterState<typename A::Scalar> adapter_state(const Adapted<A, B>& layer) {
-  AdapterState<typename A::Scalar> state;
-  if constexpr (is_dense_linear<B, typename A::Scalar>) state.base = &layer.base();
-  state.in_features = layer.in_features();
-  state.out_features = layer.out_features();
-  state.bias = &layer.base().bias();
-  if constexpr (requires { layer.adapter().factors().parameter_block(); }) {
-    state.parameters = &layer.adapter().factors().parameter_block();
-    state.shared = true;
-    state.layer = layer.adapter().layer();
-    state.matrix_type = layer.adapter().matrix_type();
-    state.config = layer.adapter().factors().config();
-  } else {
-    state.parameters = &layer.adapter().parameter_block();
-    if constexpr (requires { layer.adapter().config(); }) state.config = layer.adapter().config();
-  }
-  state.base_bias_trainable = layer.base_bias_trainable();
-  return state;
+  return adapter_state(layer.adapter(), layer.base(), layer.base_bias_trainable());
 }
 
 /// Any Adapted<A, Base> over scalar T behind one type, for adapters picked at

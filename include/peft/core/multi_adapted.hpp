@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include <peft/core/adapted_layer.hpp>
 #include <peft/core/adapter.hpp>
 #include <peft/core/adapter_combination.hpp>
 #include <peft/core/error.hpp>
@@ -57,8 +58,11 @@ class MultiAdapted {
 
   MultiAdapted(const MultiAdapted&) = delete;  // adapters hold caches and gradients: move only
   MultiAdapted& operator=(const MultiAdapted&) = delete;
+  /// Moves the base pointer and the adapters (a DisabledAdapters guard must not outlive the move).
+  ///@{
   MultiAdapted(MultiAdapted&&) noexcept = default;
   MultiAdapted& operator=(MultiAdapted&&) noexcept = default;
+  ///@}
 
   /// Adds `adapter` under `name` (not active until set_adapter) and returns
   /// it. Throws peft::Error for an empty or taken name, or an adapter whose
@@ -157,6 +161,12 @@ class MultiAdapted {
   template <class A>
   A* find_adapter(const std::string& name) {
     return static_cast<A*>(slots_[static_cast<std::size_t>(require(name, "find_adapter"))]->address(typeid(A)));
+  }
+
+  /// What io needs to save adapter `name` (pointers into this layer, valid
+  /// while it lives and the adapter is not deleted). Throws peft::Error for an unknown name.
+  AdapterState<T> state(const std::string& name) const {
+    return slots_[static_cast<std::size_t>(require(name, "state"))]->state(*base_);
   }
 
   /// Y = the base plus the active adapters (N x d_out). Throws peft::Error
@@ -479,6 +489,7 @@ class MultiAdapted {
     virtual double flops(Index N) const = 0;
     virtual void set_training(bool training) = 0;
     virtual void* address(const std::type_info& type) = 0;  // the adapter if it is a `type`, else null
+    virtual AdapterState<T> state(const Base& base) const = 0;
     virtual bool has_delta_weight() const = 0;
     virtual Matrix<T> delta_weight() const = 0;
     virtual bool mergeable() const = 0;
@@ -530,6 +541,7 @@ class MultiAdapted {
       if constexpr (HasTrainingMode<A>) adapter.set_training(training);
     }
     void* address(const std::type_info& type) override { return type == typeid(A) ? &adapter : nullptr; }
+    AdapterState<T> state(const Base& base) const override { return adapter_state(adapter, base, false); }
     bool has_delta_weight() const override { return HasDeltaWeight<A>; }
     Matrix<T> delta_weight() const override {
       if constexpr (HasDeltaWeight<A>) return adapter.delta_weight();

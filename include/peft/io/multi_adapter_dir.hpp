@@ -3,10 +3,16 @@
 // module onto a layer under a name (PEFT's load_adapter(dir, adapter_name)),
 // or swap the weights of an adapter already there for a directory's, in place
 // (PEFT's hotswap_adapter): a server loads new adapters without rebuilding
-// the layer, reallocating its buffers or re-planning its FFTs.
+// the layer, reallocating its buffers or re-planning its FFTs. And save or
+// load every adapter of a model's layers as one directory tree, laid out as
+// PEFT's save_pretrained writes several adapters: "default" at the root, any
+// other adapter in a subfolder named after it.
 
+#include <algorithm>
 #include <any>
+#include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <peft/core/error.hpp>
@@ -89,6 +95,79 @@ void hotswap_adapter(MultiAdapted<T>& layer, const std::string& name, const Peft
                    who, ": tensor '", from[i].name, "' does not fit the layer's '", to[i].name, "'");
     for (std::size_t i = 0; i < to.size(); ++i) to[i].value = from[i].value;
   });
+}
+
+/// Where PEFT keeps adapter `name` of a tree saved in `dir`: the root for
+/// "default", dir/name for any other.
+inline std::filesystem::path adapter_directory(const std::filesystem::path& dir, const std::string& name) {
+  return name == "default" ? dir : dir / name;
+}
+
+/// One module of a model with several adapters: its name and its layer.
+template <class T>
+struct MultiModule {
+  std::string name;          ///< the module's name in the model, e.g. "model.layers.0.q_proj"
+  MultiAdapted<T>* layer{};  ///< its layer (not owned)
+};
+
+/// Saves every adapter of the layers as one tree (adapter_directory() per
+/// adapter name): each directory holds the modules that have that adapter,
+/// with the config peft_config_of() derives from them. Throws peft::Error for
+/// no modules, a null layer, an adapter name that is not a plain folder name,
+/// or what save_peft refuses.
+template <class T>
+void save_peft_tree(const std::filesystem::path& dir, const std::vector<MultiModule<T>>& modules,
+                    const SaveOptions& options = {}) {
+  const std::string who = "save_peft_tree('" + dir.string() + "')";
+  PEFT_REQUIRE(!modules.empty(), who, ": no modules to save");
+  std::vector<std::string> names;  // every adapter name, first seen first
+  for (const auto& m : modules) {
+    PEFT_REQUIRE(m.layer != nullptr, who, ": module '", m.name, "' has no layer");
+    for (const auto& n : m.layer->adapter_names())
+      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  }
+  for (const auto& n : names) {
+    PEFT_REQUIRE(n != "." && n != ".." && n.find_first_of("/\\") == std::string::npos, who, ": adapter name '", n,
+                 "' cannot be a folder name; expected no '/', '\\', '.' or '..'");
+    std::vector<SavedModule<T>> saved;
+    for (const auto& m : modules) {
+      const auto held = m.layer->adapter_names();
+      if (std::find(held.begin(), held.end(), n) != held.end()) saved.emplace_back(m.name, *m.layer, n);
+    }
+    save_peft(adapter_directory(dir, n), peft_config_of(saved, who), saved, options);
+  }
+}
+
+/// Loads a tree save_peft_tree (or PEFT's save_pretrained) wrote: the root
+/// as "default" if it holds an adapter, and each subfolder holding one under
+/// the folder's name, onto the modules' layers (io::add_adapter). Returns
+/// the names loaded, sorted with "default" first. Throws peft::Error for a
+/// directory without adapters, a module a directory adapts that `modules`
+/// lacks, or what add_adapter refuses.
+template <class T>
+std::vector<std::string> load_peft_tree(const std::filesystem::path& dir, const std::vector<MultiModule<T>>& modules,
+                                        LoadOptions options = {}) {
+  const std::string who = "load_peft_tree('" + dir.string() + "')";
+  std::vector<std::string> names;
+  if (std::filesystem::exists(dir / "adapter_config.json")) names.push_back("default");
+  std::vector<std::string> folders;
+  PEFT_REQUIRE(std::filesystem::is_directory(dir), who, ": not a directory");
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    if (entry.is_directory() && std::filesystem::exists(entry.path() / "adapter_config.json"))
+      folders.push_back(entry.path().filename().string());
+  std::sort(folders.begin(), folders.end());
+  names.insert(names.end(), folders.begin(), folders.end());
+  PEFT_REQUIRE(!names.empty(), who, ": no adapter_config.json at the root or in a subfolder");
+  for (const auto& n : names) {
+    const PeftAdapters<T> loaded = load_peft<T>(adapter_directory(dir, n), options);
+    for (const auto& module : loaded.modules()) {
+      const auto m = std::find_if(modules.begin(), modules.end(), [&](const auto& x) { return x.name == module; });
+      PEFT_REQUIRE(m != modules.end() && m->layer != nullptr, who, ": adapter '", n, "' adapts module '", module,
+                   "', which is not among the modules given");
+      add_adapter(*m->layer, n, loaded, module);
+    }
+  }
+  return names;
 }
 
 }  // namespace peft::io

@@ -38,6 +38,7 @@
 #include <peft/core/adapted.hpp>
 #include <peft/core/adapted_layer.hpp>
 #include <peft/core/error.hpp>
+#include <peft/core/multi_adapted.hpp>
 #include <peft/io/peft_config.hpp>
 #include <peft/io/safetensors.hpp>
 
@@ -544,6 +545,10 @@ struct SavedModule {
   SavedModule(std::string module, const Adapted<A, B>& layer) : name(std::move(module)), state(adapter_state(layer)) {}
   SavedModule(std::string module, const AdaptedLayer<T>& layer) : name(std::move(module)), state(layer.state()) {}
   ///@}
+  /// One named adapter of a layer that holds several.
+  template <class B>
+  SavedModule(std::string module, const MultiAdapted<T, B>& layer, const std::string& adapter)
+      : name(std::move(module)), state(layer.state(adapter)) {}
 
   std::string name;       ///< the module's name in the model, e.g. "model.layers.0.q_proj"
   AdapterState<T> state;  ///< what is saved: the parameters and the base
