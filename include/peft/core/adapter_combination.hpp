@@ -6,7 +6,9 @@
 //   Linear  PEFT's cheap approximation, equal ranks: A = Σ sign(w_i s_i)·√|w_i s_i|·A_i,
 //           B = Σ √|w_i s_i|·B_i (not Σ w_i ΔW_i: cross terms B_i A_j enter)
 //   SVD     ΔW = Σ w_i ΔW_i truncated to rank R by SVD: B = U_R·S_R, A = V_Rᵀ,
-//           optionally clamped to ±(the q-quantile of their entries)
+//           optionally clamped to ±(the q-quantile of their signed entries;
+//           the SVD's sign per singular pair is the library's choice, so a
+//           clamped result matches PEFT's only where the signs agree)
 //   Dense   ΔW = Σ w_i ΔW_i as a Full adapter (any sources with a dense ΔW)
 // The new LoRA has alpha = r (scaling 1) as in PEFT, without rsLoRA, so that
 // its ΔW is exactly what the combination says; dropout comes from the first
