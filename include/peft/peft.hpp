@@ -4,8 +4,8 @@
 #include <peft/core/activation.hpp>
 #include <peft/core/adapted.hpp>
 #include <peft/core/adapted_layer.hpp>
-#include <peft/core/multi_adapted.hpp>
 #include <peft/core/adapter.hpp>
+#include <peft/core/adapter_combination.hpp>
 #include <peft/core/bfloat16.hpp>
 #include <peft/core/dropout.hpp>
 #include <peft/core/error.hpp>
@@ -15,6 +15,7 @@
 #include <peft/core/linear.hpp>
 #include <peft/core/linear_bf16.hpp>
 #include <peft/core/linear_int8.hpp>
+#include <peft/core/multi_adapted.hpp>
 #include <peft/core/parameters.hpp>
 #include <peft/core/random.hpp>
 #include <peft/core/scratch.hpp>
@@ -41,6 +42,7 @@
 
 #include <peft/io/peft_config.hpp>
 #include <peft/io/gguf.hpp>
+#include <peft/io/multi_adapter_dir.hpp>
 #include <peft/io/peft_dir.hpp>
 #include <peft/io/safetensors.hpp>
 #include <peft/io/training_state.hpp>
