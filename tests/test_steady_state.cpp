@@ -12,9 +12,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace {
 long g_eigen_allocations = 0;
@@ -204,6 +207,43 @@ TEST(SteadyState, BFloat16Base) { expect_rounded_base_allocates_like_linear<Line
 TEST(SteadyState, Int8Base) { expect_rounded_base_allocates_like_linear<LinearInt8>(); }
 
 /// The counters count: an allocation inside the armed window is seen.
+// Several adapters on one layer: an active set of three kinds, and a mixed
+// batch with rows interleaved (gathered) and sorted (used in place).
+TEST(SteadyState, MultiAdaptedActiveSetsAndMixedBatches) {
+  const Index d = 32, N = 24;
+  Rng rng(7);
+  MultiAdapted<float> layer(Linear<float>::random(d, d, rng));
+  layer.add_adapter("lora", LoRA<float>(d, d, {.r = 4, .alpha = 8, .dropout = 0.2, .init = LoRAInit::None}));
+  layer.add_adapter("circulant", SURM<float>(d, d, {.structure = Structure::Circulant}));
+  layer.add_adapter("red", RED<float>(d, d));
+  layer.add_adapter("ff", IA3<float>(d, d, {.feedforward = true}));
+  layer.add_adapter("c3a", C3A<float>(d, d, {.block_size = 8}));
+  const Matrix<float> X = random_matrix<float>(N, d, 1), dY = random_matrix<float>(N, d, 2);
+  Matrix<float> Y, dX;
+  std::vector<int> interleaved(static_cast<std::size_t>(N)), sorted(interleaved.size());
+  for (Index i = 0; i < N; ++i) {
+    interleaved[static_cast<std::size_t>(i)] = static_cast<int>(i % 6) - 1;  // -1 (base) and all five
+    sorted[static_cast<std::size_t>(i)] = static_cast<int>(i * 5 / N);
+  }
+  const Allocations base = count_steady_state([&] {
+    layer.base().forward(X, Y);
+    layer.base().backward(dY, dX);
+  });
+  layer.set_adapter({"ff", "lora", "circulant", "red"});
+  for (const auto& [what, step] : std::vector<std::pair<std::string, std::function<void()>>>{
+           {"active set", [&] { layer.forward(X, Y); }},
+           {"interleaved rows", [&] { layer.forward(X, interleaved, Y); }},
+           {"sorted rows", [&] { layer.forward(X, sorted, Y); }}}) {
+    SCOPED_TRACE(what);
+    const Allocations multi = count_steady_state([&] {
+      step();
+      layer.backward(dY, dX);
+    });
+    EXPECT_EQ(multi.eigen, base.eigen) << "Eigen heap allocations per two steps";
+    EXPECT_EQ(multi.operator_new, base.operator_new) << "operator new calls per two steps";
+  }
+}
+
 TEST(SteadyState, CountersSeeAllocations) {
   const Allocations seen = count_steady_state([] {
     Matrix<float> m(3, 3);

@@ -175,25 +175,23 @@ class MultiAdapted {
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     check_input("forward", X);
     invalidate();
-    std::vector<SlotBase*> running;  // the active adapters not merged into the base
-    for (SlotBase* s : active_)
-      if (std::find(merged_.begin(), merged_.end(), s) == merged_.end()) running.push_back(s);
-    bind_base(running);
-    const bool edits = any_of(running, &SlotBase::edits_input);
+    for (SlotBase* s : active_)  // the active adapters not merged into the base
+      if (std::find(merged_.begin(), merged_.end(), s) == merged_.end()) ran_.push_back(s);
+    bind_base(ran_);
+    const bool edits = any_of(ran_, &SlotBase::edits_input);
     if (edits) {
       x_edited_ = X;
-      for (SlotBase* s : running)
+      for (SlotBase* s : ran_)
         if (s->edits_input()) s->forward_input(x_edited_);
     }
     const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(x_edited_) : X;
     base_->forward(input, Y);
-    for (SlotBase* s : running)
+    for (SlotBase* s : ran_)
       if (s->adds_delta()) s->forward_delta(input, Y);
-    for (SlotBase* s : running)
+    for (SlotBase* s : ran_)
       if (s->edits_output()) s->forward_output(Y);
     last_ = Mode::active;
     rows_ = X.rows();
-    ran_ = std::move(running);
   }
   Matrix<T> forward(const ConstMatrixRef<T>& X) {
     Matrix<T> Y;
@@ -215,35 +213,34 @@ class MultiAdapted {
                  "] are merged into the base, which every row of a mixed batch would get; call unmerge() first");
     invalidate();
     group_rows(row_adapter);
-    std::vector<SlotBase*> used;
-    for (const auto& g : groups_) used.push_back(slots_[static_cast<std::size_t>(g.adapter)].get());
-    bind_base(used);
+    for (const Group* g : order_) ran_.push_back(&slot(*g));
+    bind_base(ran_);
 
-    const bool edits = any_of(used, &SlotBase::edits_input);
+    const bool edits = any_of(ran_, &SlotBase::edits_input);
     if (edits) {
       x_edited_ = X;
-      for (auto& g : groups_)
-        if (slot(g).edits_input()) edit_rows(g, x_edited_, [&](Matrix<T>& m) { slot(g).forward_input(m); });
+      for (const Group* g : order_)
+        if (slot(*g).edits_input()) edit_rows(*g, x_edited_, [&](Matrix<T>& m) { slot(*g).forward_input(m); });
     }
     const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(x_edited_) : X;
     base_->forward(input, Y);
-    for (auto& g : groups_) {
-      if (!slot(g).adds_delta()) continue;
-      part_.setZero(g.rows(), Y.cols());
-      if (g.contiguous()) {
-        slot(g).forward_delta(input.middleRows(g.first(), g.rows()), part_);
-        Y.middleRows(g.first(), g.rows()) += part_;
+    for (const Group* g : order_) {
+      SlotBase& s = slot(*g);
+      if (!s.adds_delta()) continue;
+      s.part.setZero(g->rows(), Y.cols());
+      if (g->contiguous()) {
+        s.forward_delta(input.middleRows(g->first(), g->rows()), s.part);
+        Y.middleRows(g->first(), g->rows()) += s.part;
       } else {
-        gather(input, g, gathered_);
-        slot(g).forward_delta(gathered_, part_);
-        for (Index k = 0; k < g.rows(); ++k) Y.row(g.row[k]) += part_.row(k);
+        gather(input, *g, s.gathered);
+        s.forward_delta(s.gathered, s.part);
+        for (Index k = 0; k < g->rows(); ++k) Y.row(g->row[k]) += s.part.row(k);
       }
     }
-    for (auto& g : groups_)
-      if (slot(g).edits_output()) edit_rows(g, Y, [&](Matrix<T>& m) { slot(g).forward_output(m); });
+    for (const Group* g : order_)
+      if (slot(*g).edits_output()) edit_rows(*g, Y, [&](Matrix<T>& m) { slot(*g).forward_output(m); });
     last_ = Mode::mixed;
     rows_ = X.rows();
-    ran_ = std::move(used);
   }
   Matrix<T> forward(const ConstMatrixRef<T>& X, std::span<const int> row_adapter) {
     Matrix<T> Y;
@@ -489,6 +486,9 @@ class MultiAdapted {
     virtual double flops(Index N) const = 0;
     virtual void set_training(bool training) = 0;
     virtual void* address(const std::type_info& type) = 0;  // the adapter if it is a `type`, else null
+    // A mixed batch's scratch for this adapter's rows: sized by its group, so
+    // a steady batch composition reuses it without allocating.
+    Matrix<T> part, gathered;
     virtual AdapterState<T> state(const Base& base) const = 0;
     virtual bool has_delta_weight() const = 0;
     virtual Matrix<T> delta_weight() const = 0;
@@ -589,46 +589,50 @@ class MultiAdapted {
     const bool edits = any_of(ran_, &SlotBase::edits_output);
     if (edits) {
       dH_ = dY;
-      for (auto& g : groups_)
-        if (slot(g).edits_output()) edit_rows(g, dH_, [&](Matrix<T>& m) { slot(g).backward_output(m); });
+      for (const Group* g : order_)
+        if (slot(*g).edits_output()) edit_rows(*g, dH_, [&](Matrix<T>& m) { slot(*g).backward_output(m); });
     }
     const ConstMatrixRef<T> dH = edits ? ConstMatrixRef<T>(dH_) : dY;
     base_->backward(dH, dX);
-    for (auto& g : groups_) {
-      if (!slot(g).adds_delta()) continue;
-      part_.setZero(g.rows(), dX.cols());
-      if (g.contiguous()) {
-        slot(g).backward_delta(dH.middleRows(g.first(), g.rows()), part_);
-        dX.middleRows(g.first(), g.rows()) += part_;
+    for (const Group* g : order_) {
+      SlotBase& s = slot(*g);
+      if (!s.adds_delta()) continue;
+      s.part.setZero(g->rows(), dX.cols());
+      if (g->contiguous()) {
+        s.backward_delta(dH.middleRows(g->first(), g->rows()), s.part);
+        dX.middleRows(g->first(), g->rows()) += s.part;
       } else {
-        gather(dH, g, gathered_);
-        slot(g).backward_delta(gathered_, part_);
-        for (Index k = 0; k < g.rows(); ++k) dX.row(g.row[k]) += part_.row(k);
+        gather(dH, *g, s.gathered);
+        s.backward_delta(s.gathered, s.part);
+        for (Index k = 0; k < g->rows(); ++k) dX.row(g->row[k]) += s.part.row(k);
       }
     }
-    for (auto& g : groups_)
-      if (slot(g).edits_input()) edit_rows(g, dX, [&](Matrix<T>& m) { slot(g).backward_input(m); });
+    for (const Group* g : order_)
+      if (slot(*g).edits_input()) edit_rows(*g, dX, [&](Matrix<T>& m) { slot(*g).backward_input(m); });
   }
 
-  /// groups_: one per adapter with rows, in adapter order; rows of −1 have none.
+  /// groups_[a]: the rows of adapter a (storage kept between calls); order_:
+  /// the adapters with rows, first seen first. Rows of −1 are in none.
   void group_rows(std::span<const int> row_adapter) {
     const int count = static_cast<int>(slots_.size());
-    std::vector<Index> where(slots_.size(), -1);
-    groups_.clear();
+    groups_.resize(slots_.size());
+    for (int a = 0; a < count; ++a) {
+      groups_[static_cast<std::size_t>(a)].adapter = a;
+      groups_[static_cast<std::size_t>(a)].row.clear();
+    }
+    order_.clear();
     for (std::size_t i = 0; i < row_adapter.size(); ++i) {
       const int a = row_adapter[i];
       PEFT_REQUIRE(a >= -1 && a < count, "MultiAdapted::forward: row_adapter[", i, "] = ", a,
                    "; expected -1 (base only) or an adapter index in [0, ", count, ")");
       if (a < 0) continue;
-      if (where[static_cast<std::size_t>(a)] < 0) {
-        where[static_cast<std::size_t>(a)] = static_cast<Index>(groups_.size());
-        groups_.push_back({a, {}});
-      }
-      groups_[static_cast<std::size_t>(where[static_cast<std::size_t>(a)])].row.push_back(static_cast<Index>(i));
+      Group& g = groups_[static_cast<std::size_t>(a)];
+      if (g.row.empty()) order_.push_back(&g);
+      g.row.push_back(static_cast<Index>(i));
     }
   }
 
-  SlotBase& slot(const Group& g) { return *slots_[static_cast<std::size_t>(g.adapter)]; }
+  SlotBase& slot(const Group& g) const { return *slots_[static_cast<std::size_t>(g.adapter)]; }
 
   static bool any_of(const std::vector<SlotBase*>& slots, bool (SlotBase::*property)() const) {
     return std::any_of(slots.begin(), slots.end(), [&](const SlotBase* s) { return (s->*property)(); });
@@ -642,9 +646,10 @@ class MultiAdapted {
   /// Applies an in-place row-wise edit to the group's rows of M.
   template <class Edit>
   void edit_rows(const Group& g, Matrix<T>& M, Edit&& edit) {
-    gather(M, g, gathered_);
-    edit(gathered_);
-    for (Index k = 0; k < g.rows(); ++k) M.row(g.row[k]) = gathered_.row(k);
+    Matrix<T>& rows = slot(g).gathered;
+    gather(M, g, rows);
+    edit(rows);
+    for (Index k = 0; k < g.rows(); ++k) M.row(g.row[k]) = rows.row(k);
   }
 
   void bind_base(const std::vector<SlotBase*>& slots) {
@@ -725,10 +730,11 @@ class MultiAdapted {
   std::vector<SlotBase*> ran_;     // the adapters the last forward ran, for backward
   std::vector<SlotBase*> merged_;  // folded into *base_, in fold order
   std::vector<T> merged_values_;   // their parameters at merge()
-  std::vector<Group> groups_;   // the last mixed forward's row groups
+  std::vector<Group> groups_;   // per adapter: its rows in the last mixed forward
+  std::vector<Group*> order_;   // the groups with rows, first seen first
   Mode last_ = Mode::none;
   Index rows_ = 0;
-  Matrix<T> x_edited_, dH_, gathered_, part_;
+  Matrix<T> x_edited_, dH_;
 };
 
 }  // namespace peft
