@@ -48,7 +48,8 @@ AdapterState<typename A::Scalar> adapter_state(const A& adapter, const B& base, 
   if constexpr (is_dense_linear<B, typename A::Scalar>) state.base = &base;
   state.in_features = base.in_features();
   state.out_features = base.out_features();
-  state.bias = &base.bias();
+  if constexpr (requires { base.bias(); }) state.bias = &base.bias();
+  else state.bias = &const_cast<B&>(base).bias();  // FrozenLayer needs only a non-const bias(); it is only read
   if constexpr (requires { adapter.factors().parameter_block(); }) {
     state.parameters = &adapter.factors().parameter_block();
     state.shared = true;

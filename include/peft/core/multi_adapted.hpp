@@ -227,14 +227,15 @@ class MultiAdapted {
     for (const Group* g : order_) {
       SlotBase& s = slot(*g);
       if (!s.adds_delta()) continue;
-      s.part.setZero(g->rows(), Y.cols());
+      Matrix<T>& part = scratch(parts_, g->rows(), Y.cols());
+      part.setZero();
       if (g->contiguous()) {
-        s.forward_delta(input.middleRows(g->first(), g->rows()), s.part);
-        Y.middleRows(g->first(), g->rows()) += s.part;
+        s.forward_delta(input.middleRows(g->first(), g->rows()), part);
+        Y.middleRows(g->first(), g->rows()) += part;
       } else {
-        gather(input, *g, s.gathered);
-        s.forward_delta(s.gathered, s.part);
-        for (Index k = 0; k < g->rows(); ++k) Y.row(g->row[k]) += s.part.row(k);
+        Matrix<T>& rows = gather(input, *g);
+        s.forward_delta(rows, part);
+        for (Index k = 0; k < g->rows(); ++k) Y.row(g->row[k]) += part.row(k);
       }
     }
     for (const Group* g : order_)
@@ -486,9 +487,6 @@ class MultiAdapted {
     virtual double flops(Index N) const = 0;
     virtual void set_training(bool training) = 0;
     virtual void* address(const std::type_info& type) = 0;  // the adapter if it is a `type`, else null
-    // A mixed batch's scratch for this adapter's rows: sized by its group, so
-    // a steady batch composition reuses it without allocating.
-    Matrix<T> part, gathered;
     virtual AdapterState<T> state(const Base& base) const = 0;
     virtual bool has_delta_weight() const = 0;
     virtual Matrix<T> delta_weight() const = 0;
@@ -597,14 +595,15 @@ class MultiAdapted {
     for (const Group* g : order_) {
       SlotBase& s = slot(*g);
       if (!s.adds_delta()) continue;
-      s.part.setZero(g->rows(), dX.cols());
+      Matrix<T>& part = scratch(parts_, g->rows(), dX.cols());
+      part.setZero();
       if (g->contiguous()) {
-        s.backward_delta(dH.middleRows(g->first(), g->rows()), s.part);
-        dX.middleRows(g->first(), g->rows()) += s.part;
+        s.backward_delta(dH.middleRows(g->first(), g->rows()), part);
+        dX.middleRows(g->first(), g->rows()) += part;
       } else {
-        gather(dH, *g, s.gathered);
-        s.backward_delta(s.gathered, s.part);
-        for (Index k = 0; k < g->rows(); ++k) dX.row(g->row[k]) += s.part.row(k);
+        Matrix<T>& rows = gather(dH, *g);
+        s.backward_delta(rows, part);
+        for (Index k = 0; k < g->rows(); ++k) dX.row(g->row[k]) += part.row(k);
       }
     }
     for (const Group* g : order_)
@@ -638,16 +637,30 @@ class MultiAdapted {
     return std::any_of(slots.begin(), slots.end(), [&](const SlotBase* s) { return (s->*property)(); });
   }
 
-  static void gather(const ConstMatrixRef<T>& from, const Group& g, Matrix<T>& to) {
-    to.resize(g.rows(), from.cols());
+  /// A scratch matrix of rows x cols from `pool`, one per shape: groups of
+  /// one size share it (it stays in cache), and a batch whose group sizes
+  /// repeat from step to step allocates nothing after the first. At most 16
+  /// shapes are kept (the oldest goes), so batches of ever-new sizes do not
+  /// grow it. The reference is valid until the next call on the same pool.
+  static Matrix<T>& scratch(std::vector<Matrix<T>>& pool, Index rows, Index cols) {
+    for (auto& m : pool)
+      if (m.rows() == rows && m.cols() == cols) return m;
+    if (pool.size() >= 16) pool.erase(pool.begin());
+    pool.emplace_back(rows, cols);
+    return pool.back();
+  }
+
+  /// The group's rows of `from`, in a scratch matrix.
+  Matrix<T>& gather(const ConstMatrixRef<T>& from, const Group& g) {
+    Matrix<T>& to = scratch(gathered_, g.rows(), from.cols());
     for (Index k = 0; k < g.rows(); ++k) to.row(k) = from.row(g.row[k]);
+    return to;
   }
 
   /// Applies an in-place row-wise edit to the group's rows of M.
   template <class Edit>
   void edit_rows(const Group& g, Matrix<T>& M, Edit&& edit) {
-    Matrix<T>& rows = slot(g).gathered;
-    gather(M, g, rows);
+    Matrix<T>& rows = gather(M, g);
     edit(rows);
     for (Index k = 0; k < g.rows(); ++k) M.row(g.row[k]) = rows.row(k);
   }
@@ -735,6 +748,7 @@ class MultiAdapted {
   Mode last_ = Mode::none;
   Index rows_ = 0;
   Matrix<T> x_edited_, dH_;
+  std::vector<Matrix<T>> parts_, gathered_;  // mixed-batch scratch, one matrix per shape (see scratch())
 };
 
 }  // namespace peft
