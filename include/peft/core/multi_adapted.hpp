@@ -224,20 +224,7 @@ class MultiAdapted {
     }
     const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(x_edited_) : X;
     base_->forward(input, Y);
-    for (const Group* g : order_) {
-      SlotBase& s = slot(*g);
-      if (!s.adds_delta()) continue;
-      Matrix<T>& part = scratch(parts_, g->rows(), Y.cols());
-      part.setZero();
-      if (g->contiguous()) {
-        s.forward_delta(input.middleRows(g->first(), g->rows()), part);
-        Y.middleRows(g->first(), g->rows()) += part;
-      } else {
-        Matrix<T>& rows = gather(input, *g);
-        s.forward_delta(rows, part);
-        for (Index k = 0; k < g->rows(); ++k) Y.row(g->row[k]) += part.row(k);
-      }
-    }
+    add_group_deltas(input, Y, &SlotBase::forward_delta);
     for (const Group* g : order_)
       if (slot(*g).edits_output()) edit_rows(*g, Y, [&](Matrix<T>& m) { slot(*g).forward_output(m); });
     last_ = Mode::mixed;
@@ -592,22 +579,29 @@ class MultiAdapted {
     }
     const ConstMatrixRef<T> dH = edits ? ConstMatrixRef<T>(dH_) : dY;
     base_->backward(dH, dX);
+    add_group_deltas(dH, dX, &SlotBase::backward_delta);
+    for (const Group* g : order_)
+      if (slot(*g).edits_input()) edit_rows(*g, dX, [&](Matrix<T>& m) { slot(*g).backward_input(m); });
+  }
+
+  /// For each group whose adapter adds a delta: delta(its rows of `in`) into
+  /// a zeroed block, added into its rows of `out` (forward_delta into Y,
+  /// backward_delta into dX). Contiguous rows are read in place.
+  void add_group_deltas(const ConstMatrixRef<T>& in, Matrix<T>& out,
+                        void (SlotBase::*delta)(const ConstMatrixRef<T>&, Matrix<T>&)) {
     for (const Group* g : order_) {
       SlotBase& s = slot(*g);
       if (!s.adds_delta()) continue;
-      Matrix<T>& part = scratch(parts_, g->rows(), dX.cols());
+      Matrix<T>& part = scratch(parts_, g->rows(), out.cols());
       part.setZero();
       if (g->contiguous()) {
-        s.backward_delta(dH.middleRows(g->first(), g->rows()), part);
-        dX.middleRows(g->first(), g->rows()) += part;
+        (s.*delta)(in.middleRows(g->first(), g->rows()), part);
+        out.middleRows(g->first(), g->rows()) += part;
       } else {
-        Matrix<T>& rows = gather(dH, *g);
-        s.backward_delta(rows, part);
-        for (Index k = 0; k < g->rows(); ++k) dX.row(g->row[k]) += part.row(k);
+        (s.*delta)(gather(in, *g), part);
+        for (Index k = 0; k < g->rows(); ++k) out.row(g->row[k]) += part.row(k);
       }
     }
-    for (const Group* g : order_)
-      if (slot(*g).edits_input()) edit_rows(*g, dX, [&](Matrix<T>& m) { slot(*g).backward_input(m); });
   }
 
   /// groups_[a]: the rows of adapter a (storage kept between calls); order_:
