@@ -16,6 +16,7 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include <peft/core/adapter.hpp>
@@ -23,6 +24,7 @@
 #include <peft/core/init.hpp>
 #include <peft/core/parameters.hpp>
 #include <peft/core/random.hpp>
+#include <peft/core/scratch.hpp>
 #include <peft/core/types.hpp>
 #include <peft/fft/fft.hpp>
 
@@ -108,6 +110,31 @@ class C3A : public OwnsParameters<T> {
     rows_ = N;
   }
 
+  /// Y += what forward_delta adds, keeping nothing (const: several threads may
+  /// call it at once). K̂ is taken from the current kernel on every call; the
+  /// plan and the spectra are the calling thread's.
+  void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
+    detail::check_delta_shapes<T>("C3A::infer_delta", X, Y, d_in_, d_out_);
+    const Index N = X.rows();
+    fft::RealFFT<T>& plan = thread_plan(b_);
+    // As forward_delta's members, one buffer per shape: k_f, x_f, y_f and the
+    // row-major scratch of plans without bin-major transforms.
+    CMatrix &k_f = thread_spectra<0>(), &x_f = thread_spectra<1>(), &y_f = thread_spectra<2>();
+    CMatrix &kernel_scratch = thread_spectra<3>(), &in_scratch = thread_spectra<4>(), &out_scratch = thread_spectra<5>();
+    fft::forward_bin_major(plan, params_.value(0).data(), m_ * n_, k_f, kernel_scratch);
+    const T* x = X.data();
+    if (X.outerStride() != X.cols()) {  // the blocks of b need X's rows back to back
+      Matrix<T>& packed = thread_matrix<C3A, T, 0>(N, d_in_);
+      packed = X;
+      x = packed.data();
+    }
+    fft::forward_bin_major(plan, x, N * n_, x_f, in_scratch);
+    y_f.resize(bins(), N * m_);
+    for (Index k = 0; k < bins(); ++k)
+      at(y_f, k, N, m_).noalias() = at(x_f, k, N, n_) * at(k_f, k, m_, n_).conjugate().transpose();
+    fft::inverse_bin_major(plan, y_f, Y.data(), T(1) / static_cast<T>(b_ * d_in_), true, out_scratch);
+  }
+
   /// dX += ΔWᵀ applied to dY's rows; dK += the kernel gradient.
   void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
     PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == d_out_, "C3A::backward_delta: dY must be ",
@@ -141,6 +168,20 @@ class C3A : public OwnsParameters<T> {
   }
 
   Index bins() const { return b_ / 2 + 1; }
+
+  /// The calling thread's plan of length b, made on first use and kept (plans hold scratch).
+  static fft::RealFFT<T>& thread_plan(Index b) {
+    thread_local std::map<Index, fft::RealFFT<T>> plans;
+    return plans.try_emplace(b, b).first->second;
+  }
+
+  /// The calling thread's spectra buffer number Slot for infer_delta, left to
+  /// the transforms to size (thread_matrix would size the scratch our engine never uses).
+  template <int Slot>
+  static CMatrix& thread_spectra() {
+    thread_local CMatrix spectra;
+    return spectra;
+  }
 
   /// M's data as rows·cols/b blocks of b back to back: M itself when its rows
   /// are contiguous, else a copy in `scratch`.

@@ -340,6 +340,34 @@ class DoRA : public OwnsParameters<T> {
   /// The edit is c ⊙ (H − b) + b: b's gradient is dY.
   bool output_edit_passes_bias() const { return true; }
 
+  /// forward_delta in eval mode (Y += s·X·Aᵀ·Bᵀ), keeping nothing (const:
+  /// several threads may call it at once); infer_output applies the magnitude.
+  void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
+    detail::check_delta_shapes<T>("DoRA::infer_delta", X, Y, d_in_, d_out_);
+    Matrix<T>& h = thread_matrix<DoRA, T>(X.rows(), config_.r);
+    h.noalias() = X * A().transpose();
+    Y.noalias() += (scaling_ * h) * B().transpose();
+  }
+
+  /// H ← c ⊙ (H − b) + b with c = m / ‖W + s·B·A‖ computed from `base` now,
+  /// keeping nothing (const: several threads may call it at once).
+  void infer_output(const Linear<T>& base, Matrix<T>& H) const {
+    check_base("DoRA::infer_output", base);
+    PEFT_REQUIRE(H.cols() == d_out_, "DoRA::infer_output: expected H with d_out = ", d_out_, " columns, got ",
+                 detail::shape_str(H.rows(), H.cols()));
+    thread_local detail::dora::NormScratch<T> scratch;
+    thread_local Vector<T> scale;
+    detail::dora::row_norms<T>(base.weight(), A(), B(), scaling_, scale, scratch);
+    scale.array() = magnitude().row(0).transpose().array() / scale.array();
+    const auto c = scale.transpose().array();
+    if (base.has_bias()) {
+      const auto b = base.bias().transpose().array();
+      for (Index n = 0; n < H.rows(); ++n) H.row(n).array() = (H.row(n).array() - b) * c + b;
+    } else {
+      H.array().rowwise() *= c;
+    }
+  }
+
   /// Computes c = m / ‖W + s·B·A‖ for this step, then Y += s·X·Aᵀ·Bᵀ (the output edit
   /// scales it with X·Wᵀ); in training with dropout, Y += (c − 1)⊙(D(X)·Wᵀ) + c⊙(s·D(X)·Aᵀ·Bᵀ).
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {

@@ -48,6 +48,13 @@ class Full : public OwnsParameters<T> {
   /// W −= ΔW and b −= Δb: undoes merge_into.
   void unmerge_from(Linear<T>& base) const { fold_into(base, T(-1)); }
 
+  /// Y += X·Wᵀ (+ b) as forward_delta, keeping nothing (const: several threads may call it at once).
+  void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
+    detail::check_delta_shapes<T>("Full::infer_delta", X, Y, d_in_, d_out_);
+    Y.noalias() += X * params_.value(kW).transpose();
+    if (config_.bias) Y.rowwise() += params_.value(kBias).row(0);
+  }
+
   /// Y += X·ΔWᵀ + Δb; keeps X for dΔW.
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     detail::check_delta_shapes<T>("Full::forward_delta", X, Y, d_in_, d_out_);

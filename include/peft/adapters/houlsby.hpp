@@ -60,6 +60,19 @@ class Houlsby : public OwnsParameters<T> {
     return 12.0 * static_cast<double>(N) * static_cast<double>(d_) * static_cast<double>(config_.bottleneck);
   }
 
+  /// forward_output keeping nothing (const: several threads may call it at once).
+  void infer_output(Matrix<T>& H) const {
+    PEFT_REQUIRE(H.cols() == d_, "Houlsby::infer_output: H must have d_out = ", d_, " columns, got ",
+                 ::peft::detail::shape_str(H.rows(), H.cols()));
+    Matrix<T>& a = thread_matrix<Houlsby, T, 0>(H.rows(), params_.value(kDownW).rows());
+    Matrix<T>& s = thread_matrix<Houlsby, T, 1>(H.rows(), a.cols());
+    a.noalias() = H * params_.value(kDownW).transpose();
+    a.rowwise() += params_.value(kDownB).row(0);
+    detail::activation_into(config_.activation, a, s, false);
+    H.noalias() += s * params_.value(kUpW).transpose();
+    H.rowwise() += params_.value(kUpB).row(0);
+  }
+
   /// H ← H' in place (H: N x d_out); keeps H and the hidden activations for backward.
   void forward_output(Matrix<T>& H) {
     PEFT_REQUIRE(H.cols() == d_, "Houlsby::forward_output: H must have d_out = ", d_, " columns, got ",

@@ -73,6 +73,11 @@ class IA3 : public OwnsParameters<T> {
   /// dl += Σ_n dH' ⊙ H, dH = dH' ⊙ l.
   void backward_output(Matrix<T>& dH) { scale_rows_backward(dH, "IA3::backward_output"); }
 
+  /// forward_input's scaling keeping nothing (const: several threads may call it at once).
+  void infer_input(Matrix<T>& X) const { scale_only(X, "IA3::infer_input", d_in_); }
+  /// forward_output's scaling keeping nothing (const: several threads may call it at once).
+  void infer_output(Matrix<T>& H) const { scale_only(H, "IA3::infer_output", d_out_); }
+
   /// W ← diag(l)·W and b ← l ⊙ b, or W ← W·diag(l) (feedforward); throws peft::Error if l is not finite.
   void merge_into(Linear<T>& base) {
     PEFT_REQUIRE(l().allFinite(), "IA3::merge_into: ia3_l must be finite");
@@ -108,6 +113,11 @@ class IA3 : public OwnsParameters<T> {
       saved_.row(r) = M.row(r);
       M.row(r).array() *= l_row().array();
     }
+  }
+
+  void scale_only(Matrix<T>& M, const char* who, Index width) const {
+    PEFT_REQUIRE(M.cols() == width, who, ": expected ", width, " columns, got ", detail::shape_str(M.rows(), M.cols()));
+    M.array().rowwise() *= l_row().array();
   }
 
   void scale_rows_backward(Matrix<T>& dM, const char* who) {

@@ -150,6 +150,17 @@ class LoKr : public OwnsParameters<T> {
   /// ΔW = s·(W1 ⊗ W2), d_out x d_in (the oracle and the merge; never used in training).
   Matrix<T> delta_weight() const { return scaling_ * structured::kronecker_dense<T>(w1(), w2()); }
 
+  /// Y += s·(W1 ⊗ W2) applied to X as forward_delta in eval mode (no module
+  /// or rank dropout), keeping nothing (const: several threads may call it at once).
+  void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
+    detail::check_delta_shapes<T>("LoKr::infer_delta", X, Y, d_in_, d_out_);
+    Matrix<T>& f1 = thread_matrix<LoKr, T, 0>(out_l_, in_m_);
+    Matrix<T>& f2 = thread_matrix<LoKr, T, 1>(out_k_, in_n_);
+    form_factor(w1_full_, w1_, w1b_, f1);
+    form_factor(w2_full_, w2_, w2b_, f2);
+    kron_.apply(f1, f2, scaling_, X, Y);
+  }
+
   /// Y += s·rows of W1·X_m·W2ᵀ, one Kronecker product per row of X.
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     detail::check_delta_shapes<T>("LoKr::forward_delta", X, Y, d_in_, d_out_);

@@ -122,6 +122,17 @@ class LoRA : public OwnsParameters<T> {
       for (Index n = 0; n < Y.rows(); ++n) Y.row(n) += scaling_ * params_.value(kBias).row(0);
   }
 
+  /// Y += s·X·Aᵀ·Bᵀ as forward_delta in eval mode, keeping nothing (const:
+  /// several threads may call it at once).
+  void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
+    detail::check_delta_shapes<T>("LoRA::infer_delta", X, Y, d_in_, d_out_);
+    Matrix<T>& h = thread_matrix<LoRA, T>(X.rows(), config_.r);
+    h.noalias() = X * A().transpose();
+    Y.noalias() += (scaling_ * h) * B().transpose();
+    if (config_.lora_bias)
+      for (Index n = 0; n < Y.rows(); ++n) Y.row(n) += scaling_ * params_.value(kBias).row(0);
+  }
+
   /// dB += s·dYᵀ·H, dA += (s·dY·B)ᵀ·D(X), dX += mask ⊙ (s·dY·B·A).
   void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
     PEFT_REQUIRE(h_.rows() == dY.rows() && dY.cols() == d_out_, "LoRA::backward_delta: dY must be ",

@@ -163,6 +163,31 @@ class LoRTA {
     return dW;
   }
 
+  /// forward_delta in eval mode keeping nothing (const: several threads may call it at once).
+  void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
+    const auto& c = factors_->config();
+    PEFT_REQUIRE(X.cols() == c.d && Y.rows() == X.rows() && Y.cols() == c.d, "LoRTA::infer_delta: expected X and Y of N x d = ",
+                 detail::shape_str(X.rows(), c.d), ", got X ", detail::shape_str(X.rows(), X.cols()), ", Y ",
+                 detail::shape_str(Y.rows(), Y.cols()));
+    const Index N = X.rows(), H = c.heads, dh = factors_->head_dim();
+    const Factors& shared = *factors_;
+    const T* x = X.data();
+    if (X.outerStride() != X.cols()) {  // the head view below needs rows back to back
+      Matrix<T>& packed = thread_matrix<LoRTA, T, 0>(N, c.d);
+      packed = X;
+      x = packed.data();
+    }
+    Matrix<T>& coeff = thread_matrix<LoRTA, T, 1>(H, c.r);
+    Matrix<T>& u = thread_matrix<LoRTA, T, 2>(N * H, c.r);
+    Matrix<T>& v = thread_matrix<LoRTA, T, 3>(N, c.r);
+    shared.head_coefficients(layer_, type_, coeff);
+    u.noalias() = ConstMatrixMap<T>(x, N * H, dh) * shared.value(Factors::kB).transpose();
+    v.setZero();
+    for (Index n = 0; n < N; ++n)
+      for (Index h = 0; h < H; ++h) v.row(n).array() += u.row(n * H + h).array() * coeff.row(h).array();
+    Y.noalias() += (shared.scaling() * v) * shared.value(Factors::kA).transpose();
+  }
+
   /// U = D(X) viewed as (N·H) x d_h times Bᵀ; V[n] = Σ_h U[n·H + h] ⊙ c_h; Y += s·V·Aᵀ.
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     const auto& c = factors_->config();

@@ -92,6 +92,17 @@ class MELoRA : public OwnsParameters<T> {
     return dW;
   }
 
+  /// Y += the block-diagonal s·B·A applied to X as forward_delta in eval mode,
+  /// keeping nothing (const: several threads may call it at once).
+  void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
+    detail::check_delta_shapes<T>("MELoRA::infer_delta", X, Y, d_in_, d_out_);
+    Matrix<T>& h = thread_matrix<MELoRA, T>(X.rows(), config_.r);
+    for (Index i = 0; i < config_.n; ++i) {
+      h.noalias() = X.middleCols(i * bin_, bin_) * A(i).transpose();
+      Y.middleCols(i * bout_, bout_).noalias() += (scaling_ * h) * B(i).transpose();
+    }
+  }
+
   /// Y_i += s·D(X)_i·A_iᵀ·B_iᵀ for every block i.
   void forward_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) {
     detail::check_delta_shapes<T>("MELoRA::forward_delta", X, Y, d_in_, d_out_);

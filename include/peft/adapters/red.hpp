@@ -62,6 +62,14 @@ class RED : public OwnsParameters<T> {
   }
   ///@}
 
+  /// forward_output keeping nothing (const: several threads may call it at once).
+  void infer_output(Matrix<T>& H) const {
+    PEFT_REQUIRE(H.cols() == d_out_, "RED::infer_output: H must have d_out = ", d_out_, " columns, got ",
+                 detail::shape_str(H.rows(), H.cols()));
+    if (config_.scale) H.array().rowwise() *= params_.value(scale_).row(0).array();
+    if (config_.bias) H.rowwise() += params_.value(bias_).row(0);
+  }
+
   /// H ← H ⊙ s + β; keeps H for the scale's gradient.
   void forward_output(Matrix<T>& H) {
     PEFT_REQUIRE(H.cols() == d_out_, "RED::forward_output: H must have d_out = ", d_out_, " columns, got ",

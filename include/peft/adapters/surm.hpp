@@ -19,7 +19,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include <peft/core/adapter.hpp>
@@ -27,6 +29,7 @@
 #include <peft/core/init.hpp>
 #include <peft/core/parameters.hpp>
 #include <peft/core/random.hpp>
+#include <peft/core/scratch.hpp>
 #include <peft/core/types.hpp>
 #include <peft/structured/circulant.hpp>
 #include <peft/structured/kronecker.hpp>
@@ -147,9 +150,9 @@ class SURM : public OwnsParameters<T> {
       case Structure::Circulant: S = structured::circulant_dense<T>(circulant_kernel()); break;
       case Structure::CirculantSingle: S = structured::circulant_dense<T>(params_.value(0).row(0).transpose()); break;
       case Structure::SymToeplitz: {
-        Vector<T> a, b;
-        symmetric_kernel(0, a);
-        symmetric_kernel(1, b);
+        Vector<T> a(2 * n_ - 1), b(2 * n_ - 1);
+        symmetric_kernel(0, a.data());
+        symmetric_kernel(1, b.data());
         S = structured::toeplitz_dense<T>(b, n_, n_) * structured::toeplitz_dense<T>(a, n_, n_);
         break;
       }
@@ -206,6 +209,33 @@ class SURM : public OwnsParameters<T> {
     Y += alpha_ * z_.leftCols(d_out_);
   }
 
+  /// Y += what forward_delta adds, keeping nothing (const: several threads may
+  /// call it at once). The kernel spectra are taken from the current parameters
+  /// on every call, on products the calling thread owns (thread_product).
+  void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
+    detail::check_delta_shapes<T>("SURM::infer_delta", X, Y, d_in_, d_out_);
+    if (config_.structure == Structure::Kronecker) {
+      kronecker_.apply(params_.value(1), params_.value(0), kronecker_scale(), X, Y);
+      return;
+    }
+    if (config_.structure == Structure::Toeplitz) {
+      auto& toeplitz = thread_product<structured::Toeplitz<T>>(d_out_, d_in_);
+      toeplitz.set_kernel(params_.value(0).data());
+      toeplitz.apply(X, Y, alpha_, true);
+      return;
+    }
+    if (d_in_ == d_out_) {  // square: no padding, the product lands in Y directly
+      infer_square(X, Y, alpha_, true);
+      return;
+    }
+    Matrix<T>& xp = thread_matrix<SURM, T, kPaddedSlot>(X.rows(), n_);
+    xp.setZero();
+    xp.leftCols(d_in_) = X;
+    Matrix<T>& z = thread_matrix<SURM, T, kProductSlot>(X.rows(), n_);
+    infer_square(xp, z, T(1), false);
+    Y += alpha_ * z.leftCols(d_out_);
+  }
+
   /// dX += α·(P_out·S·P_inᵀ)ᵀ applied to dY's rows; parameter gradients accumulate.
   void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
     PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == d_out_, "SURM::backward_delta: dY must be ",
@@ -250,6 +280,55 @@ class SURM : public OwnsParameters<T> {
   }
 
  private:
+  // infer_delta's per-thread working memory: thread_matrix slots, and the
+  // kernel's thread_scratch (its length differs between structures and sizes).
+  static constexpr int kPaddedSlot = 0, kProductSlot = 1, kHiddenSlot = 2, kKernelSlot = 0;
+
+  /// The calling thread's product of these sizes, made on first use and kept:
+  /// products hold plan scratch and spectra, so a const path cannot use the members'.
+  template <class Product, class... Sizes>
+  static Product& thread_product(Sizes... sizes) {
+    thread_local std::map<std::tuple<Sizes...>, Product> products;
+    return products.try_emplace(std::tuple<Sizes...>(sizes...), sizes...).first->second;
+  }
+
+  /// Y = or += scale · rows S·x of X (N x n) for the n x n structures
+  /// (circulant, symmetric Toeplitz, LDR), as forward_delta computes them.
+  void infer_square(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale, bool accumulate) const {
+    switch (config_.structure) {
+      case Structure::Circulant:
+      case Structure::CirculantSingle: {
+        auto& circulant = thread_product<structured::Circulant<T>>(n_);
+        if (config_.structure == Structure::CirculantSingle) {
+          circulant.set_kernel(params_.value(0).data());
+        } else {
+          auto kernel = thread_scratch<SURM, T, kKernelSlot>().view(1, n_);
+          kernel = params_.value(0).cwiseProduct(params_.value(1));  // A ⊙ B
+          circulant.set_kernel(kernel.data());
+        }
+        circulant.apply(X, Y, scale, accumulate);
+        return;
+      }
+      case Structure::SymToeplitz: {  // T(b)·(T(a)·x), one product taking each kernel in turn
+        auto& toeplitz = thread_product<structured::Toeplitz<T>>(n_, n_);
+        auto kernel = thread_scratch<SURM, T, kKernelSlot>().view(1, 2 * n_ - 1);
+        Matrix<T>& u = thread_matrix<SURM, T, kHiddenSlot>(X.rows(), n_);
+        symmetric_kernel(0, kernel.data());
+        toeplitz.set_kernel(kernel.data());
+        toeplitz.apply(X, u);
+        symmetric_kernel(1, kernel.data());
+        toeplitz.set_kernel(kernel.data());
+        toeplitz.apply(u, Y, scale, accumulate);
+        return;
+      }
+      default: {
+        auto& ldr = thread_product<structured::LDR<T>>(n_, config_.rank);
+        ldr.set_kernel(params_.value(0).data());
+        ldr.apply(X, Y, scale, accumulate);
+      }
+    }
+  }
+
   T kronecker_scale() const { return alpha_ / static_cast<T>(config_.rank); }
 
   bool circulant() const {
@@ -274,10 +353,11 @@ class SURM : public OwnsParameters<T> {
   /// Y = or += scale · rows of T(b)·T(a)·x (the square case writes the
   /// adapter's output directly, the padded one a scratch).
   void symmetric_toeplitz_forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale, bool accumulate) {
-    symmetric_kernel(0, kernel_);  // set_kernel takes its spectrum, so kernel_ serves both
+    kernel_.resize(2 * n_ - 1);
+    symmetric_kernel(0, kernel_.data());  // set_kernel takes its spectrum, so kernel_ serves both
     toeplitz_a_->set_kernel(kernel_.data());
     toeplitz_a_->forward(X, u_);
-    symmetric_kernel(1, kernel_);
+    symmetric_kernel(1, kernel_.data());
     toeplitz_b_->set_kernel(kernel_.data());
     toeplitz_b_->forward(u_, Y, scale, accumulate);
   }
@@ -307,10 +387,9 @@ class SURM : public OwnsParameters<T> {
     params_.grad(1).row(0).array() += kernel_grad_.transpose().array() * params_.value(0).row(0).array();
   }
 
-  /// t = [v_{n−1}..v_1, v_0, v_1..v_{n−1}]: T(v) as a general Toeplitz kernel.
-  void symmetric_kernel(Index which, Vector<T>& t) const {
+  /// t (2n − 1 entries) = [v_{n−1}..v_1, v_0, v_1..v_{n−1}]: T(v) as a general Toeplitz kernel.
+  void symmetric_kernel(Index which, T* t) const {
     const auto v = params_.value(which).row(0);
-    t.resize(2 * n_ - 1);
     for (Index k = 0; k < n_; ++k) t[n_ - 1 + k] = t[n_ - 1 - k] = v[k];
   }
 

@@ -15,6 +15,7 @@
 #include <peft/core/activation.hpp>
 #include <peft/core/dropout.hpp>
 #include <peft/core/error.hpp>
+#include <peft/core/scratch.hpp>
 #include <peft/core/types.hpp>
 
 namespace peft {
@@ -79,6 +80,18 @@ class SURMAdapter : private SURM<T> {
     z_.setZero(H.rows(), d_);
     Base::forward_delta(h_, z_);
     detail::activation_into(config_.activation, z_, H, true);
+    H.rowwise() += this->parameter_block().value(bias_).row(0);
+  }
+
+  /// forward_output in eval mode (no dropout), keeping nothing (const: several
+  /// threads may call it at once).
+  void infer_output(Matrix<T>& H) const {
+    PEFT_REQUIRE(H.cols() == d_, "SURMAdapter::infer_output: H must have d_out = ", d_, " columns, got ",
+                 ::peft::detail::shape_str(H.rows(), H.cols()));
+    Matrix<T>& z = thread_matrix<SURMAdapter, T>(H.rows(), d_);
+    z.setZero();
+    Base::infer_delta(H, z);  // reads all of H before it is edited below
+    detail::activation_into(config_.activation, z, H, true);
     H.rowwise() += this->parameter_block().value(bias_).row(0);
   }
 

@@ -22,6 +22,14 @@
 // call only (Adapted may have moved since). An output edit of the form
 // H' = f(H − b) + b says so with output_edit_passes_bias(): the base bias's
 // gradient is then dY, not the edit's dH.
+//
+// Inference: an adapter also provides const versions of its edit points,
+//   infer_input(Matrix& X) const, infer_delta(X, Matrix& Y) const,
+//   infer_output(Matrix& H) const   (DoRA: infer_output(const Linear&, H) const),
+// computing what forward_* computes in eval mode (no dropout) while keeping
+// nothing for backward and writing no member: working memory comes from
+// per-thread scratch (thread_matrix, core/scratch.hpp), so several threads may
+// run them at once on one adapter. Adapted/MultiAdapted::infer use them.
 
 #include <concepts>
 #include <vector>
@@ -30,6 +38,7 @@
 
 #include <peft/core/linear.hpp>
 #include <peft/core/random.hpp>
+#include <peft/core/scratch.hpp>
 #include <peft/core/types.hpp>
 
 namespace peft {
@@ -67,6 +76,21 @@ concept Adapter = requires(A& a, const A& ca, Index n) {
   { ca.num_params() } -> std::convertible_to<Index>;
   { ca.flops(n) } -> std::convertible_to<double>;
 } && (EditsInput<A> || AddsDelta<A> || EditsOutput<A>);
+
+/// Has the const inference edit points (see the header comment) for every
+/// edit point it has: Adapted<A>::infer and MultiAdapted::infer need it.
+template <class A>
+concept Infers =
+    Adapter<A> &&
+    (!EditsInput<A> || requires(const A& a, Matrix<typename A::Scalar>& m) { a.infer_input(m); }) &&
+    (!AddsDelta<A> ||
+     requires(const A& a, const ConstMatrixRef<typename A::Scalar>& x, Matrix<typename A::Scalar>& m) {
+       a.infer_delta(x, m);
+     }) &&
+    (!EditsOutput<A> || requires(const A& a, Matrix<typename A::Scalar>& m) { a.infer_output(m); } ||
+     requires(const A& a, const Linear<typename A::Scalar>& base, Matrix<typename A::Scalar>& m) {
+       a.infer_output(base, m);
+     });
 
 /// Linear in X with a dense equivalent: Δ(X) = X·ΔWᵀ.
 template <class A>
@@ -135,6 +159,41 @@ concept HasRandomStreams = requires(A& a) {
 };
 
 namespace detail {
+
+/// An Infers adapter's output edit, handed the base when it reads it (DoRA).
+template <class A, class Base>
+void infer_output(const A& a, const Base& base, Matrix<typename A::Scalar>& H) {
+  if constexpr (requires { a.infer_output(H); }) a.infer_output(H);
+  else a.infer_output(base, H);
+}
+
+/// Owner tag of the edited input's per-thread scratch (infer_through).
+struct EditedInput;
+
+/// Y = output_edit(base(input_edit(X)) + Δ(input_edit(X))) through an Infers
+/// adapter's const edit points: the inference path of Adapted. The edited
+/// input lives in the calling thread's scratch.
+template <class A, class Base>
+void infer_through(const A& a, const Base& base, const ConstMatrixRef<typename A::Scalar>& X,
+                   Matrix<typename A::Scalar>& Y) {
+  using T = typename A::Scalar;
+  auto from_input = [&](const ConstMatrixRef<T>& input) {
+    base.forward(input, Y);
+    if constexpr (AddsDelta<A>) a.infer_delta(input, Y);
+    if constexpr (EditsOutput<A>)
+      if (output_edit_active(a)) infer_output(a, base, Y);
+  };
+  if constexpr (EditsInput<A>) {
+    if (input_edit_active(a)) {
+      Matrix<T>& edited = thread_matrix<EditedInput, T>(X.rows(), X.cols());
+      edited = X;
+      a.infer_input(edited);
+      from_input(edited);
+      return;
+    }
+  }
+  from_input(X);
+}
 
 /// The shape check every additive adapter's forward_delta starts with.
 template <class T>

@@ -28,4 +28,23 @@ class Scratch {
   Eigen::Matrix<S, Eigen::Dynamic, 1> storage_;
 };
 
+/// The calling thread's matrix number Slot for Owner's const (inference)
+/// paths: a layer's infer() may run on several threads at once, so its
+/// working memory cannot live in the layer. Each thread keeps one per
+/// (Owner, scalar, Slot), shared by every instance of Owner on that thread and
+/// reused from call to call; it reallocates only when the element count changes.
+template <class Owner, class S, int Slot = 0>
+Matrix<S>& thread_matrix(Index rows, Index cols) {
+  thread_local Matrix<S> m;
+  m.resize(rows, cols);
+  return m;
+}
+
+/// Like thread_matrix, but a Scratch that only grows (for shapes that alternate).
+template <class Owner, class S, int Slot = 0>
+Scratch<S>& thread_scratch() {
+  thread_local Scratch<S> scratch;
+  return scratch;
+}
+
 }  // namespace peft

@@ -54,18 +54,13 @@ class DiagonalisedProduct {
   /// Y = scale · rows M·x of X (N x n); with `accumulate`, Y (N x n)
   /// += that instead (an adapter adds its update to the base output in place).
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
-    PEFT_REQUIRE(X.cols() == n_, forward_who_, ": X must have n = ", n_, " columns, got ",
-                 ::peft::detail::shape_str(X.rows(), X.cols()));
-    forward_rows_ = X.rows();
-    const T inverse_scale = scale / static_cast<T>(n_);
-    if (uses_panels(plan_)) {
-      prepare_output(Y, X.rows(), n_, accumulate, forward_who_.c_str());
-      if constexpr (PanelPlan<Plan>) forward_panels(X, Y, inverse_scale, accumulate);
-      return;
-    }
-    fft::forward(plan_, X, x_hat_);
-    detail::inverse_of_product<false>(plan_, x_hat_, c_hat_.data(), work_, Y, inverse_scale, accumulate,
-                                      forward_who_.c_str());
+    run_forward<true>(X, Y, scale, accumulate);
+  }
+
+  /// forward keeping nothing for backward: the inference path, on a product
+  /// the calling thread owns. Backward needs a new forward.
+  void apply(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
+    run_forward<false>(X, Y, scale, accumulate);
   }
 
   /// dX = scale · rows Mᵀ·g of G (or += with `accumulate`); dc (n entries,
@@ -87,18 +82,37 @@ class DiagonalisedProduct {
   }
 
  private:
-  // Y (sized) = or += inverse_scale · F⁻¹(ĉ ⊙ F(x)) per panel; x̂ kept.
+  // forward; with Keep, x̂ stays for backward (the row path's x̂ is its
+  // working buffer either way); without, backward takes no batch until a new forward.
+  template <bool Keep>
+  void run_forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale, bool accumulate) {
+    PEFT_REQUIRE(X.cols() == n_, forward_who_, ": X must have n = ", n_, " columns, got ",
+                 ::peft::detail::shape_str(X.rows(), X.cols()));
+    forward_rows_ = Keep ? X.rows() : 0;
+    const T inverse_scale = scale / static_cast<T>(n_);
+    if (uses_panels(plan_)) {
+      prepare_output(Y, X.rows(), n_, accumulate, forward_who_.c_str());
+      if constexpr (PanelPlan<Plan>) forward_panels<Keep>(X, Y, inverse_scale, accumulate);
+      return;
+    }
+    fft::forward(plan_, X, x_hat_);
+    detail::inverse_of_product<false>(plan_, x_hat_, c_hat_.data(), work_, Y, inverse_scale, accumulate,
+                                      forward_who_.c_str());
+  }
+
+  // Y (sized) = or += inverse_scale · F⁻¹(ĉ ⊙ F(x)) per panel; x̂ kept if Keep.
+  template <bool Keep>
   void forward_panels(const ConstMatrixRef<T>& X, Matrix<T>& Y, T inverse_scale, bool accumulate)
     requires PanelPlan<Plan>
   {
-    x_panels_.resize(X.rows(), plan_.bins());
+    if constexpr (Keep) x_panels_.resize(X.rows(), plan_.bins());
     workers_.prepare(plan_, X.rows(), 1);
     workers_.run(X.rows(), [&](auto& w, Index r0, int lanes, Index p) {
       Lane* z = w.buffer(0);
       w.plan->load_panel(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, z);
-      auto* x_hat = x_panels_.panel(p);
+      auto* x_hat = Keep ? x_panels_.panel(p) : nullptr;
       w.plan->around_spectrum(z, [&](Index k, Lane& x) {
-        x_hat[k] = x;
+        if constexpr (Keep) x_hat[k] = x;
         fft::detail::multiply_lane(x, c_hat_[k]);
       });
       w.plan->store_panel(z, Y.data() + r0 * n_, n_, lanes, inverse_scale, accumulate);
@@ -154,6 +168,8 @@ class DiagonalisedProduct {
 /// gradient (Circ(c)[i][j] = c[(i − j) mod n]). Its members come from
 /// detail::DiagonalisedProduct: size(); set_kernel(c) (n entries, spectrum kept);
 /// forward(X, Y, scale = 1, accumulate = false): Y = (or +=) scale·rows Circ(c)·x;
+/// apply(X, Y, scale = 1, accumulate = false): forward keeping nothing for backward
+/// (inference, on a product the calling thread owns);
 /// backward(G, dX, dc, scale = 1, accumulate = false): dX = (or +=) scale·rows Circ(c)ᵀ·g
 /// and dc (n entries, may be null) += scale·dL/dc, against the last forward.
 /// forward and backward throw peft::Error on a shape mismatch.

@@ -74,18 +74,13 @@ class CirculantPlusSkew {
 
   /// Y = scale · rows S·x of X (N x n), or Y (N x n) += that with `accumulate`.
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
-    PEFT_REQUIRE(X.cols() == n_, "CirculantPlusSkew::forward: X must have n = ", n_, " columns, got ",
-                 ::peft::detail::shape_str(X.rows(), X.cols()));
-    detail::prepare_output(Y, X.rows(), n_, accumulate, "CirculantPlusSkew::forward");
-    forward_rows_ = X.rows();
-    if (!panels_) {
-      circulant_->forward(X, Y, scale, accumulate);
-      skew_->forward(X, Y, scale, true);
-      return;
-    }
-    if constexpr (kPanels) {
-      run_panels(X, Y, nullptr, false, scale, accumulate);
-    }
+    run_forward<true>(X, Y, scale, accumulate, "CirculantPlusSkew::forward");
+  }
+
+  /// forward keeping nothing for backward: the inference path, on a product
+  /// the calling thread owns. Backward needs a new forward.
+  void apply(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
+    run_forward<false>(X, Y, scale, accumulate, "CirculantPlusSkew::apply");
   }
 
   /// dX = scale · rows Sᵀ·g of G (or += with `accumulate`); dkernel (2n
@@ -101,11 +96,29 @@ class CirculantPlusSkew {
       return;
     }
     if constexpr (kPanels) {
-      run_panels(G, dX, dkernel, true, scale, accumulate);
+      run_panels<true>(G, dX, dkernel, true, scale, accumulate);
     }
   }
 
  private:
+  // forward; with Keep, the panels' input spectra stay for backward (the row
+  // path's are its working buffers either way); without, backward takes no batch.
+  template <bool Keep>
+  void run_forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale, bool accumulate, const char* who) {
+    PEFT_REQUIRE(X.cols() == n_, who, ": X must have n = ", n_, " columns, got ",
+                 ::peft::detail::shape_str(X.rows(), X.cols()));
+    detail::prepare_output(Y, X.rows(), n_, accumulate, who);
+    forward_rows_ = Keep ? X.rows() : 0;
+    if (!panels_) {
+      circulant_->forward(X, Y, scale, accumulate);
+      skew_->forward(X, Y, scale, true);
+      return;
+    }
+    if constexpr (kPanels) {
+      run_panels<Keep>(X, Y, nullptr, false, scale, accumulate);
+    }
+  }
+
   static Index checked(Index n) {
     PEFT_REQUIRE(n >= 1, "CirculantPlusSkew: size must be >= 1, got ", n);
     return n;
@@ -126,14 +139,15 @@ class CirculantPlusSkew {
   };
 
   // Out (sized) = or += scale · rows of S·in (or Sᵀ·in with `adjoint`). In
-  // forward the spectra of in are kept; in backward the kernel gradient
-  // (dkernel, when not null) is summed against them.
+  // forward the spectra of in are kept (unless not Keep: inference); in
+  // backward the kernel gradient (dkernel, when not null) is summed against them.
+  template <bool Keep>
   void run_panels(const ConstMatrixRef<T>& In, Matrix<T>& Out, T* dkernel, bool adjoint, T scale, bool accumulate)
     requires kPanels
   {
     Panels& P = *panels_;
     const Index real_bins = P.real.bins(), skew_bins = P.skew.bins();
-    if (!adjoint) {
+    if (Keep && !adjoint) {
       P.x_real.resize(In.rows(), real_bins);
       P.x_skew.resize(In.rows(), skew_bins);
     }
@@ -146,11 +160,14 @@ class CirculantPlusSkew {
       w.plan->real_layout_to_negacyclic_forward(a, b, T(1));
       // Per bin: keep x's spectrum (forward) or add to the kernel gradient's
       // sum (backward), then multiply by the kernel's spectrum (conj in backward).
-      Lane *kept_c = P.x_real.panel(p), *kept_s = P.x_skew.panel(p);
+      Lane *kept_c = Keep ? P.x_real.panel(p) : nullptr, *kept_s = Keep ? P.x_skew.panel(p) : nullptr;
       Sum *sum_c = kernel_grad ? w.sums[0].data() : nullptr, *sum_s = kernel_grad ? w.sums[1].data() : nullptr;
       auto per_bin = [adjoint](Lane* kept, Sum* sums, std::complex<T> v_hat, Index k, Lane& v) {
-        if (!adjoint) kept[k] = v;
-        else if (sums != nullptr) fft::detail::add_conj_product_folded(sums[k], kept[k], v);
+        if (!adjoint) {
+          if constexpr (Keep) kept[k] = v;
+        } else if (sums != nullptr) {
+          fft::detail::add_conj_product_folded(sums[k], kept[k], v);
+        }
         fft::detail::multiply_lane(v, adjoint ? std::conj(v_hat) : v_hat);
       };
       w.plan->around_spectrum(a, [&](Index k, Lane& v) { per_bin(kept_c, sum_c, P.c_hat[k], k, v); });

@@ -10,6 +10,7 @@
 //   dW1 = Σ G_m·U_nᵀ.
 
 #include <peft/core/error.hpp>
+#include <peft/core/scratch.hpp>
 #include <peft/core/types.hpp>
 
 namespace peft::structured {
@@ -48,6 +49,31 @@ class Kronecker {
     w1_scaled_ = scale * W1;  // all backward needs of W1
     for (Index n = 0; n < N; ++n)
       MatrixMap<T>(Y.row(n).data(), p_out_, q_out_).noalias() = w1_scaled_ * u_.middleRows(n * p_in_, p_in_);
+  }
+
+  /// Y (N x rows()) += scale·rows (W1 ⊗ W2)·x of X, keeping nothing: the
+  /// const path for inference, safe on several threads at once (its working
+  /// memory is the calling thread's).
+  void apply(const ConstMatrixRef<T>& W1, const ConstMatrixRef<T>& W2, T scale, const ConstMatrixRef<T>& X,
+             Matrix<T>& Y) const {
+    PEFT_REQUIRE(W1.rows() == p_out_ && W1.cols() == p_in_ && W2.rows() == q_out_ && W2.cols() == q_in_,
+                 "Kronecker::apply: factors must be ", ::peft::detail::shape_str(p_out_, p_in_), " and ",
+                 ::peft::detail::shape_str(q_out_, q_in_), ", got ", ::peft::detail::shape_str(W1.rows(), W1.cols()),
+                 " and ", ::peft::detail::shape_str(W2.rows(), W2.cols()));
+    PEFT_REQUIRE(X.cols() == cols() && Y.rows() == X.rows() && Y.cols() == rows(), "Kronecker::apply: expected X with ",
+                 cols(), " columns and Y of ", ::peft::detail::shape_str(X.rows(), rows()), ", got X ",
+                 ::peft::detail::shape_str(X.rows(), X.cols()), ", Y ", ::peft::detail::shape_str(Y.rows(), Y.cols()));
+    const Index N = X.rows();
+    const T* x = X.data();
+    if (X.outerStride() != X.cols()) {  // the reshape below needs rows back to back
+      Matrix<T>& packed = thread_matrix<Kronecker, T, 0>(N, cols());
+      packed = X;
+      x = packed.data();
+    }
+    Matrix<T>& u = thread_matrix<Kronecker, T, 1>(N * p_in_, q_out_);
+    u.noalias() = ConstMatrixMap<T>(x, N * p_in_, q_in_) * W2.transpose();
+    for (Index n = 0; n < N; ++n)
+      MatrixMap<T>(Y.row(n).data(), p_out_, q_out_).noalias() += (scale * W1) * u.middleRows(n * p_in_, p_in_);
   }
 
   /// dX += scale·rows (W1 ⊗ W2)ᵀ·g of G; dW1, dW2 = the factors' gradients

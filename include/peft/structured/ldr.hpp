@@ -66,26 +66,13 @@ class LDR {
 
   /// Y = scale · rows S·x of X (N x n), or Y (N x n) += that with `accumulate`.
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
-    PEFT_REQUIRE(X.cols() == n_, "LDR::forward: X must have n = ", n_, " columns, got ",
-                 ::peft::detail::shape_str(X.rows(), X.cols()));
-    forward_rows_ = X.rows();
-    if (on_panels()) {
-      if constexpr (kPanels) {
-        detail::prepare_output(Y, X.rows(), n_, accumulate, "LDR::forward");
-        forward_panels(X, Y, scale * inverse_scale(), accumulate);
-      }
-      return;
-    }
-    fft::forward(skew_plan_, X, x_hat_);
-    sum_.setZero(X.rows(), plan_n_.bins());
-    for (Index i = 0; i < rank_; ++i) {
-      detail::inverse_of_product<false>(skew_plan_, x_hat_, &h_hat_(i, 0), work_skew_, u_, inverse_scale(), false,
-                                        "LDR::forward");
-      Spectra& u_hat = u_hat_[static_cast<std::size_t>(i)];
-      fft::forward(plan_n_, u_, u_hat);
-      detail::multiply_rows<false, true>(u_hat, &g_hat_(i, 0), sum_);
-    }
-    detail::inverse_rows(plan_n_, sum_, Y, scale * inverse_scale(), accumulate, "LDR::forward");
+    run_forward<true>(X, Y, scale, accumulate);
+  }
+
+  /// forward keeping nothing for backward: the inference path, on a product
+  /// the calling thread owns. Backward needs a new forward.
+  void apply(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
+    run_forward<false>(X, Y, scale, accumulate);
   }
 
   /// dX = scale · rows Sᵀ·g of G (or += with `accumulate`); dkernel (2ρn
@@ -128,25 +115,59 @@ class LDR {
 
   bool on_panels() const { return kPanels && n_ % 2 == 0; }
 
-  // Per panel: x̃ = N(x) (kept); per term u_i = N⁻¹(h̃_i ⊙ x̃) moved to the
-  // real layout, û_i = F(u_i) (kept); Y = or += out_scale · F⁻¹(Σ ĝ_i ⊙ û_i).
+  // forward; with Keep, x̃ and the û_i stay for backward; without, one
+  // buffer serves every term's û_i and backward takes no batch.
+  template <bool Keep>
+  void run_forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale, bool accumulate) {
+    PEFT_REQUIRE(X.cols() == n_, "LDR::forward: X must have n = ", n_, " columns, got ",
+                 ::peft::detail::shape_str(X.rows(), X.cols()));
+    forward_rows_ = Keep ? X.rows() : 0;
+    if (on_panels()) {
+      if constexpr (kPanels) {
+        detail::prepare_output(Y, X.rows(), n_, accumulate, "LDR::forward");
+        forward_panels<Keep>(X, Y, scale * inverse_scale(), accumulate);
+      }
+      return;
+    }
+    fft::forward(skew_plan_, X, x_hat_);
+    sum_.setZero(X.rows(), plan_n_.bins());
+    for (Index i = 0; i < rank_; ++i) {
+      detail::inverse_of_product<false>(skew_plan_, x_hat_, &h_hat_(i, 0), work_skew_, u_, inverse_scale(), false,
+                                        "LDR::forward");
+      Spectra& u_hat = u_hat_[static_cast<std::size_t>(Keep ? i : 0)];
+      fft::forward(plan_n_, u_, u_hat);
+      detail::multiply_rows<false, true>(u_hat, &g_hat_(i, 0), sum_);
+    }
+    detail::inverse_rows(plan_n_, sum_, Y, scale * inverse_scale(), accumulate, "LDR::forward");
+  }
+
+  // Per panel: x̃ = N(x) (kept if Keep); per term u_i = N⁻¹(h̃_i ⊙ x̃) moved to
+  // the real layout, û_i = F(u_i) (kept if Keep, else in a panel buffer);
+  // Y = or += out_scale · F⁻¹(Σ ĝ_i ⊙ û_i).
+  template <bool Keep>
   void forward_panels(const ConstMatrixRef<T>& X, Matrix<T>& Y, T out_scale, bool accumulate)
     requires kPanels
   {
     const Index skew_bins = skew_plan_.bins();
-    x_panels_.resize(X.rows(), skew_bins);
-    u_panels_.resize(static_cast<std::size_t>(rank_));
-    for (auto& u : u_panels_) u.resize(X.rows(), plan_n_.panel_slots());  // holds u_i as a signal first
-    workers_.prepare(plan_n_, X.rows(), 3);
+    if constexpr (Keep) {
+      x_panels_.resize(X.rows(), skew_bins);
+      u_panels_.resize(static_cast<std::size_t>(rank_));
+      for (auto& u : u_panels_) u.resize(X.rows(), plan_n_.panel_slots());  // holds u_i as a signal first
+    }
+    workers_.prepare(plan_n_, X.rows(), Keep ? 3 : 4);
     workers_.run(X.rows(), [&](auto& w, Index r0, int lanes, Index p) {
       Plan& plan = *w.plan;
       Lane *x = w.buffer(0), *work = w.buffer(1), *sum = w.buffer(2);
       plan.template load_panel<kSkew>(X.data() + r0 * X.outerStride(), X.outerStride(), lanes, x);
-      Lane* x_kept = x_panels_.panel(p);
-      plan.template forward_panel<kSkew>(x, [&](Index k, const Lane& v) { x_kept[k] = v; });
+      if constexpr (Keep) {
+        Lane* x_kept = x_panels_.panel(p);
+        plan.template forward_panel<kSkew>(x, [&](Index k, const Lane& v) { x_kept[k] = v; });
+      } else {
+        plan.template forward_panel<kSkew>(x);
+      }
       for (Index i = 0; i < rank_; ++i) {
         fft::detail::product_lanes(x, &h_hat_(i, 0), false, work, skew_bins);
-        Lane* u_hat = u_panels_[static_cast<std::size_t>(i)].panel(p);
+        Lane* u_hat = Keep ? u_panels_[static_cast<std::size_t>(i)].panel(p) : w.buffer(3);
         plan.negacyclic_inverse_to_real_layout(work, u_hat, inverse_scale(), false);
         const std::complex<T>* g_hat = &g_hat_(i, 0);
         // sum = Σ_i ĝ_i ⊙ û_i, taken in û_i's post-twiddle pass.

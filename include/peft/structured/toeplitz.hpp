@@ -85,19 +85,13 @@ class Toeplitz {
   /// Y (N x m) = scale · rows T(t)·x of X (N x n); with `accumulate`, Y
   /// (N x m) += that instead.
   void forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
-    PEFT_REQUIRE(X.cols() == n_, "Toeplitz::forward: X must have n = ", n_, " columns, got ",
-                 ::peft::detail::shape_str(X.rows(), X.cols()));
-    forward_rows_ = X.rows();
-    if (split_) {
-      if (accumulate) detail::require_accumulable(Y, X.rows(), m_, "Toeplitz::forward");
-      split_->forward(X, Y, scale, accumulate);
-      return;
-    }
-    zero_padded(padded_x_, X.rows()).leftCols(n_) = X;
-    fft::forward(*plan_, padded_x_, x_hat_);
-    detail::inverse_of_product<false>(*plan_, x_hat_, t_hat_.data(), work_, wide_, scale / static_cast<T>(L_), false,
-                                      "Toeplitz::forward");
-    store(wide_.middleCols(n_ - 1, m_), Y, accumulate, "Toeplitz::forward");
+    run_forward<true>(X, Y, scale, accumulate);
+  }
+
+  /// forward keeping nothing for backward: the inference path, on a product
+  /// the calling thread owns. Backward needs a new forward.
+  void apply(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale = T(1), bool accumulate = false) {
+    run_forward<false>(X, Y, scale, accumulate);
   }
 
   /// dX (N x n) = scale · rows T(t)ᵀ·g of G (N x m) (or += with
@@ -117,6 +111,26 @@ class Toeplitz {
   }
 
  private:
+  // forward; with Keep, x's spectra stay for backward (the embedding's x̂ is
+  // its working buffer either way); without, backward takes no batch.
+  template <bool Keep>
+  void run_forward(const ConstMatrixRef<T>& X, Matrix<T>& Y, T scale, bool accumulate) {
+    PEFT_REQUIRE(X.cols() == n_, "Toeplitz::forward: X must have n = ", n_, " columns, got ",
+                 ::peft::detail::shape_str(X.rows(), X.cols()));
+    forward_rows_ = Keep ? X.rows() : 0;
+    if (split_) {
+      if (accumulate) detail::require_accumulable(Y, X.rows(), m_, "Toeplitz::forward");
+      if constexpr (Keep) split_->forward(X, Y, scale, accumulate);
+      else split_->apply(X, Y, scale, accumulate);
+      return;
+    }
+    zero_padded(padded_x_, X.rows()).leftCols(n_) = X;
+    fft::forward(*plan_, padded_x_, x_hat_);
+    detail::inverse_of_product<false>(*plan_, x_hat_, t_hat_.data(), work_, wide_, scale / static_cast<T>(L_), false,
+                                      "Toeplitz::forward");
+    store(wide_.middleCols(n_ - 1, m_), Y, accumulate, "Toeplitz::forward");
+  }
+
   /// backward() of the split form; dt gets the chain rule through c and s.
   void split_backward(const ConstMatrixRef<T>& G, Matrix<T>& dX, T* dt, T scale, bool accumulate) {
     const Index n = n_;
