@@ -72,11 +72,38 @@ class Adapted {
     return Y;
   }
 
+  /// Inference: what forward computes in eval mode (no dropout), from a const
+  /// layer that keeps nothing, so several threads may call it at once on one
+  /// layer (while nothing changes the layer). Working memory is per thread and
+  /// reused; no backward follows it. Throws peft::Error unless X has
+  /// in_features() columns.
+  void infer(const ConstMatrixRef<T>& X, Matrix<T>& Y) const
+    requires Infers<A>
+  {
+    PEFT_REQUIRE(X.cols() == base_.in_features(), "Adapted::infer: X must have in_features = ", base_.in_features(),
+                 " columns, got ", detail::shape_str(X.rows(), X.cols()));
+    if (merged_) {
+      base_.forward(X, Y);
+      return;
+    }
+    detail::infer_through(adapter_, base_, X, Y);
+  }
+  /// Y returned (N x d_out); see infer(X, Y).
+  Matrix<T> infer(const ConstMatrixRef<T>& X) const
+    requires Infers<A>
+  {
+    Matrix<T> Y;
+    infer(X, Y);
+    return Y;
+  }
+
   /// dX for the upstream gradient dY of the last forward; adds into the
-  /// adapter's parameter gradients. May be called again on the same forward.
+  /// adapter's parameter gradients. Once per forward: a second call would add
+  /// the same gradients twice, so it throws.
   void backward(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
     PEFT_REQUIRE(!merged_, "Adapted::backward: the adapter is merged into the base; call unmerge() before training");
-    PEFT_REQUIRE(rows_ >= 0, "Adapted::backward: called before forward");
+    PEFT_REQUIRE(rows_ >= 0, "Adapted::backward: called before forward, or twice for one forward; expected one "
+                 "forward before each backward");
     PEFT_REQUIRE(dY.rows() == rows_ && dY.cols() == base_.out_features(),
                  "Adapted::backward: dY must be N x out_features = ", detail::shape_str(rows_, base_.out_features()),
                  " like the last forward's output, got ", detail::shape_str(dY.rows(), dY.cols()));
@@ -91,9 +118,11 @@ class Adapted {
     if constexpr (AddsDelta<A>) adapter_.backward_delta(dH, dX);
     if constexpr (EditsInput<A>)
       if (input_edit_active(adapter_)) adapter_.backward_input(dX);
+    rows_ = -1;  // the gradients are in: another backward would add them again
   }
   /// dX returned (N x d_in). Throws peft::Error when merged, when no forward came
-  /// since construction or the last (un)merge, or unless dY is N x out_features().
+  /// since construction, the last (un)merge or the last backward, or unless dY
+  /// is N x out_features().
   Matrix<T> backward(const ConstMatrixRef<T>& dY) {
     Matrix<T> dX;
     backward(dY, dX);
