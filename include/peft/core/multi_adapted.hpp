@@ -180,11 +180,11 @@ class MultiAdapted {
     bind_base(ran_);
     const bool edits = any_of(ran_, &SlotBase::edits_input);
     if (edits) {
-      x_edited_ = X;
+      batch_.x_edited = X;
       for (SlotBase* s : ran_)
-        if (s->edits_input()) s->forward_input(x_edited_);
+        if (s->edits_input()) s->forward_input(batch_.x_edited);
     }
-    const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(x_edited_) : X;
+    const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(batch_.x_edited) : X;
     base_->forward(input, Y);
     for (SlotBase* s : ran_)
       if (s->adds_delta()) s->forward_delta(input, Y);
@@ -212,27 +212,94 @@ class MultiAdapted {
     PEFT_REQUIRE(merged_.empty(), "MultiAdapted::forward: adapters [", joined(merged_),
                  "] are merged into the base, which every row of a mixed batch would get; call unmerge() first");
     invalidate();
-    group_rows(row_adapter);
-    for (const Group* g : order_) ran_.push_back(&slot(*g));
+    group_rows(batch_, row_adapter, "forward");
+    for (const Group* g : batch_.order) ran_.push_back(&slot(*g));
     bind_base(ran_);
 
     const bool edits = any_of(ran_, &SlotBase::edits_input);
     if (edits) {
-      x_edited_ = X;
-      for (const Group* g : order_)
-        if (slot(*g).edits_input()) edit_rows(*g, x_edited_, [&](Matrix<T>& m) { slot(*g).forward_input(m); });
+      batch_.x_edited = X;
+      for (const Group* g : batch_.order)
+        if (slot(*g).edits_input()) edit_rows(batch_, *g, batch_.x_edited, [&](Matrix<T>& m) { slot(*g).forward_input(m); });
     }
-    const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(x_edited_) : X;
+    const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(batch_.x_edited) : X;
     base_->forward(input, Y);
-    add_group_deltas(input, Y, &SlotBase::forward_delta);
-    for (const Group* g : order_)
-      if (slot(*g).edits_output()) edit_rows(*g, Y, [&](Matrix<T>& m) { slot(*g).forward_output(m); });
+    add_group_deltas(batch_, input, Y, [](SlotBase& s, const ConstMatrixRef<T>& in, Matrix<T>& out) { s.forward_delta(in, out); });
+    for (const Group* g : batch_.order)
+      if (slot(*g).edits_output()) edit_rows(batch_, *g, Y, [&](Matrix<T>& m) { slot(*g).forward_output(m); });
     last_ = Mode::mixed;
     rows_ = X.rows();
   }
   Matrix<T> forward(const ConstMatrixRef<T>& X, std::span<const int> row_adapter) {
     Matrix<T> Y;
     forward(X, row_adapter, Y);
+    return Y;
+  }
+  ///@}
+
+  /// Inference: forward(X, Y) in eval mode (no dropout) from a const layer
+  /// that keeps nothing, so several threads may call it at once on one layer
+  /// (while nothing changes the layer). Working memory is per thread and
+  /// reused; no backward follows it. Throws peft::Error unless X has
+  /// in_features() columns, or for an adapter kind without infer_* members.
+  ///@{
+  void infer(const ConstMatrixRef<T>& X, Matrix<T>& Y) const {
+    check_input("infer", X);
+    thread_local std::vector<SlotBase*> running;
+    running.clear();
+    for (SlotBase* s : active_)  // the active adapters not merged into the base
+      if (std::find(merged_.begin(), merged_.end(), s) == merged_.end()) running.push_back(require_infers(*s));
+    const bool edits = any_of(running, &SlotBase::edits_input);
+    Matrix<T>* edited = nullptr;
+    if (edits) {
+      edited = &thread_matrix<Batch, T>(X.rows(), X.cols());
+      *edited = X;
+      for (const SlotBase* s : running)
+        if (s->edits_input()) s->infer_input(*edited);
+    }
+    const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(*edited) : X;
+    base_->forward(input, Y);
+    for (const SlotBase* s : running)
+      if (s->adds_delta()) s->infer_delta(input, Y);
+    for (const SlotBase* s : running)
+      if (s->edits_output()) s->infer_output(*base_, Y);
+  }
+  Matrix<T> infer(const ConstMatrixRef<T>& X) const {
+    Matrix<T> Y;
+    infer(X, Y);
+    return Y;
+  }
+  ///@}
+
+  /// Inference on a mixed batch: forward(X, row_adapter, Y) with infer's
+  /// guarantees (const, nothing kept, several threads at once). Throws as
+  /// that forward does, or for an adapter kind without infer_* members.
+  ///@{
+  void infer(const ConstMatrixRef<T>& X, std::span<const int> row_adapter, Matrix<T>& Y) const {
+    check_input("infer", X);
+    PEFT_REQUIRE(static_cast<Index>(row_adapter.size()) == X.rows(), "MultiAdapted::infer: expected ", X.rows(),
+                 " row_adapter entries (one per row of X), got ", row_adapter.size());
+    PEFT_REQUIRE(merged_.empty(), "MultiAdapted::infer: adapters [", joined(merged_),
+                 "] are merged into the base, which every row of a mixed batch would get; call unmerge() first");
+    thread_local Batch batch;
+    group_rows(batch, row_adapter, "infer");
+    bool edits = false;
+    for (const Group* g : batch.order) edits = require_infers(slot(*g))->edits_input() || edits;
+    if (edits) {
+      batch.x_edited = X;
+      for (const Group* g : batch.order)
+        if (slot(*g).edits_input()) edit_rows(batch, *g, batch.x_edited, [&](Matrix<T>& m) { slot(*g).infer_input(m); });
+    }
+    const ConstMatrixRef<T> input = edits ? ConstMatrixRef<T>(batch.x_edited) : X;
+    base_->forward(input, Y);
+    add_group_deltas(batch, input, Y,
+                     [](const SlotBase& s, const ConstMatrixRef<T>& in, Matrix<T>& out) { s.infer_delta(in, out); });
+    for (const Group* g : batch.order)
+      if (slot(*g).edits_output()) edit_rows(batch, *g, Y, [&](Matrix<T>& m) { slot(*g).infer_output(*base_, m); });
+  }
+  Matrix<T> infer(const ConstMatrixRef<T>& X, std::span<const int> row_adapter) const {
+    Matrix<T> Y;
+    infer(X, row_adapter, Y);
     return Y;
   }
   ///@}
@@ -468,6 +535,10 @@ class MultiAdapted {
     virtual void backward_delta(const ConstMatrixRef<T>& dY, Matrix<T>& dX) = 0;
     virtual void forward_output(Matrix<T>& H) = 0;
     virtual void backward_output(Matrix<T>& dH) = 0;
+    virtual bool infers() const = 0;  // has the const inference edit points (Infers)
+    virtual void infer_input(Matrix<T>& X) const = 0;
+    virtual void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const = 0;
+    virtual void infer_output(const Base& base, Matrix<T>& H) const = 0;
     virtual std::vector<Parameter<T>> parameters() = 0;
     virtual void zero_grad() = 0;
     virtual Index num_params() const = 0;
@@ -518,6 +589,19 @@ class MultiAdapted {
     void backward_output(Matrix<T>& dH) override {
       if constexpr (EditsOutput<A>) adapter.backward_output(dH);
     }
+    bool infers() const override { return Infers<A>; }
+    void infer_input(Matrix<T>& X) const override {
+      if constexpr (Infers<A> && EditsInput<A>) adapter.infer_input(X);
+    }
+    void infer_delta(const ConstMatrixRef<T>& X, Matrix<T>& Y) const override {
+      if constexpr (Infers<A> && AddsDelta<A>) adapter.infer_delta(X, Y);
+    }
+    void infer_output(const Base& base, Matrix<T>& H) const override {
+      if constexpr (Infers<A> && EditsOutput<A>) {
+        if constexpr (requires { adapter.infer_output(H); }) adapter.infer_output(H);
+        else if constexpr (is_dense_linear<Base, T>) adapter.infer_output(base, H);
+      }
+    }
     std::vector<Parameter<T>> parameters() override { return adapter.parameters(); }
     void zero_grad() override { adapter.zero_grad(); }
     Index num_params() const override { return adapter.num_params(); }
@@ -553,6 +637,15 @@ class MultiAdapted {
     bool contiguous() const { return row.back() - row.front() + 1 == rows(); }
   };
 
+  /// A mixed batch's row groups and working memory: the layer's own for
+  /// forward and backward, the calling thread's for infer.
+  struct Batch {
+    std::vector<Group> groups;               // per adapter: its rows
+    std::vector<Group*> order;               // the groups with rows, first seen first
+    std::vector<Matrix<T>> parts, gathered;  // one matrix per shape (see scratch())
+    Matrix<T> x_edited;                      // the input after the input edits
+  };
+
   enum class Mode { none, active, mixed };
 
   void backward_active(const ConstMatrixRef<T>& dY, Matrix<T>& dX) {
@@ -574,53 +667,54 @@ class MultiAdapted {
     const bool edits = any_of(ran_, &SlotBase::edits_output);
     if (edits) {
       dH_ = dY;
-      for (const Group* g : order_)
-        if (slot(*g).edits_output()) edit_rows(*g, dH_, [&](Matrix<T>& m) { slot(*g).backward_output(m); });
+      for (const Group* g : batch_.order)
+        if (slot(*g).edits_output()) edit_rows(batch_, *g, dH_, [&](Matrix<T>& m) { slot(*g).backward_output(m); });
     }
     const ConstMatrixRef<T> dH = edits ? ConstMatrixRef<T>(dH_) : dY;
     base_->backward(dH, dX);
-    add_group_deltas(dH, dX, &SlotBase::backward_delta);
-    for (const Group* g : order_)
-      if (slot(*g).edits_input()) edit_rows(*g, dX, [&](Matrix<T>& m) { slot(*g).backward_input(m); });
+    add_group_deltas(batch_, dH, dX, [](SlotBase& s, const ConstMatrixRef<T>& in, Matrix<T>& out) { s.backward_delta(in, out); });
+    for (const Group* g : batch_.order)
+      if (slot(*g).edits_input()) edit_rows(batch_, *g, dX, [&](Matrix<T>& m) { slot(*g).backward_input(m); });
   }
 
-  /// For each group whose adapter adds a delta: delta(its rows of `in`) into
-  /// a zeroed block, added into its rows of `out` (forward_delta into Y,
-  /// backward_delta into dX). Contiguous rows are read in place.
-  void add_group_deltas(const ConstMatrixRef<T>& in, Matrix<T>& out,
-                        void (SlotBase::*delta)(const ConstMatrixRef<T>&, Matrix<T>&)) {
-    for (const Group* g : order_) {
+  /// For each group whose adapter adds a delta: delta(slot, its rows of
+  /// `in`, a zeroed block), the block added into its rows of `out`
+  /// (forward_delta into Y, backward_delta into dX, infer_delta into Y).
+  /// Contiguous rows are read in place.
+  template <class Delta>
+  void add_group_deltas(Batch& batch, const ConstMatrixRef<T>& in, Matrix<T>& out, Delta&& delta) const {
+    for (const Group* g : batch.order) {
       SlotBase& s = slot(*g);
       if (!s.adds_delta()) continue;
-      Matrix<T>& part = scratch(parts_, g->rows(), out.cols());
+      Matrix<T>& part = scratch(batch.parts, g->rows(), out.cols());
       part.setZero();
       if (g->contiguous()) {
-        (s.*delta)(in.middleRows(g->first(), g->rows()), part);
+        delta(s, in.middleRows(g->first(), g->rows()), part);
         out.middleRows(g->first(), g->rows()) += part;
       } else {
-        (s.*delta)(gather(in, *g), part);
+        delta(s, gather(batch, in, *g), part);
         for (Index k = 0; k < g->rows(); ++k) out.row(g->row[k]) += part.row(k);
       }
     }
   }
 
-  /// groups_[a]: the rows of adapter a (storage kept between calls); order_:
-  /// the adapters with rows, first seen first. Rows of −1 are in none.
-  void group_rows(std::span<const int> row_adapter) {
+  /// batch.groups[a]: the rows of adapter a (storage kept between calls);
+  /// batch.order: the adapters with rows, first seen first. Rows of −1 are in none.
+  void group_rows(Batch& batch, std::span<const int> row_adapter, const char* who) const {
     const int count = static_cast<int>(slots_.size());
-    groups_.resize(slots_.size());
+    batch.groups.resize(slots_.size());
     for (int a = 0; a < count; ++a) {
-      groups_[static_cast<std::size_t>(a)].adapter = a;
-      groups_[static_cast<std::size_t>(a)].row.clear();
+      batch.groups[static_cast<std::size_t>(a)].adapter = a;
+      batch.groups[static_cast<std::size_t>(a)].row.clear();
     }
-    order_.clear();
+    batch.order.clear();
     for (std::size_t i = 0; i < row_adapter.size(); ++i) {
       const int a = row_adapter[i];
-      PEFT_REQUIRE(a >= -1 && a < count, "MultiAdapted::forward: row_adapter[", i, "] = ", a,
+      PEFT_REQUIRE(a >= -1 && a < count, "MultiAdapted::", who, ": row_adapter[", i, "] = ", a,
                    "; expected -1 (base only) or an adapter index in [0, ", count, ")");
       if (a < 0) continue;
-      Group& g = groups_[static_cast<std::size_t>(a)];
-      if (g.row.empty()) order_.push_back(&g);
+      Group& g = batch.groups[static_cast<std::size_t>(a)];
+      if (g.row.empty()) batch.order.push_back(&g);
       g.row.push_back(static_cast<Index>(i));
     }
   }
@@ -645,16 +739,16 @@ class MultiAdapted {
   }
 
   /// The group's rows of `from`, in a scratch matrix.
-  Matrix<T>& gather(const ConstMatrixRef<T>& from, const Group& g) {
-    Matrix<T>& to = scratch(gathered_, g.rows(), from.cols());
+  static Matrix<T>& gather(Batch& batch, const ConstMatrixRef<T>& from, const Group& g) {
+    Matrix<T>& to = scratch(batch.gathered, g.rows(), from.cols());
     for (Index k = 0; k < g.rows(); ++k) to.row(k) = from.row(g.row[k]);
     return to;
   }
 
   /// Applies an in-place row-wise edit to the group's rows of M.
   template <class Edit>
-  void edit_rows(const Group& g, Matrix<T>& M, Edit&& edit) {
-    Matrix<T>& rows = gather(M, g);
+  static void edit_rows(Batch& batch, const Group& g, Matrix<T>& M, Edit&& edit) {
+    Matrix<T>& rows = gather(batch, M, g);
     edit(rows);
     for (Index k = 0; k < g.rows(); ++k) M.row(g.row[k]) = rows.row(k);
   }
@@ -663,6 +757,12 @@ class MultiAdapted {
     if constexpr (is_dense_linear<Base, T>)
       for (SlotBase* s : slots)
         if (s->uses_base()) s->use_base(*base_);
+  }
+
+  static SlotBase* require_infers(SlotBase& s) {
+    PEFT_REQUIRE(s.infers(), "MultiAdapted::infer: adapter '", s.name,
+                 "' has no inference path; expected a kind with infer_* members (see the Infers concept)");
+    return &s;
   }
 
   void check_input(const char* who, const ConstMatrixRef<T>& X) const {
@@ -737,12 +837,10 @@ class MultiAdapted {
   std::vector<SlotBase*> ran_;     // the adapters the last forward ran, for backward
   std::vector<SlotBase*> merged_;  // folded into *base_, in fold order
   std::vector<T> merged_values_;   // their parameters at merge()
-  std::vector<Group> groups_;   // per adapter: its rows in the last mixed forward
-  std::vector<Group*> order_;   // the groups with rows, first seen first
+  Batch batch_;  // the last mixed forward's groups, and the working memory of forward and backward
   Mode last_ = Mode::none;
   Index rows_ = 0;
-  Matrix<T> x_edited_, dH_;
-  std::vector<Matrix<T>> parts_, gathered_;  // mixed-batch scratch, one matrix per shape (see scratch())
+  Matrix<T> dH_;
 };
 
 }  // namespace peft
