@@ -183,6 +183,16 @@ TEST(SteadyState, LongTransforms) {
 /// it computes: its panel buffer is allocated once per thread, at the first step.
 template <class Base>
 void expect_rounded_base_allocates_like_linear() {
+  // Eigen's GEMM puts its packed blocks on the stack or the heap by their
+  // size, which it derives from the host's caches: with a 48 KiB L1 (one
+  // machine here) the float32 layer's blocks fit the stack where a panel's do
+  // not. Zen 4's sizes (32 KiB, 1 MiB, 32 MiB) make the counts host-independent.
+  const std::ptrdiff_t l1 = Eigen::l1CacheSize(), l2 = Eigen::l2CacheSize(), l3 = Eigen::l3CacheSize();
+  Eigen::setCpuCacheSizes(32 << 10, 1 << 20, 32 << 20);
+  struct RestoreCaches {
+    std::ptrdiff_t l1, l2, l3;
+    ~RestoreCaches() { Eigen::setCpuCacheSizes(l1, l2, l3); }
+  } restore{l1, l2, l3};
   for (const auto& [d_in, d_out] : {std::pair<Index, Index>{5000, 100}, {64, 4000}}) {
     SCOPED_TRACE(std::to_string(d_out) + " x " + std::to_string(d_in));
     Rng rng(3);
