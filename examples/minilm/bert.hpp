@@ -321,6 +321,21 @@ class BertEncoder {
     lowest_adapted_ = std::min(lowest_adapted_, l);
   }
 
+  /// Every adapted linear layer, layer by layer in Module order.
+  std::vector<peft::AdaptedLayer<T>*> adapted_layers() {
+    std::vector<peft::AdaptedLayer<T>*> out;
+    for (auto& layer : layers_)
+      for (int which = 0; which < kLinears; ++which)
+        if (layer.linear(static_cast<Module>(which)).adapted())
+          out.push_back(&layer.linear(static_cast<Module>(which)).adapter_layer());
+    return out;
+  }
+
+  /// Training (adapters' dropout on) or evaluation; the encoder itself has no dropout.
+  void set_training(bool training) {
+    for (auto* layer : adapted_layers()) layer->set_training(training);
+  }
+
   /// The mean-pooled embeddings (sequences × hidden) of a batch; keeps what backward needs.
   const Mat<T>& forward(const TokenBatch& batch) {
     check(batch);
