@@ -185,7 +185,7 @@ class EncoderLayer {
     a_ += X;
     attention_norm_.forward(a_, h1_);
     linear(Module::Intermediate).forward(h1_, i_);
-    g_ = i_.unaryExpr([](T z) { return peft::detail::activate(peft::Activation::GELU, z); });
+    peft::detail::activation_into(peft::Activation::GELU, i_, g_, /*add=*/false);  // vectorised erf
     linear(Module::Output).forward(g_, o_);
     o_ += h1_;
     output_norm_.forward(o_, Y);
@@ -195,7 +195,8 @@ class EncoderLayer {
   void backward(const Mat<T>& dY, const TokenBatch& batch, Mat<T>& dX) {
     output_norm_.backward(dY, do_);  // d(o_ before the norm): to the FFN and to h1 (residual)
     linear(Module::Output).backward(do_, dg_);
-    di_ = dg_.cwiseProduct(i_.unaryExpr([](T z) { return peft::detail::activate_derivative(peft::Activation::GELU, z); }));
+    di_ = dg_;
+    peft::detail::multiply_by_derivative(peft::Activation::GELU, i_, di_);
     linear(Module::Intermediate).backward(di_, dh1_);
     dh1_ += do_;
     attention_norm_.backward(dh1_, da_);  // to the attention output and to X (residual)
