@@ -5,13 +5,15 @@
 // --all-linear, on all six linear layers), and a fresh linear head reads the
 // mean-pooled embedding. AdamW, warmup + cosine decay, gradient clipping per
 // group (adapters, head). Prints one Markdown row per method: trainable
-// parameters, test accuracy (mean ± std over seeds), seconds per epoch, and
-// the process's peak resident memory.
+// parameters (adapters + head), test accuracy (mean ± std over seeds), seconds
+// per epoch, and the process's peak resident memory.
 //
 //   finetune_minilm --model DIR --data DIR [--methods all|NAME,NAME...] [--seeds 3]
 //                   [--epochs 3] [--batch 32] [--max-length 64] [--threads 1]
 //                   [--all-linear] [--lr-scale 1] [--head-lr 3e-3] [--limit N]
 //                   [--expect-accuracy P] [--list]
+//   finetune_minilm --plot TABLE.md OUT.svg   (accuracy vs parameters from a printed table)
+//   finetune_minilm --model DIR --bench STEPS [--bench-length 32] --methods NAME,... [--batch, --threads]
 //
 // --model: the model directory (config.json, model.safetensors, vocab.txt);
 // --data: make_dataset.py's output (train.tsv, test.tsv). run.sh builds both.
@@ -37,6 +39,7 @@
 #include <peft/peft.hpp>
 
 #include "bert.hpp"
+#include "svg_scatter.hpp"
 #include "wordpiece.hpp"
 
 namespace {
@@ -58,6 +61,8 @@ struct Options {
   Index epochs = 3, batch = 32, max_length = 64, limit = -1;
   bool all_linear = false, list = false;
   double lr_scale = 1.0, head_lr = 3e-3, expect_accuracy = 0;
+  Index bench_steps = 0, bench_length = 32;
+  std::string plot_table, plot_svg;
 };
 
 /// One fine-tuning method: its name, its adapters' learning rate, and what it
@@ -217,71 +222,141 @@ struct Run {
   Index params;
 };
 
-double accuracy(minilm::BertEncoder<T>& encoder, peft::Adapted<peft::Full<T>>& head, const std::vector<Example>& data,
-                Index batch) {
-  encoder.set_training(false);
-  std::vector<Index> order(data.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<Index>(i);
-  std::vector<int> labels;
-  Index correct = 0;
-  for (Index start = 0; start < static_cast<Index>(data.size()); start += batch) {
-    const Index n = std::min<Index>(batch, static_cast<Index>(data.size()) - start);
-    const Mat logits = head.forward(encoder.forward(make_batch(data, order, start, n, labels)));
-    for (Index i = 0; i < n; ++i) {
-      Index arg;
-      logits.row(i).maxCoeff(&arg);
-      correct += arg == labels[static_cast<std::size_t>(i)];
-    }
+/// The encoder with one method's adapters, a fresh head, and their optimizers.
+struct Classifier {
+  Classifier(const Options& o, const Method& method, const std::vector<Module>& targets, std::uint64_t seed, int classes)
+      : encoder(minilm::BertEncoder<T>::load(o.model)),
+        rng(seed),
+        // A fresh head: nn.Linear's init for the frozen part, a zero Full update trained on top.
+        head(peft::Linear<T>::random(encoder.config().hidden, classes, rng),
+             peft::Full<T>(encoder.config().hidden, classes)),
+        adapter_lr(method.lr * o.lr_scale),
+        head_lr(o.head_lr) {
+    for (Index l = 0; l < encoder.layers(); ++l)
+      for (const Module which : targets) method.attach(encoder, l, which, seed);
+    for (auto* layer : encoder.adapted_layers()) adapter_params.add(layer->parameters());
+    head_params.add(head.parameters());
+    adamw.emplace(adapter_params, peft::optim::AdamWOptions{.lr = adapter_lr});
+    head_adamw.emplace(head_params, peft::optim::AdamWOptions{.lr = head_lr});
   }
-  encoder.set_training(true);
-  return static_cast<double>(correct) / static_cast<double>(data.size());
-}
+
+  /// One training step at `lr_factor` times the base rates; returns the batch's mean loss.
+  double step(const minilm::TokenBatch& batch, const std::vector<int>& labels, double lr_factor) {
+    adamw->zero_grad();
+    head_adamw->zero_grad();
+    const double loss = cross_entropy(head.forward(encoder.forward(batch)), labels, dlogits);
+    encoder.backward(head.backward(dlogits));
+    if (adapter_params.size()) peft::optim::clip_grad_norm(adapter_params, 1.0);
+    peft::optim::clip_grad_norm(head_params, 1.0);
+    adamw->set_lr(adapter_lr * lr_factor);
+    head_adamw->set_lr(head_lr * lr_factor);
+    adamw->step();
+    head_adamw->step();
+    return loss;
+  }
+
+  double accuracy(const std::vector<Example>& data, Index batch) {
+    encoder.set_training(false);
+    std::vector<Index> order(data.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<Index>(i);
+    std::vector<int> labels;
+    Index correct = 0;
+    for (Index start = 0; start < static_cast<Index>(data.size()); start += batch) {
+      const Index n = std::min<Index>(batch, static_cast<Index>(data.size()) - start);
+      const Mat logits = head.forward(encoder.forward(make_batch(data, order, start, n, labels)));
+      for (Index i = 0; i < n; ++i) {
+        Index arg;
+        logits.row(i).maxCoeff(&arg);
+        correct += arg == labels[static_cast<std::size_t>(i)];
+      }
+    }
+    encoder.set_training(true);
+    return static_cast<double>(correct) / static_cast<double>(data.size());
+  }
+
+  minilm::BertEncoder<T> encoder;
+  peft::Rng rng;
+  peft::Adapted<peft::Full<T>> head;
+  double adapter_lr, head_lr;
+  peft::optim::ParamSet<T> adapter_params, head_params;
+  std::optional<peft::optim::AdamW<T>> adamw, head_adamw;
+  Mat dlogits;
+};
 
 Run train_and_test(const Options& o, const Method& method, const std::vector<Module>& targets, std::uint64_t seed,
                    const std::vector<Example>& train, const std::vector<Example>& test, int classes) {
-  auto encoder = minilm::BertEncoder<T>::load(o.model);
-  for (Index l = 0; l < encoder.layers(); ++l)
-    for (const Module which : targets) method.attach(encoder, l, which, seed);
-  peft::Rng rng(seed);
-  // A fresh head: nn.Linear's init for the frozen part, a zero Full update trained on top.
-  peft::Adapted<peft::Full<T>> head(peft::Linear<T>::random(encoder.config().hidden, classes, rng),
-                                    peft::Full<T>(encoder.config().hidden, classes));
-  peft::optim::ParamSet<T> adapter_params, head_params;
-  for (auto* layer : encoder.adapted_layers()) adapter_params.add(layer->parameters());
-  head_params.add(head.parameters());
-  peft::optim::AdamW<T> adamw(adapter_params, {.lr = method.lr * o.lr_scale});
-  peft::optim::AdamW<T> head_adamw(head_params, {.lr = o.head_lr});
+  Classifier model(o, method, targets, seed, classes);
   const Index per_epoch = (static_cast<Index>(train.size()) + o.batch - 1) / o.batch, total = per_epoch * o.epochs;
   const peft::optim::Schedule schedule(total, std::max<Index>(1, total / 10), peft::optim::Decay::Cosine);
   std::vector<Index> order(train.size());
   std::vector<int> labels;
-  Mat dlogits;
   Index step = 0;
   const auto start = std::chrono::steady_clock::now();
   for (Index epoch = 0; epoch < o.epochs; ++epoch) {
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<Index>(i);
-    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[static_cast<std::size_t>(rng.next() % i)]);
+    for (std::size_t i = order.size(); i > 1; --i)
+      std::swap(order[i - 1], order[static_cast<std::size_t>(model.rng.next() % i)]);
     double epoch_loss = 0;
     for (Index b = 0; b < per_epoch; ++b, ++step) {
       const Index first = b * o.batch, n = std::min<Index>(o.batch, static_cast<Index>(train.size()) - first);
       const minilm::TokenBatch batch = make_batch(train, order, first, n, labels);
-      adamw.zero_grad();
-      head_adamw.zero_grad();
-      epoch_loss += cross_entropy(head.forward(encoder.forward(batch)), labels, dlogits) * static_cast<double>(n);
-      encoder.backward(head.backward(dlogits));
-      if (adapter_params.size()) peft::optim::clip_grad_norm(adapter_params, 1.0);
-      peft::optim::clip_grad_norm(head_params, 1.0);
-      adamw.set_lr(method.lr * o.lr_scale * schedule.factor(step));
-      head_adamw.set_lr(o.head_lr * schedule.factor(step));
-      adamw.step();
-      head_adamw.step();
+      epoch_loss += model.step(batch, labels, schedule.factor(step)) * static_cast<double>(n);
     }
     std::fprintf(stderr, "  %s seed %llu epoch %lld: loss %.4f\n", method.name.c_str(),
                  static_cast<unsigned long long>(seed), static_cast<long long>(epoch + 1),
                  epoch_loss / static_cast<double>(train.size()));
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return {accuracy(encoder, head, test, 64), seconds / static_cast<double>(o.epochs), adapter_params.num_params()};
+  return {model.accuracy(test, 64), seconds / static_cast<double>(o.epochs),
+          model.adapter_params.num_params() + model.head_params.num_params()};
+}
+
+/// --bench: the median time of one training step on a fixed batch (random
+/// ids, --batch sequences of --bench-length tokens, no padding), after 2 warm-up steps.
+double step_milliseconds(const Options& o, const Method& method, const std::vector<Module>& targets) {
+  Classifier model(o, method, targets, 1, 4);
+  minilm::TokenBatch batch;
+  batch.sequences = o.batch;
+  batch.length = o.bench_length;
+  peft::Rng rng(11);
+  for (Index i = 0; i < o.batch * o.bench_length; ++i) {
+    batch.ids.push_back(static_cast<std::int32_t>(1000 + rng.next() % 29000));
+    batch.mask.push_back(1);
+  }
+  std::vector<int> labels(static_cast<std::size_t>(o.batch));
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(i % 4);
+  std::vector<double> ms;
+  for (Index s = 0; s < o.bench_steps + 2; ++s) {
+    const auto start = std::chrono::steady_clock::now();
+    model.step(batch, labels, 1.0);
+    if (s >= 2) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + static_cast<std::ptrdiff_t>(ms.size() / 2), ms.end());
+  return ms[ms.size() / 2];
+}
+
+/// --plot: test accuracy against trainable parameters, from a table this
+/// program (or run.sh) printed, as an SVG scatter plot.
+std::string plot_table(const std::string& table_path) {
+  std::ifstream in(table_path);
+  if (!in) throw std::runtime_error("finetune_minilm --plot: cannot open '" + table_path + "'");
+  std::vector<peft::bench::ScatterPoint> points;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> cells;
+    std::stringstream row(line);
+    for (std::string cell; std::getline(row, cell, '|');) cells.push_back(cell);
+    // "| method | params | mean ± std | ...": cells[0] is empty (before the first bar).
+    if (cells.size() < 4 || line.rfind("| method", 0) == 0 || line.rfind("|---", 0) == 0) continue;
+    const std::string name = cells[1].substr(1, cells[1].size() - 2);
+    const char* color = name.rfind("SURM", 0) == 0 ? "#c0392b" : name.rfind("LoRA", 0) == 0 ? "#2471a3" : "#444";
+    points.push_back({name, std::stod(cells[2]), std::stod(cells[3]), color});
+  }
+  if (points.empty()) throw std::runtime_error("finetune_minilm --plot: no rows in '" + table_path + "'");
+  return peft::bench::scatter_svg(points, {.title = "MiniLM-L6, Debian package sections: test accuracy vs parameters",
+                                           .x_label = "trainable parameters (adapters + head)",
+                                           .y_label = "test accuracy (mean of seeds)",
+                                           .y_unit = "%",
+                                           .y_step = 1.0});
 }
 
 Options parse(int argc, char** argv) {
@@ -306,11 +381,16 @@ Options parse(int argc, char** argv) {
     else if (arg == "--lr-scale") o.lr_scale = std::stod(value());
     else if (arg == "--head-lr") o.head_lr = std::stod(value());
     else if (arg == "--expect-accuracy") o.expect_accuracy = std::stod(value());
-    else if (arg == "--all-linear") o.all_linear = true;
+    else if (arg == "--bench") o.bench_steps = std::stol(value());
+    else if (arg == "--bench-length") o.bench_length = std::stol(value());
+    else if (arg == "--plot") {
+      o.plot_table = value();
+      o.plot_svg = value();
+    } else if (arg == "--all-linear") o.all_linear = true;
     else if (arg == "--list") o.list = true;
     else throw std::invalid_argument("finetune_minilm: unknown option '" + arg + "' (see the comment at the top)");
   }
-  if (!o.list && (o.model.empty() || o.data.empty()))
+  if (!o.list && o.plot_table.empty() && (o.model.empty() || (o.data.empty() && o.bench_steps == 0)))
     throw std::invalid_argument("finetune_minilm: --model DIR and --data DIR are required (run.sh passes both)");
   if (o.seeds < 1 || o.epochs < 1 || o.batch < 1 || o.max_length < 2 || o.threads < 1)
     throw std::invalid_argument("finetune_minilm: --seeds, --epochs, --batch, --threads >= 1 and --max-length >= 2");
@@ -326,6 +406,10 @@ int main(int argc, char** argv) {
         o.all_linear ? std::vector<Module>{Module::Query, Module::Key, Module::Value, Module::AttentionOutput,
                                            Module::Intermediate, Module::Output}
                      : std::vector<Module>{Module::Query, Module::Value};
+    if (!o.plot_table.empty()) {
+      std::ofstream(o.plot_svg) << plot_table(o.plot_table);
+      return 0;
+    }
     const minilm::BertConfig config = o.list ? minilm::BertConfig{} : minilm::BertConfig::read(o.model + "/config.json");
     const std::vector<Method> methods = all_methods(config, targets);
     if (o.list) {
@@ -333,6 +417,14 @@ int main(int argc, char** argv) {
       return 0;
     }
     peft::set_gemm_threads(o.threads);
+    if (o.bench_steps > 0) {
+      std::printf("| method | ms per step (batch %lld x %lld tokens, %d threads) |\n|---|---:|\n",
+                  static_cast<long long>(o.batch), static_cast<long long>(o.bench_length), o.threads);
+      for (const Method& m : methods)
+        if (std::find(o.methods.begin(), o.methods.end(), m.name) != o.methods.end())
+          std::printf("| %s | %.2f |\n", m.name.c_str(), step_milliseconds(o, m, targets));
+      return 0;
+    }
     const peft::examples::wordpiece_tokenizer tokenizer(o.model + "/vocab.txt");
     int classes = 0;
     std::vector<Example> train = read_split(o.data + "/train.tsv", tokenizer, o.max_length, classes);

