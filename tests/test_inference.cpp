@@ -1,8 +1,9 @@
 // Inference: Adapted::infer and MultiAdapted::infer (one active set or a
 // mixed batch) against the eval-mode forward for every adapter kind, from
-// several threads at once on one layer (this file also runs under
-// ThreadSanitizer), without disturbing a training forward's backward; and a
-// second backward on one forward refused.
+// several threads at once on one layer, without disturbing a training
+// forward's backward; and a second backward on one forward refused. The
+// threaded tests also run under ThreadSanitizer (test_inference_tsan, built
+// with PEFT_TEST_THREADS_ONLY: only those tests, to keep that build small).
 #include <memory>
 #include <string>
 #include <thread>
@@ -55,6 +56,7 @@ void for_every_kind(Check&& check) {
   check(LoRTA<T>(factors, 1, 2), "LoRTA");
 }
 
+#ifndef PEFT_TEST_THREADS_ONLY
 template <class T>
 class InferenceTest : public ::testing::Test {};
 TYPED_TEST_SUITE(InferenceTest, Precisions);
@@ -120,6 +122,8 @@ TYPED_TEST(InferenceTest, LeavesTheTrainingForwardsBackwardAlone) {
   });
 }
 
+#endif  // PEFT_TEST_THREADS_ONLY
+
 /// Runs `work(t)` on `threads` threads at once.
 template <class Work>
 void on_threads(int threads, Work&& work) {
@@ -169,6 +173,7 @@ MultiAdapted<T> many_kinds() {
   return layer;
 }
 
+#ifndef PEFT_TEST_THREADS_ONLY
 TYPED_TEST(InferenceTest, MultiAdaptedActiveSetsAndMixedBatches) {
   using T = TypeParam;
   auto layer = many_kinds<T>();
@@ -194,6 +199,8 @@ TYPED_TEST(InferenceTest, MultiAdaptedActiveSetsAndMixedBatches) {
   EXPECT_PEFT_ERROR(frozen.infer(X, std::vector<int>(3, 0)), "MultiAdapted::infer: expected 11 row_adapter entries");
   EXPECT_PEFT_ERROR(frozen.infer(X, std::vector<int>(11, 7)), "MultiAdapted::infer: row_adapter[0] = 7");
 }
+
+#endif  // PEFT_TEST_THREADS_ONLY
 
 TEST(Inference, MixedBatchesFromSeveralThreads) {
   using T = float;
@@ -221,6 +228,7 @@ TEST(Inference, MixedBatchesFromSeveralThreads) {
   for (double w : worst) EXPECT_EQ(w, 0.0);
 }
 
+#ifndef PEFT_TEST_THREADS_ONLY
 TEST(Inference, BadInputIsRefused) {
   Rng rng(1);
   const Adapted layer(Linear<double>::random(kIn, kOut, rng), LoRA<double>(kIn, kOut, {.r = 2}));
@@ -241,6 +249,7 @@ TEST(Adapted, RefusesASecondBackwardOnOneForward) {
   layer.forward(X);  // a new forward allows one more
   layer.backward(dY);
 }
+#endif  // PEFT_TEST_THREADS_ONLY
 
 }  // namespace
 }  // namespace peft::test

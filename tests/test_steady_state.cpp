@@ -240,11 +240,12 @@ TEST(SteadyState, MultiAdaptedActiveSetsAndMixedBatches) {
     layer.base().backward(dY, dX);
   });
   layer.set_adapter({"ff", "lora", "circulant", "red"});
-  for (const auto& [what, step] : std::vector<std::pair<std::string, std::function<void()>>>{
+  for (const auto& pass : std::vector<std::pair<std::string, std::function<void()>>>{
            {"active set", [&] { layer.forward(X, Y); }},
            {"interleaved rows", [&] { layer.forward(X, interleaved, Y); }},
            {"sorted rows", [&] { layer.forward(X, sorted, Y); }}}) {
-    SCOPED_TRACE(what);
+    SCOPED_TRACE(pass.first);
+    const std::function<void()>& step = pass.second;  // not a structured binding: clang 14 cannot capture those
     const Allocations multi = count_steady_state([&] {
       step();
       layer.backward(dY, dX);

@@ -287,7 +287,8 @@ inline std::vector<Method> all_methods(std::uint64_t seed) {
       {"SURM sym. Toeplitz", {.structure = Structure::SymToeplitz, .alpha = 1.0, .seed = seed}, 1e-3},
       {"SURM Kronecker r=16", {.structure = Structure::Kronecker, .rank = 16, .alpha = 16.0, .seed = seed}, 3e-2},
       {"SURM LDR rho=2", {.structure = Structure::LDR, .rank = 2, .alpha = 1.0, .seed = seed}, 3e-3}};
-  for (const auto& [name, c, lr] : surms)
+  for (const auto& [name, config, lr] : surms) {
+    const SURMConfig c = config;  // a copy to capture: clang 14 cannot capture a structured binding
     methods.push_back(method<SURM<T>>(
         name, lr, "SURM", [c](Index l, Index i, Index o) {
           auto cl = c;
@@ -295,6 +296,7 @@ inline std::vector<Method> all_methods(std::uint64_t seed) {
           return SURM<T>(i, o, cl);
         },
         [c] { return io::peft_config(c); }));
+  }
   methods.push_back(method<RED<T>>("RED", 3e-1, "RED", [](Index, Index i, Index o) { return RED<T>(i, o); },
                                    [] { return io::peft_config(REDConfig{}); }));
   methods.push_back(method<IA3<T>>("IA3", 1.0, "IA3", [](Index, Index i, Index o) { return IA3<T>(i, o); },
