@@ -31,6 +31,14 @@
 #include <nlohmann/json.hpp>
 #include <peft/peft.hpp>
 
+// The attention loops run over (sequence, head) pairs on OpenMP's threads
+// when the example is built with it (--threads); each pair writes only its own blocks.
+#ifdef _OPENMP
+#define MINILM_PARALLEL_FOR _Pragma("omp parallel for schedule(static)")
+#else
+#define MINILM_PARALLEL_FOR
+#endif
+
 namespace minilm {
 
 using peft::Index;
@@ -94,6 +102,7 @@ class LayerNorm {
     normalised_.resize(X.rows(), n);
     inv_std_.resize(X.rows());
     Y.resize(X.rows(), n);
+    MINILM_PARALLEL_FOR
     for (Index i = 0; i < X.rows(); ++i) {
       const T mean = X.row(i).mean();
       const T var = (X.row(i).array() - mean).square().mean();  // biased, as torch
@@ -107,8 +116,9 @@ class LayerNorm {
   void backward(const Mat<T>& dY, Mat<T>& dX) const {
     const T n = static_cast<T>(dY.cols());
     dX.resize(dY.rows(), dY.cols());
+    MINILM_PARALLEL_FOR
     for (Index i = 0; i < dY.rows(); ++i) {
-      const auto g = (dY.row(i).array() * weight_.transpose().array()).eval();  // dL/d(normalised)
+      const auto g = dY.row(i).array() * weight_.transpose().array();  // dL/d(normalised)
       const T mean_g = g.sum() / n, mean_gx = (g * normalised_.row(i).array()).sum() / n;
       dX.row(i) = inv_std_(i) * (g - mean_g - normalised_.row(i).array() * mean_gx);
     }
@@ -192,23 +202,26 @@ class EncoderLayer {
   }
 
   /// dX from dY of the last forward; adds into the adapters' gradients.
-  void backward(const Mat<T>& dY, const TokenBatch& batch, Mat<T>& dX) {
+  /// Without `input_gradient` (the lowest layer trained, over frozen
+  /// embeddings) dX is left alone, and the query, key and value projections
+  /// run backward only where an adapter needs its gradients.
+  void backward(const Mat<T>& dY, const TokenBatch& batch, Mat<T>& dX, bool input_gradient = true) {
     output_norm_.backward(dY, do_);  // d(o_ before the norm): to the FFN and to h1 (residual)
-    linear(Module::Output).backward(do_, dg_);
-    di_ = dg_;
+    linear(Module::Output).backward(do_, di_);
     peft::detail::multiply_by_derivative(peft::Activation::GELU, i_, di_);
     linear(Module::Intermediate).backward(di_, dh1_);
     dh1_ += do_;
     attention_norm_.backward(dh1_, da_);  // to the attention output and to X (residual)
     linear(Module::AttentionOutput).backward(da_, dcontext_);
-    attend_backward(batch);
-    dX = da_;
-    linear(Module::Query).backward(dq_, dtmp_);
-    dX += dtmp_;
-    linear(Module::Key).backward(dk_, dtmp_);
-    dX += dtmp_;
-    linear(Module::Value).backward(dv_, dtmp_);
-    dX += dtmp_;
+    const bool key_gradient = input_gradient || linear(Module::Key).adapted();
+    attend_backward(batch, key_gradient);
+    if (input_gradient) std::swap(dX, da_);
+    const Mat<T>* upstream[] = {&dq_, &dk_, &dv_};
+    for (const Module which : {Module::Query, Module::Key, Module::Value}) {
+      if (!input_gradient && !linear(which).adapted()) continue;
+      linear(which).backward(*upstream[static_cast<int>(which)], dtmp_);
+      if (input_gradient) dX += dtmp_;
+    }
   }
 
  private:
@@ -219,54 +232,58 @@ class EncoderLayer {
     const T scale = T(1) / std::sqrt(static_cast<T>(dh));
     context_.resize(q_.rows(), q_.cols());
     probs_.resize(batch.sequences * H * L, L);
-    for (Index b = 0; b < batch.sequences; ++b) {
-      for (Index h = 0; h < H; ++h) {
-        auto P = probs_.middleRows((b * H + h) * L, L);
-        P.noalias() = scale * q_.block(b * L, h * dh, L, dh) * k_.block(b * L, h * dh, L, dh).transpose();
-        for (Index i = 0; i < L; ++i) {
-          T top = -std::numeric_limits<T>::infinity();
-          for (Index j = 0; j < L; ++j)
-            if (batch.mask[static_cast<std::size_t>(b * L + j)]) top = std::max(top, P(i, j));
-          T sum = 0;
-          for (Index j = 0; j < L; ++j) {
-            // A masked key gets exactly 0, as exp(score + finfo.min) does in transformers.
-            const T e = batch.mask[static_cast<std::size_t>(b * L + j)] ? std::exp(P(i, j) - top) : T(0);
-            P(i, j) = e;
-            sum += e;
-          }
-          P.row(i) /= sum;
-        }
-        context_.block(b * L, h * dh, L, dh).noalias() = P * v_.block(b * L, h * dh, L, dh);
+    // 0 for a real key, -inf for padding: exp() then gives a masked key
+    // exactly 0, as exp(score + finfo.min) does in transformers.
+    key_bias_.resize(batch.sequences, L);
+    for (Index b = 0; b < batch.sequences; ++b)
+      for (Index j = 0; j < L; ++j)
+        key_bias_(b, j) = batch.mask[static_cast<std::size_t>(b * L + j)] ? T(0) : -std::numeric_limits<T>::infinity();
+    MINILM_PARALLEL_FOR
+    for (Index bh = 0; bh < batch.sequences * H; ++bh) {
+      const Index b = bh / H, h = bh % H;
+      auto P = probs_.middleRows(bh * L, L);
+      P.noalias() = scale * q_.block(b * L, h * dh, L, dh) * k_.block(b * L, h * dh, L, dh).transpose();
+      for (Index i = 0; i < L; ++i) {  // rows are contiguous: Eigen's vectorised exp
+        auto row = P.row(i).array();
+        row += key_bias_.row(b).array();
+        row = (row - row.maxCoeff()).exp();
+        row /= row.sum();
       }
+      context_.block(b * L, h * dh, L, dh).noalias() = P * v_.block(b * L, h * dh, L, dh);
     }
   }
 
-  void attend_backward(const TokenBatch& batch) {
+  // dq_, dv_ (and dk_ when asked) from dcontext_.
+  void attend_backward(const TokenBatch& batch, bool key_gradient) {
     const Index L = batch.length, dh = config_.head_dim(), H = config_.heads;
     const T scale = T(1) / std::sqrt(static_cast<T>(dh));
     dq_.resize(q_.rows(), q_.cols());
     dk_.resize(k_.rows(), k_.cols());
     dv_.resize(v_.rows(), v_.cols());
-    for (Index b = 0; b < batch.sequences; ++b) {
-      for (Index h = 0; h < H; ++h) {
-        const auto P = probs_.middleRows((b * H + h) * L, L);
-        const auto dC = dcontext_.block(b * L, h * dh, L, dh);
-        dv_.block(b * L, h * dh, L, dh).noalias() = P.transpose() * dC;
-        dp_.noalias() = dC * v_.block(b * L, h * dh, L, dh).transpose();
-        // softmax backward: dS = P ∘ (dP − rowsum(dP ∘ P)); then the 1/√d_head scale.
-        const Vec<T> dot = (dp_.array() * P.array()).rowwise().sum();
-        dp_ = (P.array() * (dp_.array().colwise() - dot.array())) * scale;
-        dq_.block(b * L, h * dh, L, dh).noalias() = dp_ * k_.block(b * L, h * dh, L, dh);
-        dk_.block(b * L, h * dh, L, dh).noalias() = dp_.transpose() * q_.block(b * L, h * dh, L, dh);
+    dscores_.resize(probs_.rows(), probs_.cols());
+    MINILM_PARALLEL_FOR
+    for (Index bh = 0; bh < batch.sequences * H; ++bh) {
+      const Index b = bh / H, h = bh % H;
+      const auto P = probs_.middleRows(bh * L, L);
+      const auto dC = dcontext_.block(b * L, h * dh, L, dh);
+      auto dS = dscores_.middleRows(bh * L, L);
+      dv_.block(b * L, h * dh, L, dh).noalias() = P.transpose() * dC;
+      dS.noalias() = dC * v_.block(b * L, h * dh, L, dh).transpose();
+      // softmax backward: dS = P ∘ (dP − rowsum(dP ∘ P)); then the 1/√d_head scale.
+      for (Index i = 0; i < L; ++i) {
+        const T dot = dS.row(i).dot(P.row(i));
+        dS.row(i).array() = P.row(i).array() * (dS.row(i).array() - dot) * scale;
       }
+      dq_.block(b * L, h * dh, L, dh).noalias() = dS * k_.block(b * L, h * dh, L, dh);
+      if (key_gradient) dk_.block(b * L, h * dh, L, dh).noalias() = dS.transpose() * q_.block(b * L, h * dh, L, dh);
     }
   }
 
   BertConfig config_;
   std::vector<Projection<T>> linears_;
   LayerNorm<T> attention_norm_, output_norm_;
-  Mat<T> q_, k_, v_, context_, probs_, a_, h1_, i_, g_, o_;
-  Mat<T> do_, dg_, di_, dh1_, da_, dcontext_, dq_, dk_, dv_, dp_, dtmp_;
+  Mat<T> q_, k_, v_, context_, probs_, key_bias_, a_, h1_, i_, g_, o_;
+  Mat<T> do_, di_, dh1_, da_, dcontext_, dq_, dk_, dv_, dscores_, dtmp_;
 };
 
 /// The encoder with mean pooling: token ids → one embedding per sequence.
@@ -342,13 +359,13 @@ class BertEncoder {
     check(batch);
     batch_ = batch;
     const Index L = batch.length, d = config_.hidden;
-    Mat<T> embedded(batch.sequences * L, d);
+    embedded_.resize(batch.sequences * L, d);
     for (Index b = 0; b < batch.sequences; ++b)
       for (Index t = 0; t < L; ++t)
-        embedded.row(b * L + t) = word_.row(batch.ids[static_cast<std::size_t>(b * L + t)]) + position_.row(t) +
+        embedded_.row(b * L + t) = word_.row(batch.ids[static_cast<std::size_t>(b * L + t)]) + position_.row(t) +
                                   token_type_.row(0);
     hidden_.resize(layers_.size() + 1);
-    embedding_norm_.forward(embedded, hidden_[0]);
+    embedding_norm_.forward(embedded_, hidden_[0]);
     for (std::size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(hidden_[l], batch, hidden_[l + 1]);
     pooled_.setZero(batch.sequences, d);
     for (Index b = 0; b < batch.sequences; ++b) {
@@ -381,7 +398,8 @@ class BertEncoder {
         if (batch_.mask[static_cast<std::size_t>(b * L + t)]) dh_.row(b * L + t) = dpooled.row(b) / static_cast<T>(count);
     }
     for (Index l = layers() - 1; l >= lowest_adapted_; --l) {
-      layers_[static_cast<std::size_t>(l)].backward(dh_, batch_, dnext_);
+      // Below the lowest adapted layer everything is frozen: no gradient goes there.
+      layers_[static_cast<std::size_t>(l)].backward(dh_, batch_, dnext_, /*input_gradient=*/l > lowest_adapted_);
       std::swap(dh_, dnext_);
     }
   }
@@ -421,7 +439,7 @@ class BertEncoder {
   Index lowest_adapted_;
   TokenBatch batch_;
   std::vector<Mat<T>> hidden_;
-  Mat<T> pooled_, dh_, dnext_;
+  Mat<T> embedded_, pooled_, dh_, dnext_;
 };
 
 }  // namespace minilm

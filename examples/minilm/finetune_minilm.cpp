@@ -20,6 +20,9 @@
 // --limit: the first N training examples only; --expect-accuracy: exit 1 if a
 // method's mean test accuracy (%) is below P (the smoke test's check).
 #include <sys/resource.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -417,6 +420,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     peft::set_gemm_threads(o.threads);
+#ifdef _OPENMP
+    omp_set_num_threads(o.threads);  // the encoder's attention loops
+#endif
     if (o.bench_steps > 0) {
       std::printf("| method | ms per step (batch %lld x %lld tokens, %d threads) |\n|---|---:|\n",
                   static_cast<long long>(o.batch), static_cast<long long>(o.bench_length), o.threads);
